@@ -189,6 +189,28 @@ def test_odds_ratio_without_events_in_one_arm_is_undefined_with_reasons():
     assert np.isfinite(result.MH)
 
 
+def test_zero_standard_error_gives_no_test_rather_than_certainty():
+    # risks of exactly 0 and 1 in every table, corrections off: the SGR variance is 0
+    data = {"ai": [0, 10], "bi": [10, 0], "ci": [0, 10], "di": [10, 0]}
+
+    result = rma_mh("RD", data, to=("none", "none"))
+
+    assert result.beta == 0.0 and result.se == 0.0
+    assert np.isnan(result.stat) and np.isnan(result.pval)
+    assert "standard error is 0" in result.na_reasons["pval"]
+
+
+def test_zero_sampling_variance_makes_q_undefined_not_zero():
+    data = {"ai": [0, 3], "bi": [10, 7], "ci": [0, 5], "di": [10, 5]}
+
+    result = rma_mh("RD", data, to=("none", "none"), drop00=(False, False))
+
+    assert result.k_yi == 2
+    assert np.isfinite(result.beta)
+    assert np.isnan(result.QE) and np.isnan(result.I2)
+    assert "sampling variance 0" in result.na_reasons["QE"]
+
+
 def test_nothing_left_to_pool_is_an_error():
     data = {"ai": [None, 3], "bi": [20, None], "ci": [0, 5], "di": [17, 25]}
 

@@ -178,14 +178,29 @@ def _select_tables(table: StudyTable, drop00: bool) -> tuple[np.ndarray, dict[in
     return used, omitted
 
 
-def _heterogeneity(yi: np.ndarray, vi: np.ndarray, beta: float) -> tuple[float, float, float, float]:
+def _heterogeneity(
+    yi: np.ndarray, vi: np.ndarray, beta: float, na_reasons: dict[str, str]
+) -> tuple[float, float, float, float]:
     """Cochran's Q around ``beta`` with inverse-variance weights, with I² and H² (as in rma.mh)."""
     k_yi = yi.size
     if k_yi <= 1:
         return 0.0, 1.0, 0.0, 1.0
     df = k_yi - 1
-    qe = max(0.0, float(np.sum((yi - beta) ** 2 / vi)))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        qe = float(np.sum((yi - beta) ** 2 / vi))
+    if not np.isfinite(qe):
+        # only reachable with the zero-cell correction switched off (to="none"): a study with
+        # sampling variance 0 has infinite weight
+        for name in ("QE", "QEp", "I2", "H2"):
+            na_reasons[name] = "a study has sampling variance 0, so Q is undefined"
+        return np.nan, np.nan, np.nan, np.nan
+    qe = max(0.0, qe)
     return qe, float(stats.chi2.sf(qe, df)), _i2(qe, df), qe / df
+
+
+def _clamp0(value: float) -> float:
+    """max(0, value) that keeps NaN, as R's max() does (Python's max(0.0, nan) returns 0.0)."""
+    return value if np.isnan(value) else max(0.0, value)
 
 
 def _i2(qe: float, df: int) -> float:
@@ -193,7 +208,15 @@ def _i2(qe: float, df: int) -> float:
     return max(0.0, 100 * (qe - df) / qe) if qe > 0 else 0.0
 
 
-def _z_summary(beta: float, se: float, crit: float) -> tuple[float, float, float, float]:
+def _z_summary(
+    beta: float, se: float, crit: float, na_reasons: dict[str, str]
+) -> tuple[float, float, float, float]:
+    """z statistic, two-sided p-value and confidence limits of a pooled estimate."""
+    if not se > 0:
+        # every table has risks of exactly 0 or 1 (possible for RD without correction); metafor
+        # divides by zero here and reports z = +-Inf, p = 0, which would read as certainty
+        na_reasons["stat"] = na_reasons["pval"] = "the standard error is 0: no test is possible"
+        return np.nan, np.nan, beta, beta
     stat = beta / se
     return stat, float(2 * stats.norm.sf(abs(stat))), beta - crit * se, beta + crit * se
 
@@ -293,9 +316,9 @@ def rma_mh(
             na_reasons[name] = undefined
         qe = qep = i2 = h2 = np.nan
     else:
-        stat, pval, ci_lb, ci_ub = _z_summary(beta, se, crit)
+        stat, pval, ci_lb, ci_ub = _z_summary(beta, se, crit, na_reasons)
         usable = es.usable
-        qe, qep, i2, h2 = _heterogeneity(es.yi[usable], es.vi[usable], beta)
+        qe, qep, i2, h2 = _heterogeneity(es.yi[usable], es.vi[usable], beta, na_reasons)
 
     for name, measures in _TESTS_DEFINED_FOR.items():
         if measure not in measures:
@@ -390,8 +413,8 @@ def _mh_or_tests(ai, bi, ci, di, beta, correct, na_reasons) -> tuple[dict[str, f
     n22 = n11 - n1i[pos] - xt[pos] + ni[pos]
     dev = ai[pos] - n11
     inv_var = 1 / n11 + 1 / n12 + 1 / n21 + 1 / n22
-    out["BD"] = max(0.0, float(np.sum(dev**2 * inv_var)))
-    out["TA"] = max(0.0, out["BD"] - float(np.sum(dev) ** 2 / np.sum(1 / inv_var)))
+    out["BD"] = _clamp0(float(np.sum(dev**2 * inv_var)))
+    out["TA"] = _clamp0(out["BD"] - float(np.sum(dev) ** 2 / np.sum(1 / inv_var)))
     if k_pos > 1:
         out["BDp"] = float(stats.chi2.sf(out["BD"], k_pos - 1))
         out["TAp"] = float(stats.chi2.sf(out["TA"], k_pos - 1))
@@ -522,14 +545,14 @@ def rma_peto(
     o_minus_e = ai - expected
     beta = float(np.sum(o_minus_e) / sum_v)
     se = float(np.sqrt(1 / sum_v))
-    stat, pval, ci_lb, ci_ub = _z_summary(beta, se, crit)
+    na_reasons: dict[str, str] = {}
+    stat, pval, ci_lb, ci_ub = _z_summary(beta, se, crit, na_reasons)
 
     informative = variance > 0
     k_pos = int(informative.sum())
     k_yi = int(es.usable.sum())
-    qe = max(
-        0.0,
-        float(np.sum(o_minus_e[informative] ** 2 / variance[informative]) - np.sum(o_minus_e) ** 2 / sum_v),
+    qe = _clamp0(
+        float(np.sum(o_minus_e[informative] ** 2 / variance[informative]) - np.sum(o_minus_e) ** 2 / sum_v)
     )
     if k_pos > 1:
         df = k_yi - 1
@@ -555,6 +578,6 @@ def rma_peto(
         QEp=qep,
         I2=i2,
         H2=h2,
-        na_reasons={},
+        na_reasons=na_reasons,
         k_pos=k_pos,
     )
