@@ -1,0 +1,883 @@
+"""Batched heterogeneity (tau²) estimation and weighted least squares for the normal-normal model.
+
+This is the numerical core behind :func:`workers.metaanalysis.rma.rma` and the sensitivity
+analyses. It implements the estimators of metafor's ``rma.uni()`` (Viechtbauer 2010, J Stat Softw
+36(3); metafor 3.8-1 ``R/rma.uni.r``) for a *family* of subsets of the same studies at once:
+
+* ``full``  -- the one model on all k studies (``rma()`` itself);
+* ``loo``   -- the k leave-one-out models (``leave1out()``, ``influence()``);
+* ``cumul`` -- the k cumulative models on studies 1..i (``cumul()``).
+
+Every quantity metafor computes from the k x k matrix ``P = W - W X (X'WX)^-1 X'W`` is rewritten
+here with weighted sums ``sum_j c_j G_j`` of the per-study products ``G_j = (x_j x_j', x_j y_j,
+y_j^2)``, so a fit costs O(k p^2) per iteration and never forms a k x k matrix. For a family of
+subsets, sums with fixed weights (1/v, 1, v, ...) come from prefix/suffix cumulative sums in
+O(k), and sums with tau²-dependent weights are evaluated in row chunks of a (subset x study)
+weight matrix whose excluded entries are zeroed, i.e. every subset's sum runs over exactly its
+own studies (no "total minus own term" cancellation).
+
+Numerically, y is centred at its mean (as metafor's ``Ymc``) and the moderator columns are
+centred and scaled; because the intercept is always in the model this is a reparametrisation
+that leaves P unchanged, and it keeps X'WX well conditioned. Coefficients and their covariance
+are mapped back to the original parametrisation at the end.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import math
+from collections.abc import Callable
+
+import numpy as np
+from scipy import special
+
+METHODS: tuple[str, ...] = ("EE", "DL", "HE", "HS", "SJ", "ML", "REML", "EB", "PM")
+TESTS: tuple[str, ...] = ("z", "knha", "t")
+
+_EPS = float(np.finfo(float).eps)
+# Elements of one chunk of the (subset x study) weight matrix: ~2 MB keeps a chunk in cache.
+_CHUNK_ELEMENTS = 1 << 18
+
+
+@dataclasses.dataclass(frozen=True)
+class Control:
+    """Iteration settings (metafor's ``control`` list of ``rma.uni``).
+
+    The defaults are the tight settings the reference results were computed with
+    (``threshold = tol = 1e-13``, ``maxiter = 10000``), not metafor's looser defaults.
+    """
+
+    threshold: float = 1e-13
+    tol: float = 1e-13
+    maxiter: int = 10000
+
+
+DEFAULT_CONTROL = Control()
+
+
+def alpha_from_level(level: float) -> float:
+    """Convert a confidence level to alpha exactly as metafor's ``.level()`` does.
+
+    ``level >= 1`` is a percentage (95 -> 0.05); ``0.5 < level < 1`` a proportion; ``level == 0``
+    gives alpha 1.
+    """
+    if level == 0:
+        return 1.0
+    if level >= 1:
+        return (100.0 - level) / 100.0
+    if level > 0.5:
+        return 1.0 - level
+    return float(level)
+
+
+# ----------------------------------------------------------------------------------------------
+# data and subset families
+# ----------------------------------------------------------------------------------------------
+
+
+class Problem:
+    """The studies of one model: centred outcomes, sampling variances and the design.
+
+    Parameters
+    ----------
+    yi, vi : array_like
+        Outcomes and (positive) sampling variances of the k studies in the model.
+    X : ndarray or None
+        Full design matrix *including* the intercept column, or None for intercept-only.
+    """
+
+    def __init__(self, yi: np.ndarray, vi: np.ndarray, X: np.ndarray | None = None) -> None:
+        y = np.asarray(yi, dtype=float)
+        v = np.asarray(vi, dtype=float)
+        k = y.size
+        self.k = k
+        self.y = y
+        self.v = v
+        self.ybar = float(y.mean())
+        yc = y - self.ybar
+        self.yc = yc
+        if X is None or X.shape[1] == 1:
+            self.p = 1
+            self.X = np.ones((k, 1)) if X is None else np.asarray(X, dtype=float)
+            self.Xc = np.ones((k, 1))
+            G = np.empty((k, 3))
+            G[:, 0] = 1.0
+            G[:, 1] = yc
+            G[:, 2] = yc * yc
+            self.center = np.zeros(0)
+            self.scale = np.ones(0)
+        else:
+            X = np.asarray(X, dtype=float)
+            p = X.shape[1]
+            self.p = p
+            self.X = X
+            mods = X[:, 1:]
+            center = mods.mean(axis=0)
+            scale = mods.std(axis=0)
+            scale[scale == 0] = 1.0  # a constant column is caught as singular before we get here
+            Xc = np.empty_like(X)
+            Xc[:, 0] = 1.0
+            Xc[:, 1:] = (mods - center) / scale
+            self.Xc = Xc
+            self.center = center
+            self.scale = scale
+            G = np.concatenate(
+                [(Xc[:, :, None] * Xc[:, None, :]).reshape(k, p * p), Xc * yc[:, None], (yc * yc)[:, None]],
+                axis=1,
+            )
+        self.G = np.ascontiguousarray(G)
+        self.q = self.G.shape[1]
+
+    # -- mapping back to the original parametrisation -------------------------------------------
+    def beta_back(self, beta_c: np.ndarray) -> np.ndarray:
+        """Coefficients (n, p) on the centred/scaled scale -> original scale (adds back mean(y))."""
+        beta = np.array(beta_c, dtype=float, copy=True)
+        beta[:, 0] += self.ybar
+        if self.p > 1:
+            beta[:, 1:] = beta[:, 1:] / self.scale
+            beta[:, 0] -= beta[:, 1:] @ self.center
+        return beta
+
+    def vb_back(self, vb_c: np.ndarray) -> np.ndarray:
+        """Covariance matrices (n, p, p) on the centred/scaled scale -> original scale."""
+        if self.p == 1:
+            return vb_c
+        L = np.zeros((self.p, self.p))
+        L[0, 0] = 1.0
+        L[0, 1:] = -self.center / self.scale
+        L[1:, 1:] = np.diag(1.0 / self.scale)
+        return L @ vb_c @ L.T
+
+
+class Family:
+    """A family of subsets of the studies of a :class:`Problem`.
+
+    ``kind`` is ``"full"`` (one subset: all studies), ``"loo"`` (subset i leaves study i out) or
+    ``"cumul"`` (subset i holds studies 0..i).
+    """
+
+    def __init__(self, problem: Problem, kind: str) -> None:
+        if kind not in ("full", "loo", "cumul"):
+            raise ValueError(f"unknown subset family {kind!r}")
+        self.pr = problem
+        self.kind = kind
+        k = problem.k
+        if kind == "full":
+            self.B = 1
+            self.kb = np.array([float(k)])
+        elif kind == "loo":
+            self.B = k
+            self.kb = np.full(k, float(k - 1))
+        else:
+            self.B = k
+            self.kb = np.arange(1, k + 1, dtype=float)
+        self._fixed_cache: dict[str, np.ndarray] = {}
+
+    def fixed(self, key: str, c: np.ndarray | None) -> np.ndarray:
+        """Sums of ``c_j G_j`` over each subset, shape (B, q); ``c`` is a fixed weight vector."""
+        hit = self._fixed_cache.get(key)
+        if hit is not None:
+            return hit
+        G = self.pr.G
+        M = G if c is None else G * c[:, None]
+        if self.kind == "full":
+            out = M.sum(axis=0, keepdims=True)
+        elif self.kind == "cumul":
+            out = np.cumsum(M, axis=0)
+        else:
+            # sum over j != i as (sum over j < i) + (sum over j > i): no subtraction of own term
+            q = M.shape[1]
+            pre = np.zeros_like(M)
+            np.cumsum(M[:-1], axis=0, out=pre[1:])
+            suf = np.zeros_like(M)
+            if M.shape[0] > 1:
+                suf[:-1] = np.cumsum(M[:0:-1], axis=0)[::-1]
+            out = pre + suf
+            out.shape = (self.B, q)
+        self._fixed_cache[key] = out
+        return out
+
+    def var(self, idx: np.ndarray, t: np.ndarray, powers: tuple[int, ...]) -> list[np.ndarray]:
+        """Sums of ``w_j^n G_j`` with ``w_j = 1/(v_j + t_i)`` over subset i, for i in ``idx``.
+
+        Returns one (len(idx), q) array per power in ``powers``.
+        """
+        pr = self.pr
+        v, G = pr.v, pr.G
+        n = idx.size
+        outs = [np.empty((n, pr.q)) for _ in powers]
+        if n == 0:
+            return outs
+        if self.kind == "full":
+            rows = max(1, _CHUNK_ELEMENTS // max(pr.k, 1))
+            for s in range(0, n, rows):
+                e = min(n, s + rows)
+                W = 1.0 / (v[None, :] + t[s:e, None])
+                self._powers_into(W, G, powers, outs, s, e)
+            return outs
+        k = pr.k
+        rows = max(1, _CHUNK_ELEMENTS // max(k, 1))
+        for s in range(0, n, rows):
+            e = min(n, s + rows)
+            ii = idx[s:e]
+            if self.kind == "loo":
+                W = 1.0 / (v[None, :] + t[s:e, None])
+                W[np.arange(e - s), ii] = 0.0
+                self._powers_into(W, G, powers, outs, s, e)
+            else:
+                cols = int(ii.max()) + 1
+                W = 1.0 / (v[None, :cols] + t[s:e, None])
+                W[np.arange(cols)[None, :] > ii[:, None]] = 0.0
+                self._powers_into(W, G[:cols], powers, outs, s, e)
+        return outs
+
+    @staticmethod
+    def _powers_into(
+        W: np.ndarray, G: np.ndarray, powers: tuple[int, ...], outs: list[np.ndarray], s: int, e: int
+    ) -> None:
+        cur = None
+        cur_pow = 0
+        for j, pw in enumerate(powers):
+            if cur is None:
+                cur = W if pw == 1 else W**pw
+            else:
+                while cur_pow < pw:
+                    cur = cur * W
+                    cur_pow += 1
+            cur_pow = pw
+            np.matmul(cur, G, out=outs[j][s:e])
+
+
+# ----------------------------------------------------------------------------------------------
+# algebra on sums
+# ----------------------------------------------------------------------------------------------
+
+
+class Sums:
+    """Unpacked weighted sums ``(X'CX, X'Cy, y'Cy)`` for n subsets."""
+
+    __slots__ = ("XX", "Xy", "p", "sw", "yy")
+
+    def __init__(self, S: np.ndarray, p: int) -> None:
+        n = S.shape[0]
+        pp = p * p
+        self.p = p
+        self.XX = S[:, :pp].reshape(n, p, p)
+        self.Xy = S[:, pp : pp + p]
+        self.yy = S[:, pp + p]
+        self.sw = S[:, 0]
+
+
+def _inv(XX: np.ndarray) -> np.ndarray:
+    if XX.shape[1] == 1:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return 1.0 / XX
+    try:
+        return np.linalg.inv(XX)
+    except np.linalg.LinAlgError:
+        out = np.full_like(XX, np.nan)
+        for i in range(XX.shape[0]):
+            with contextlib.suppress(np.linalg.LinAlgError):
+                out[i] = np.linalg.inv(XX[i])
+        return out
+
+
+def _tr(A: np.ndarray, M: np.ndarray) -> np.ndarray:
+    """tr(A M) for stacks of symmetric matrices."""
+    if A.shape[1] == 1:
+        return A[:, 0, 0] * M[:, 0, 0]
+    return np.einsum("nij,nji->n", A, M)
+
+
+def _quad(b: np.ndarray, M: np.ndarray) -> np.ndarray:
+    """b' M b for stacks."""
+    if b.shape[1] == 1:
+        return b[:, 0] * b[:, 0] * M[:, 0, 0]
+    return np.einsum("ni,nij,nj->n", b, M, b)
+
+
+def _solve(A: np.ndarray, b: np.ndarray) -> np.ndarray:
+    if A.shape[1] == 1:
+        return A[:, 0, :] * b
+    return np.einsum("nij,nj->ni", A, b)
+
+
+def wls(S1: Sums) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Weighted least squares from sums: returns (A = (X'WX)^-1, beta, y'Py = RSS)."""
+    A = _inv(S1.XX)
+    beta = _solve(A, S1.Xy)
+    rss = S1.yy - np.einsum("ni,ni->n", beta, S1.Xy)
+    return A, beta, rss
+
+
+def _resid_quad(beta: np.ndarray, S: Sums) -> np.ndarray:
+    """sum_j c_j (y_j - x_j'beta)^2 from the sums of weight c."""
+    return S.yy - 2.0 * np.einsum("ni,ni->n", beta, S.Xy) + _quad(beta, S.XX)
+
+
+# ----------------------------------------------------------------------------------------------
+# root finding on decreasing functions (Q-profile, Paule-Mandel)
+# ----------------------------------------------------------------------------------------------
+
+
+def solve_decreasing(
+    fun: Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]],
+    lo: np.ndarray,
+    hi: np.ndarray,
+    x0: np.ndarray | None = None,
+    maxiter: int = 200,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Vectorised safeguarded Newton for roots of non-increasing functions with a sign change.
+
+    ``fun(idx, x)`` returns ``(f, f')`` for the problems ``idx`` at points ``x``; the caller
+    guarantees ``f(lo) >= 0 >= f(hi)``. Newton steps that leave the current bracket are replaced
+    by bisection, so every problem converges; iterations stop at machine precision (much tighter
+    than the ``tol = 1e-13`` metafor's ``uniroot()`` calls were run with).
+
+    Returns the roots and a boolean array telling which converged.
+    """
+    lo = np.array(lo, dtype=float, copy=True)
+    hi = np.array(hi, dtype=float, copy=True)
+    x = 0.5 * (lo + hi) if x0 is None else np.clip(np.array(x0, dtype=float, copy=True), lo, hi)
+    n = x.size
+    done = np.zeros(n, dtype=bool)
+    active = np.arange(n)
+    for _ in range(maxiter):
+        if active.size == 0:
+            break
+        xa = x[active]
+        f, df = fun(active, xa)
+        zero = f == 0.0
+        pos = f > 0.0
+        # tighten the bracket with the sign of f (f decreasing: f > 0 means the root is to the right)
+        lo[active[pos]] = xa[pos]
+        hi[active[~pos]] = xa[~pos]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            xn = xa - f / df
+        la, ha = lo[active], hi[active]
+        bad = ~np.isfinite(xn) | (xn <= la) | (xn >= ha)
+        xn[bad] = 0.5 * (la[bad] + ha[bad])
+        width = ha - la
+        step = np.abs(xn - xa)
+        scale_ = np.maximum(np.abs(xn), np.finfo(float).tiny)
+        conv = zero | (step <= 4.0 * _EPS * scale_) | (width <= 4.0 * _EPS * scale_)
+        xn[zero] = xa[zero]
+        x[active] = xn
+        done[active[conv]] = True
+        active = active[~conv]
+    return x, done
+
+
+# ----------------------------------------------------------------------------------------------
+# the estimators
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class Tau2Result:
+    """tau² for each subset with bookkeeping for the single-fit standard error."""
+
+    tau2: np.ndarray
+    ok: np.ndarray
+    reason: list[str | None]
+    tau2_0: np.ndarray | None = None  # SJ's starting value
+    iterations: int = 0
+
+
+def _he(fam: Family) -> np.ndarray:
+    """Hedges' (HE) estimator, untruncated: (RSS_OLS - tr(PV)) / (k - p)."""
+    pr = fam.pr
+    p = pr.p
+    S0 = Sums(fam.fixed("one", None), p)
+    Sv = Sums(fam.fixed("v", pr.v), p)
+    A0, _, rss = wls(S0)
+    trPV = Sv.sw - _tr(A0, Sv.XX)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return (rss - trPV) / (fam.kb - p)
+
+
+def _fe_parts(fam: Family) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(QE, tr(P_FE), sum(1/v)) with the inverse-variance (equal-effects) weights."""
+    pr = fam.pr
+    S1 = Sums(fam.fixed("w1", 1.0 / pr.v), pr.p)
+    S2 = Sums(fam.fixed("w2", 1.0 / pr.v**2), pr.p)
+    A, _, rss = wls(S1)
+    trP = S1.sw - _tr(A, S2.XX)
+    return rss, trP, S1.sw
+
+
+def estimate_tau2(
+    fam: Family,
+    method: str,
+    ctl: Control = DEFAULT_CONTROL,
+    start: np.ndarray | None = None,
+    newton: bool = False,
+) -> Tau2Result:
+    """tau² for every subset of ``fam`` by metafor's estimator ``method``.
+
+    Subsets with a single study get tau² = 0 (metafor's ``k = 1`` handling). ``start`` replaces
+    metafor's starting value (max(0, HE)) of the iterative ML/REML/EB estimators and ``newton``
+    switches their Fisher scoring to a Newton/Fisher hybrid: both only change the path, not the
+    root, and are used for leave-one-out families started at the full-data estimate.
+    """
+    pr = fam.pr
+    p = pr.p
+    kb = fam.kb
+    B = fam.B
+    reason: list[str | None] = [None] * B
+    ok = np.ones(B, dtype=bool)
+    tau2_0 = None
+    iterations = 0
+    one = kb == 1
+    with np.errstate(divide="ignore", invalid="ignore"):
+        if method == "EE":
+            tau2 = np.zeros(B)
+        elif method in ("DL", "HS"):
+            qe, trP, sw = _fe_parts(fam)
+            tau2 = (qe - (kb - p)) / trP if method == "DL" else (qe - kb) / sw
+            tau2 = np.maximum(0.0, tau2)
+        elif method == "HE":
+            tau2 = np.maximum(0.0, _he(fam))
+        elif method == "SJ":
+            S0 = Sums(fam.fixed("one", None), p)
+            # metafor: var(ymci) * (k-1)/k, the plain (not model-based) variance of y
+            t0 = (S0.yy - S0.Xy[:, 0] ** 2 / kb) / kb
+            t0 = np.maximum(t0, 0.0)
+            (S1raw,) = fam.var(np.arange(B), t0, (1,))
+            _, _, rss = wls(Sums(S1raw, p))
+            tau2 = t0 * rss / (kb - p)
+            tau2_0 = t0
+        elif method in ("ML", "REML", "EB"):
+            tau2, ok, reason, iterations = _fisher_scoring(fam, method, ctl, start, newton)
+        elif method == "PM":
+            tau2, ok, reason = _paule_mandel(fam)
+        else:
+            raise ValueError(f"unknown method {method!r}")
+    tau2 = np.where(one & ok, 0.0, tau2)
+    if np.any(one):
+        for i in np.flatnonzero(one):
+            reason[i] = None
+            ok[i] = True
+    return Tau2Result(tau2=tau2, ok=ok, reason=reason, tau2_0=tau2_0, iterations=iterations)
+
+
+def _score_parts(fam: Family, idx: np.ndarray, t: np.ndarray, method: str, newton: bool):
+    """Score, expected information and (optionally) the score's derivative at t."""
+    p = fam.pr.p
+    kb = fam.kb[idx]
+    if method == "EB":
+        powers: tuple[int, ...] = (1, 2) if newton else (1,)
+    elif method == "ML":
+        powers = (1, 2, 3) if newton else (1, 2)
+    else:
+        powers = (1, 2, 3)
+    sums = [Sums(S, p) for S in fam.var(idx, t, powers)]
+    S1 = sums[0]
+    A, beta, ypy = wls(S1)
+    if method == "EB":
+        score = ypy * kb / (kb - p) - kb
+        info = S1.sw
+        dscore = -_resid_quad(beta, sums[1]) * kb / (kb - p) if newton else None
+        return score, info, dscore
+    S2 = sums[1]
+    yppy = _resid_quad(beta, S2)
+    if method == "ML":
+        score = yppy - S1.sw
+        info = S2.sw
+        tr_pp = None
+    else:
+        S3 = sums[2]
+        trP = S1.sw - _tr(A, S2.XX)
+        AX2 = A @ S2.XX if p > 1 else A * S2.XX
+        tr_pp = (
+            S2.sw - 2.0 * _tr(A, S3.XX) + (np.einsum("nij,nji->n", AX2, AX2) if p > 1 else AX2[:, 0, 0] ** 2)
+        )
+        score = yppy - trP
+        info = tr_pp
+    dscore = None
+    if newton:
+        S3 = sums[2]
+        u = S2.Xy - np.einsum("nij,nj->ni", S2.XX, beta)  # X'W^2 r
+        ypppy = _resid_quad(beta, S3) - np.einsum("ni,ni->n", u, _solve(A, u))
+        dscore = -2.0 * ypppy + (S2.sw if method == "ML" else tr_pp)
+    return score, info, dscore
+
+
+def _fisher_scoring(fam: Family, method: str, ctl: Control, start: np.ndarray | None, newton: bool):
+    """metafor's Fisher scoring for ML/REML/EB with step halving at tau2.min = 0.
+
+    Convergence is declared when the change in tau² falls below ``ctl.threshold`` (or a few ulps of
+    tau², below which floating point cannot go; metafor would iterate to ``maxiter`` there).
+    """
+    B = fam.B
+    kb = fam.kb
+    reason: list[str | None] = [None] * B
+    ok = np.ones(B, dtype=bool)
+    if start is None:
+        t = np.maximum(0.0, _he(fam))
+        t[~np.isfinite(t)] = 0.0
+    else:
+        t = np.array(start, dtype=float, copy=True)
+    t[kb == 1] = 0.0
+    active = np.flatnonzero(kb > 1)
+    it = 0
+    while active.size:
+        it += 1
+        ta = t[active]
+        score, info, dscore = _score_parts(fam, active, ta, method, newton)
+        adj = score / info
+        if newton and dscore is not None:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                nadj = -score / dscore
+                ratio = nadj / adj
+            use = (dscore < 0) & np.isfinite(nadj) & (ratio > 0.1) & (ratio < 10.0)
+            adj = np.where(use, nadj, adj)
+        adj[np.isnan(adj)] = 0.0
+        # step halving so that tau² stays >= tau2.min = 0; from tau² = 0 with a negative step,
+        # halving only ends when the step underflows, so that case is short-cut to a zero step
+        adj[(ta == 0.0) & (adj < 0.0)] = 0.0
+        neg = ta + adj < 0.0
+        while np.any(neg):
+            adj[neg] *= 0.5
+            neg = ta + adj < 0.0
+        tn = ta + adj
+        change = np.abs(tn - ta)
+        t[active] = tn
+        conv = change <= np.maximum(ctl.threshold, 8.0 * _EPS * tn)
+        active = active[~conv]
+        if it >= ctl.maxiter and active.size:
+            for i in active:
+                ok[i] = False
+                reason[i] = f"Fisher scoring did not converge in {ctl.maxiter} iterations"
+            t[active] = np.nan
+            break
+    if method in ("ML", "REML"):
+        _ll0check(fam, t, ok, method, ctl)
+    return t, ok, reason, it
+
+
+def _loglik(fam: Family, idx: np.ndarray, t: np.ndarray, method: str) -> np.ndarray:
+    """ML or REML log-likelihood (without the constant log|X'X| term) at tau² = t."""
+    pr = fam.pr
+    p = pr.p
+    kb = fam.kb[idx]
+    (S,) = fam.var(idx, t, (1,))
+    S1 = Sums(S, p)
+    _, _, rss = wls(S1)
+    # sum(log(v + t)) over each subset, through the same masked machinery on a log-weight column
+    logsum = _masked_logsum(fam, idx, t)
+    if method == "ML":
+        return -0.5 * kb * math.log(2 * math.pi) - 0.5 * logsum - 0.5 * rss
+    if p == 1:
+        logdet = np.log(S1.XX[:, 0, 0])
+    else:
+        logdet = np.linalg.slogdet(S1.XX)[1] + 2.0 * float(np.sum(np.log(pr.scale)))
+    return -0.5 * (kb - p) * math.log(2 * math.pi) - 0.5 * logsum - 0.5 * logdet - 0.5 * rss
+
+
+def _masked_logsum(fam: Family, idx: np.ndarray, t: np.ndarray) -> np.ndarray:
+    v = fam.pr.v
+    out = np.empty(idx.size)
+    for j, (i, ti) in enumerate(zip(idx, t, strict=True)):
+        lv = np.log(v + ti)
+        if fam.kind == "full":
+            out[j] = lv.sum()
+        elif fam.kind == "loo":
+            out[j] = lv.sum() - lv[i]
+        else:
+            out[j] = lv[: i + 1].sum()
+    return out
+
+
+def _ll0check(fam: Family, t: np.ndarray, ok: np.ndarray, method: str, ctl: Control) -> None:
+    """metafor's check whether the likelihood at tau² = 0 beats the converged value.
+
+    Only subsets whose score is negative at tau² = 0 can have the boundary win (otherwise the
+    likelihood increases away from 0 towards the root found), so only those are evaluated.
+    """
+    pr = fam.pr
+    cand = np.flatnonzero(ok & (t > ctl.threshold) & (fam.kb > 1))
+    if cand.size == 0:
+        return
+    if fam.kind != "full":
+        # score at 0 uses the fixed weights 1/v: cheap prefix/suffix sums
+        p = pr.p
+        S1 = Sums(fam.fixed("w1", 1.0 / pr.v), p)
+        S2 = Sums(fam.fixed("w2", 1.0 / pr.v**2), p)
+        A, beta, _ = wls(S1)
+        yppy = _resid_quad(beta, S2)
+        score0 = yppy - S1.sw if method == "ML" else yppy - (S1.sw - _tr(A, S2.XX))
+        cand = cand[score0[cand] < 0]
+        if cand.size == 0:
+            return
+    ll0 = _loglik(fam, cand, np.zeros(cand.size), method)
+    ll1 = _loglik(fam, cand, t[cand], method)
+    flip = ll0 - ll1 > ctl.tol
+    t[cand[flip]] = 0.0
+
+
+def _mad(y: np.ndarray) -> float:
+    """R's mad(): 1.4826 * median(|y - median(y)|)."""
+    med = np.median(y)
+    return 1.4826 * float(np.median(np.abs(y - med)))
+
+
+def _paule_mandel(fam: Family):
+    """Paule-Mandel: the tau² where the generalised Q equals k - p (metafor: uniroot on
+    [tau2.min, tau2.max], tau2.max = max(100, 10 mad(y)^2); 0 when Q(0) < k - p)."""
+    pr = fam.pr
+    p = pr.p
+    B = fam.B
+    kb = fam.kb
+    reason: list[str | None] = [None] * B
+    ok = np.ones(B, dtype=bool)
+    target = kb - p
+    qe, _, _ = _fe_parts(fam)
+    tau2 = np.zeros(B)
+    need = np.flatnonzero((qe >= target) & (kb > 1))
+    if need.size == 0:
+        return tau2, ok, reason
+
+    def fun(ii: np.ndarray, x: np.ndarray):
+        rows = need[ii]
+        S1r, S2r = fam.var(rows, x, (1, 2))
+        S1, S2 = Sums(S1r, p), Sums(S2r, p)
+        _, beta, q = wls(S1)
+        return q - target[rows], -_resid_quad(beta, S2)
+
+    # bracket: Q is non-increasing in tau²; grow the upper end until Q(hi) < target
+    hi = np.full(need.size, 100.0)
+    for _ in range(200):
+        f_hi, _ = fun(np.arange(need.size), hi)
+        grow = f_hi > 0
+        if not np.any(grow):
+            break
+        hi[grow] *= 4.0
+    root, done = solve_decreasing(fun, np.zeros(need.size), hi)
+    tau2[need] = root
+    # roots above 100 must also lie below metafor's adaptive tau2.max of their own subset
+    for j in np.flatnonzero(root > 100.0):
+        i = need[j]
+        if fam.kind == "full":
+            ysub = pr.y
+        elif fam.kind == "loo":
+            ysub = np.delete(pr.y, i)
+        else:
+            ysub = pr.y[: i + 1]
+        tmax = max(100.0, 10.0 * _mad(ysub) ** 2)
+        if root[j] > tmax:
+            done[j] = False
+            reason[i] = (
+                f"the Paule-Mandel estimate lies above tau2.max = {tmax:.6g} "
+                "(metafor: \"Value of 'tau2.max' too low\")"
+            )
+    for j in np.flatnonzero(~done):
+        i = need[j]
+        ok[i] = False
+        tau2[i] = np.nan
+        if reason[i] is None:
+            reason[i] = "root finding for the Paule-Mandel estimator did not converge"
+    return tau2, ok, reason
+
+
+# ----------------------------------------------------------------------------------------------
+# fixed effects and heterogeneity statistics for a family
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class FamilyFit:
+    """Per-subset results of a family of fits (arrays with a leading subset axis)."""
+
+    kb: np.ndarray
+    tau2: np.ndarray
+    ok: np.ndarray
+    reason: list[str | None]
+    beta: np.ndarray  # (B, p)
+    vb: np.ndarray  # (B, p, p), scaled by s2w under knha
+    se: np.ndarray
+    zval: np.ndarray
+    pval: np.ndarray
+    ci_lb: np.ndarray
+    ci_ub: np.ndarray
+    QE: np.ndarray
+    QEp: np.ndarray
+    I2: np.ndarray
+    H2: np.ndarray
+    vt: np.ndarray
+    s2w: np.ndarray
+    ddf: np.ndarray  # NaN under the z test
+    test: list[str]
+    A_c: np.ndarray  # (X'WX)^-1 on the centred scale (unscaled)
+    sw: np.ndarray  # sum of the model weights
+    tau2_info: Tau2Result
+
+
+def fit_family(
+    fam: Family,
+    method: str,
+    test: str,
+    level: float,
+    ctl: Control = DEFAULT_CONTROL,
+    start: np.ndarray | None = None,
+    newton: bool = False,
+) -> FamilyFit:
+    """Fit metafor's ``rma.uni`` model to every subset of ``fam`` (see module docstring)."""
+    pr = fam.pr
+    p = pr.p
+    B = fam.B
+    kb = fam.kb
+    t2 = estimate_tau2(fam, method, ctl, start=start, newton=newton)
+    tau2 = t2.tau2
+    ok = t2.ok.copy()
+    tau2_eval = np.where(ok, tau2, 0.0)
+    (S1r,) = fam.var(np.arange(B), tau2_eval, (1,))
+    S1 = Sums(S1r, p)
+    A_c, beta_c, rss = wls(S1)
+    # metafor applies the Knapp-Hartung test as requested, except that k = 1 forces test = "z"
+    tests = [("z" if kb[i] == 1 else test) for i in range(B)]
+    knha = np.array([tt == "knha" for tt in tests])
+    tdist = np.array([tt in ("knha", "t") for tt in tests])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        s2w = np.ones(B)
+        s2w_k = np.where(rss <= _EPS, 0.0, rss / (kb - p))
+        s2w = np.where(knha, s2w_k, s2w)
+        vb_c = A_c * s2w[:, None, None]
+        beta = pr.beta_back(beta_c)
+        vb = pr.vb_back(vb_c)
+        se = np.sqrt(np.einsum("nii->ni", vb))
+        zval = beta / se
+        ddf = np.where(tdist, kb - p, np.nan)
+        alpha = alpha_from_level(level)
+        pval = np.empty_like(zval)
+        crit = np.empty(B)
+        zmask = ~tdist
+        pval[zmask] = 2.0 * special.ndtr(-np.abs(zval[zmask]))
+        crit[zmask] = -special.ndtri(alpha / 2.0)
+        if np.any(tdist):
+            d = ddf[tdist]
+            good = d > 0
+            pv = np.full((int(tdist.sum()), p), np.nan)
+            pv[good] = 2.0 * special.stdtr(d[good, None], -np.abs(zval[tdist][good]))
+            pval[tdist] = pv
+            cr = np.full(d.size, np.nan)
+            cr[good] = special.stdtrit(d[good], 1.0 - alpha / 2.0)
+            crit[tdist] = cr
+        ci_lb = beta - crit[:, None] * se
+        ci_ub = beta + crit[:, None] * se
+        qe, trP, _ = _fe_parts(fam)
+        QE = np.maximum(0.0, qe)
+        df = kb - p
+        QEp = special.chdtrc(np.maximum(df, 1.0), QE)
+        vt = df / trP
+        if method == "EE":
+            I2 = np.maximum(0.0, 100.0 * (QE - df) / QE)
+            H2 = QE / df
+        else:
+            I2 = 100.0 * tau2 / (vt + tau2)
+            H2 = tau2 / vt + 1.0
+        sat = kb <= p
+        QE = np.where(sat, 0.0, QE)
+        QEp = np.where(sat, 1.0, QEp)
+        I2 = np.where(sat, 0.0, I2)
+        H2 = np.where(sat, 1.0, H2)
+        vt = np.where(sat, 0.0, vt)
+    bad = ~ok
+    if np.any(bad):
+        for arr in (beta, se, zval, pval, ci_lb, ci_ub):
+            arr[bad] = np.nan
+        vb[bad] = np.nan
+        for arr in (tau2, I2, H2, s2w):
+            arr[bad] = np.nan
+    return FamilyFit(
+        kb=kb,
+        tau2=tau2,
+        ok=ok,
+        reason=t2.reason,
+        beta=beta,
+        vb=vb,
+        se=se,
+        zval=zval,
+        pval=pval,
+        ci_lb=ci_lb,
+        ci_ub=ci_ub,
+        QE=QE,
+        QEp=QEp,
+        I2=I2,
+        H2=H2,
+        vt=vt,
+        s2w=s2w,
+        ddf=ddf,
+        test=tests,
+        A_c=A_c,
+        sw=S1.sw,
+        tau2_info=t2,
+    )
+
+
+# ----------------------------------------------------------------------------------------------
+# standard error of tau² (single fit only)
+# ----------------------------------------------------------------------------------------------
+
+
+def _wsums(pr: Problem, c: np.ndarray) -> Sums:
+    return Sums((pr.G * c[:, None]).sum(axis=0, keepdims=True), pr.p)
+
+
+def _p_traces(pr: Problem, w: np.ndarray, v: np.ndarray | None) -> dict[str, float]:
+    """Traces of P = W - WX(X'WX)^-1X'W (and of PV) with p x p algebra.
+
+    Returns tr(P), tr(PP), and with ``v`` also tr(PV), tr(PVPV), tr(PVP).
+    """
+    S_w = _wsums(pr, w)
+    A = _inv(S_w.XX)
+    S_w2 = _wsums(pr, w * w)
+    S_w3 = _wsums(pr, w**3)
+    AX2 = A @ S_w2.XX
+    out = {
+        "trP": float(S_w.sw[0] - _tr(A, S_w2.XX)[0]),
+        "trPP": float(S_w2.sw[0] - 2.0 * _tr(A, S_w3.XX)[0] + np.trace(AX2[0] @ AX2[0])),
+    }
+    if v is not None:
+        S_wv = _wsums(pr, w * v)  # not needed for traces but gives sum(w v)
+        S_w2v = _wsums(pr, w * w * v)
+        S_w3v = _wsums(pr, w**3 * v)
+        S_w3v2 = _wsums(pr, w**3 * v * v)
+        S_w2v2 = _wsums(pr, (w * v) ** 2)
+        AD = A @ S_w2v.XX
+        out["trPV"] = float(S_wv.sw[0] - _tr(A, S_w2v.XX)[0])
+        out["trPVPV"] = float(S_w2v2.sw[0] - 2.0 * _tr(A, S_w3v2.XX)[0] + np.trace(AD[0] @ AD[0]))
+        out["trPVP"] = float(S_w2v.sw[0] - 2.0 * _tr(A, S_w3v.XX)[0] + np.trace(AD[0] @ AX2[0]))
+    return out
+
+
+def se_tau2(pr: Problem, method: str, tau2: float, tau2_0: float | None) -> float:
+    """Standard error of tau² exactly as ``rma.uni()`` computes it for each estimator."""
+    k, p = pr.k, pr.p
+    v = pr.v
+    t = max(tau2, 0.0)
+    if method == "EE" or k == 1:
+        return math.nan
+    if method in ("HS", "DL"):
+        w = 1.0 / v
+        tr = _p_traces(pr, w, None)
+        denom = float(np.sum(w)) ** 2 if method == "HS" else tr["trP"] ** 2
+        return math.sqrt(1.0 / denom * (2 * (k - p) + 4 * t * tr["trP"] + 2 * t * t * tr["trPP"]))
+    if method == "HE":
+        tr = _p_traces(pr, np.ones(k), v)
+        return math.sqrt(1.0 / (k - p) ** 2 * (2 * tr["trPVPV"] + 4 * t * tr["trPV"] + 2 * t * t * (k - p)))
+    if method == "SJ":
+        assert tau2_0 is not None
+        w = 1.0 / (v + tau2_0)
+        tr = _p_traces(pr, w, v)
+        return math.sqrt(
+            tau2_0**2 / (k - p) ** 2 * (2 * tr["trPVPV"] + 4 * t * tr["trPVP"] + 2 * t * t * tr["trPP"])
+        )
+    w = 1.0 / (v + tau2)
+    if method == "ML":
+        return math.sqrt(2.0 / float(np.sum(w * w)))
+    if method == "REML":
+        return math.sqrt(2.0 / _p_traces(pr, w, None)["trPP"])
+    # EB and PM: sqrt(2 k^2 / (k - p)) / sum(w)
+    return math.sqrt(2.0 * k * k / (k - p)) / float(np.sum(w))
