@@ -19,11 +19,14 @@ from typing import Any
 import numpy as np
 
 from . import ENGINE_VERSION
+from .bias import TrimfillResult, egger, fsn, funnel, rank_test, trimfill
 from .design import build_design, is_missing
 from .errors import EngineError, InvalidInputError
 from .estimators import METHODS, TESTS
 from .results import ResultBase, to_jsonable
 from .rma import FitResult, confint, predict, rma
+from .sensitivity import cumulative, influence, leave1out
+from .subgroups import subgroups
 
 __all__ = ["AnalysisReport", "AnalysisSpec", "run_analysis"]
 
@@ -367,3 +370,127 @@ def _model_blocks(
             blocks["confint"] = res
             for key, msg in res.na_reasons.items():
                 notes.add("confint", key, msg)
+    labs = [labels[i] for i in idx]
+    if spec.bias:
+        _bias_blocks(fit, labs, blocks, notes)
+    if fit.int_only:
+        trim = blocks.get("trimfill")
+        blocks["funnel"] = funnel(fit, trim if isinstance(trim, TrimfillResult) else None)
+    else:
+        notes.add("funnel", "not_applicable", "the funnel plot is drawn for models without moderators")
+    if spec.sensitivity:
+        _sensitivity_blocks(spec, fit, rows, idx, labs, blocks, notes)
+    if spec.subgroup is not None:
+        groups = [rows[i].get(spec.subgroup) for i in idx]
+        if not any(spec.subgroup in r for r in rows):
+            notes.add("subgroups", "unknown_column", f"subgroup column {spec.subgroup!r} is not in the data")
+        else:
+            res = _safe(
+                notes,
+                "subgroups",
+                lambda: subgroups(
+                    fit.yi, fit.vi, groups, method=spec.method, test=spec.test, level=spec.level
+                ),
+            )
+            if res is not None:
+                blocks["subgroups"] = res
+                for key, msg in res.na_reasons.items():
+                    notes.add("subgroups", key, msg)
+
+
+def _bias_blocks(fit: FitResult, labs: list[str], blocks: dict[str, Any], notes: _Notes) -> None:
+    res = _safe(notes, "egger", lambda: egger(fit))
+    if res is not None:
+        blocks["egger"] = res
+        for key, msg in res.na_reasons.items():
+            notes.add("egger", key, msg)
+    if fit.k < 2:
+        notes.add("rank", "insufficient_data", "the rank correlation test needs at least 2 studies")
+    else:
+        res = _safe(notes, "rank", lambda: rank_test(fit))
+        if res is not None:
+            if math.isnan(res.tau):
+                notes.add("rank", "not_computable", res.na_reasons.get("tau", "Kendall's tau is undefined"))
+            else:
+                blocks["rank"] = res
+                if not res.exact:
+                    notes.add(
+                        "rank",
+                        "normal_approximation",
+                        "ties (or k > 400): the p-value uses the normal approximation, as cor.test",
+                    )
+    res = _safe(notes, "fsn", lambda: fsn(fit.yi, fit.vi))
+    if res is not None:
+        blocks["fsn"] = res
+    if not fit.int_only:
+        notes.add("trimfill", "not_applicable", "trim-and-fill applies to models without moderators only")
+    else:
+        res = _safe(notes, "trimfill", lambda: trimfill(fit))
+        if res is not None:
+            blocks["trimfill"] = res
+            if res.k0 > 0 and (fit.test != "z" or fit.level != 95.0):
+                notes.add(
+                    "trimfill",
+                    "metafor_defaults",
+                    "as metafor's trimfill(), the filled-in model uses the z test and a 95% interval",
+                )
+
+
+def _with_labels(res: ResultBase, labels: list[str]) -> dict[str, Any]:
+    out = res.to_dict()
+    out["study"] = labels
+    return out
+
+
+def _sensitivity_blocks(
+    spec: AnalysisSpec,
+    fit: FitResult,
+    rows: Sequence[Mapping[str, object]],
+    idx: np.ndarray,
+    labs: list[str],
+    blocks: dict[str, Any],
+    notes: _Notes,
+) -> None:
+    if not fit.int_only:
+        notes.add(
+            "leave1out", "not_applicable", "leave-one-out applies to models without moderators (as metafor)"
+        )
+        notes.add(
+            "cumulative",
+            "not_applicable",
+            "cumulative meta-analysis applies to models without moderators (as metafor)",
+        )
+    else:
+        if fit.k < 2:
+            notes.add("leave1out", "insufficient_data", "leave-one-out needs at least 2 studies")
+        else:
+            res = _safe(notes, "leave1out", lambda: leave1out(fit))
+            if res is not None:
+                blocks["leave1out"] = _with_labels(res, labs)
+                for i, msg in res.failed.items():
+                    notes.add("leave1out", "refit_failed", f"without {labs[i]}: {msg}")
+        order = None
+        if spec.cumulative_order is not None:
+            if not any(spec.cumulative_order in r for r in rows):
+                notes.add(
+                    "cumulative",
+                    "unknown_column",
+                    f"order column {spec.cumulative_order!r} is not in the data: row order used",
+                )
+            else:
+                order = [rows[i].get(spec.cumulative_order) for i in idx]
+        res = _safe(notes, "cumulative", lambda: cumulative(fit, order))
+        if res is not None:
+            d = res.to_dict()
+            d["study"] = [labs[i] for i in res.order]
+            blocks["cumulative"] = d
+            for i, msg in res.failed.items():
+                notes.add("cumulative", "refit_failed", f"up to {labs[int(res.order[i])]}: {msg}")
+    if fit.k < 2:
+        notes.add("influence", "insufficient_data", "influence diagnostics need at least 2 studies")
+    else:
+        res = _safe(notes, "influence", lambda: influence(fit))
+        if res is not None:
+            blocks["influence"] = _with_labels(res, labs)
+            for i, msg in res.failed.items():
+                notes.add("influence", "refit_failed", f"without {labs[i]}: {msg}")

@@ -55,6 +55,10 @@ class Control:
 
 DEFAULT_CONTROL = Control()
 
+#: metafor's own defaults (``threshold = 1e-5``, ``tol = .Machine$double.eps^0.25``,
+#: ``maxiter = 100``): used where metafor refits without passing ``control`` on (trimfill).
+METAFOR_DEFAULTS = Control(threshold=1e-5, tol=float(np.finfo(float).eps) ** 0.25, maxiter=100)
+
 
 def alpha_from_level(level: float) -> float:
     """Convert a confidence level to alpha exactly as metafor's ``.level()`` does.
@@ -451,7 +455,10 @@ def estimate_tau2(
         elif method in ("ML", "REML", "EB"):
             tau2, ok, reason, iterations = _fisher_scoring(fam, method, ctl, start, newton)
         elif method == "PM":
-            tau2, ok, reason = _paule_mandel(fam)
+            if fam.kind == "full":
+                tau2, ok, reason = _paule_mandel_uniroot(fam, ctl)
+            else:
+                tau2, ok, reason = _paule_mandel(fam)
         else:
             raise ValueError(f"unknown method {method!r}")
     tau2 = np.where(one & ok, 0.0, tau2)
@@ -621,6 +628,90 @@ def _mad(y: np.ndarray) -> float:
     """R's mad(): 1.4826 * median(|y - median(y)|)."""
     med = np.median(y)
     return 1.4826 * float(np.median(np.abs(y - med)))
+
+
+def zeroin(
+    f: Callable[[float], float], ax: float, bx: float, fa: float, fb: float, tol: float, maxiter: int
+) -> tuple[float, bool]:
+    """Brent's (1973) root finder in the form R's ``uniroot()`` runs it (``R_zeroin2``).
+
+    Reproducing R's iterates (not just any root within ``tol``) matters where metafor calls
+    ``uniroot()`` with its loose default tolerance (eps^0.25 ~ 1.2e-4): the reported estimate is
+    then the point where Brent's method stops, not the exact root. Returns (root, converged).
+    """
+    a, b = ax, bx
+    c, fc = a, fa
+    if fa == 0.0:
+        return a, True
+    if fb == 0.0:
+        return b, True
+    for _ in range(maxiter + 1):
+        prev_step = b - a
+        if abs(fc) < abs(fb):
+            a, b, c = b, c, b
+            fa, fb, fc = fb, fc, fb
+        tol_act = 2.0 * _EPS * abs(b) + tol / 2.0
+        new_step = (c - b) / 2.0
+        if abs(new_step) <= tol_act or fb == 0.0:
+            return b, True
+        if abs(prev_step) >= tol_act and abs(fa) > abs(fb):
+            cb = c - b
+            if a == c:
+                t1 = fb / fa  # secant
+                pp = cb * t1
+                qq = 1.0 - t1
+            else:  # inverse quadratic interpolation
+                qq = fa / fc
+                t1 = fb / fc
+                t2 = fb / fa
+                pp = t2 * (cb * qq * (qq - t1) - (b - a) * (t1 - 1.0))
+                qq = (qq - 1.0) * (t1 - 1.0) * (t2 - 1.0)
+            if pp > 0:
+                qq = -qq
+            else:
+                pp = -pp
+            if pp < (0.75 * cb * qq - abs(tol_act * qq) / 2.0) and pp < abs(prev_step * qq / 2.0):
+                new_step = pp / qq
+        if abs(new_step) < tol_act:
+            new_step = tol_act if new_step > 0 else -tol_act
+        a, fa = b, fb
+        b += new_step
+        fb = f(b)
+        if (fb > 0 and fc > 0) or (fb < 0 and fc < 0):
+            c, fc = a, fa
+    return b, False
+
+
+def _paule_mandel_uniroot(fam: Family, ctl: Control):
+    """Paule-Mandel for a single model exactly as metafor: ``uniroot()`` of Q(tau²) - (k - p) on
+    [0, tau2.max] with tau2.max = max(100, 10 mad(y)^2) and tolerance ``ctl.tol``."""
+    pr = fam.pr
+    k, p = pr.k, pr.p
+    target = k - p
+    reason: list[str | None] = [None]
+    if k == 1:
+        return np.zeros(1), np.ones(1, dtype=bool), reason
+
+    def q(t: float) -> float:
+        (S,) = fam.var(np.zeros(1, dtype=int), np.array([t]), (1,))
+        return float(wls(Sums(S, p))[2][0]) - target
+
+    f0 = q(0.0)
+    if f0 < 0:
+        return np.zeros(1), np.ones(1, dtype=bool), reason
+    tmax = max(100.0, 10.0 * _mad(pr.y) ** 2)
+    fmax = q(tmax)
+    if fmax > 0:
+        reason[0] = (
+            f"the Paule-Mandel estimate lies above tau2.max = {tmax:.6g} "
+            "(metafor: \"Value of 'tau2.max' too low\")"
+        )
+        return np.full(1, np.nan), np.zeros(1, dtype=bool), reason
+    root, done = zeroin(q, 0.0, tmax, f0, fmax, ctl.tol, ctl.maxiter)
+    if not done:
+        reason[0] = "uniroot() for the Paule-Mandel estimator did not converge"
+        return np.full(1, np.nan), np.zeros(1, dtype=bool), reason
+    return np.array([root]), np.ones(1, dtype=bool), reason
 
 
 def _paule_mandel(fam: Family):

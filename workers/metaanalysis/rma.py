@@ -35,7 +35,7 @@ from .estimators import (
 )
 from .results import ResultBase, to_jsonable
 
-__all__ = ["ConfintResult", "FitResult", "PredictResult", "confint", "predict", "rma"]
+__all__ = ["ConfintResult", "FitResult", "PredictResult", "confint", "fit_model", "predict", "rma"]
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -303,6 +303,27 @@ def rma(
     """
     _validate_options(method, test, level)
     y, v, Xf, names = _check_data(yi, vi, X, coef_names)
+    return fit_model(y, v, Xf, names, method=method, test=test, level=level, control=control)
+
+
+def fit_model(
+    y: np.ndarray,
+    v: np.ndarray,
+    Xf: np.ndarray | None,
+    names: Sequence[str],
+    *,
+    method: str,
+    test: str,
+    level: float,
+    control: Control = DEFAULT_CONTROL,
+    r2: bool = True,
+) -> FitResult:
+    """:func:`rma` on data that is already checked (finite, vi > 0, full-rank design).
+
+    ``Xf`` is the full design including the intercept column (None for intercept-only). The
+    engine's own refits (regtest, trim-and-fill, subgroups) call this directly; ``r2 = False``
+    skips the extra intercept-only fit behind R² (metafor's ``skipr2``).
+    """
     k = y.size
     p = 1 if Xf is None else Xf.shape[1]
     notes: list[str] = []
@@ -322,7 +343,7 @@ def rma(
     ff = fit_family(Family(pr, "full"), method, test, level, control)
     if not ff.ok[0]:
         raise ConvergenceError(ff.reason[0] or f"the {method} estimator did not converge")
-    return _make_fit(pr, ff, method, test, level, names, control, notes, reasons)
+    return _make_fit(pr, ff, method, test, level, names, control, notes, reasons, r2)
 
 
 def _make_fit(
@@ -335,6 +356,7 @@ def _make_fit(
     control: Control,
     notes: list[str],
     reasons: dict[str, str],
+    r2: bool = True,
 ) -> FitResult:
     k, p = pr.k, pr.p
     tau2 = float(ff.tau2[0])
@@ -376,7 +398,10 @@ def _make_fit(
         else:
             QMdf = (m, None)
             QMp = float(special.chdtrc(m, QM))
-        R2 = _r2(pr, ff, method, test, level, control, reasons)
+        if r2:
+            R2 = _r2(pr, ff, method, test, level, control, reasons)
+        else:
+            reasons["R2"] = "not computed for this internal refit"
     else:
         reasons["QM"] = reasons["R2"] = "intercept-only model: no moderators"
     return FitResult(
