@@ -1,0 +1,417 @@
+"""Understanding a header: which column is which, under the names data managers actually write.
+
+Headers are compared by a *key*: case-folded, Unicode-normalised, with everything but letters and
+digits removed, so ``"SD (control)"``, ``"sd_control"`` and ``"SD Control "`` are the same column.
+Exact canonical names win over aliases: identity columns, the measure's statistics and the data
+dictionary's moderators first, then the alias tables below. Aliases depend on the measure (``d``
+is a 2x2 cell for OR but an effect size for GEN; ``n`` is the sample size for COR and PR only).
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from .errors import UploadError
+from .measures import IDENTITY_COLUMNS, MEASURES, STATISTICS, Measure
+from .spec import MappingKind, UploadSpec
+
+#: The ``outcome`` column is read (to check it) but not kept in the canonical rows.
+READ_ONLY_IDENTITY = ("outcome",)
+
+
+def header_key(text: str) -> str:
+    """The comparison key of a header: case-folded letters and digits only."""
+    folded = unicodedata.normalize("NFKC", text).casefold()
+    return "".join(ch for ch in folded if ch.isalnum())
+
+
+def column_letter(index: int) -> str:
+    """Spreadsheet column letter of a 0-based column index (0 -> A, 26 -> AA)."""
+    letters = ""
+    index += 1
+    while index:
+        index, rem = divmod(index - 1, 26)
+        letters = chr(65 + rem) + letters
+    return letters
+
+
+# --------------------------------------------------------------------------------------------
+# Alias tables (written as data managers write them; keys are computed with header_key)
+
+_ARM1 = (
+    "treatment",
+    "treated",
+    "tx",
+    "trt",
+    "intervention",
+    "int",
+    "experimental",
+    "exp",
+    "e",
+    "t",
+    "active",
+    "group1",
+    "g1",
+    "1",
+)
+_ARM2 = ("control", "ctrl", "ctl", "c", "comparator", "placebo", "group2", "g2", "2")
+
+_MEAN = ("m", "mean", "avg", "average")
+_SD = ("sd", "stdev", "stddev", "standarddeviation")
+_N = ("n", "size", "samplesize", "total", "participants", "nparticipants", "randomised", "randomized")
+_EVENTS = ("events", "event", "ev", "cases", "responders")
+_NON_EVENTS = ("nonevents", "nonevent", "noevents", "noevent", "nonresponders", "noncases")
+_TIME = ("persontime", "pt", "personyears", "py", "exposure", "followuptime", "time")
+
+
+def _arm(prefixes: Iterable[str], arms: Iterable[str]) -> tuple[str, ...]:
+    """Prefix+arm spellings, and arm+prefix for whole-word arms ("mean treatment", "treatment mean")."""
+    out: list[str] = []
+    for p in prefixes:
+        for a in arms:
+            out.append(p + a)
+            if len(a) > 2 and not a[-1].isdigit():
+                out.append(a + p)
+    return tuple(out)
+
+
+_IDENTITY_ALIASES: dict[str, tuple[str, ...]] = {
+    "study": (
+        "study id",
+        "study name",
+        "study label",
+        "author",
+        "authors",
+        "author year",
+        "first author",
+        "reference",
+        "citation",
+        "trial",
+        "trial name",
+        "trial id",
+    ),
+    "comparison": ("contrast", "comparison id", "comparison label", "comparison name"),
+    "instrument": (
+        "measure",
+        "scale",
+        "instrument name",
+        "questionnaire",
+        "tool",
+        "outcome measure",
+        "measurement instrument",
+        "test",
+    ),
+    "timepoint": (
+        "time point",
+        "time",
+        "wave",
+        "follow up",
+        "assessment",
+        "occasion",
+        "visit",
+        "assessment point",
+    ),
+    "outcome": ("outcome code", "outcome id"),
+    "year": ("publication year", "pub year", "yr", "study year", "year of publication"),
+}
+
+_TOTAL_N = ("n", "sample size", "total n", "n total", "total", "size", "participants", "n participants")
+
+_MEANS_ALIASES: dict[str, tuple[str, ...]] = {
+    "m1i": _arm(_MEAN, _ARM1),
+    "sd1i": _arm(_SD, _ARM1),
+    "n1i": _arm(_N, _ARM1),
+    "m2i": _arm(_MEAN, _ARM2),
+    "sd2i": _arm(_SD, _ARM2),
+    "n2i": _arm(_N, _ARM2),
+}
+
+_TABLE_ALIASES: dict[str, tuple[str, ...]] = {
+    "ai": ("a", *_arm(_EVENTS, _ARM1)),
+    "bi": ("b", *_arm(_NON_EVENTS, _ARM1)),
+    "ci": ("c", *_arm(_EVENTS, _ARM2)),
+    "di": ("d", *_arm(_NON_EVENTS, _ARM2)),
+    "n1i": _arm(_N, _ARM1),
+    "n2i": _arm(_N, _ARM2),
+}
+
+_CORRELATION_ALIASES: dict[str, tuple[str, ...]] = {
+    "ri": ("r", "correlation", "corr", "pearson r", "pearson", "correlation coefficient"),
+    "ni": _TOTAL_N,
+}
+
+_PROPORTION_ALIASES: dict[str, tuple[str, ...]] = {
+    "xi": ("x", "events", "event", "cases", "count", "number of events", "n events"),
+    "ni": _TOTAL_N,
+}
+
+_PERSON_TIME_ALIASES: dict[str, tuple[str, ...]] = {
+    "x1i": ("x1", *_arm(_EVENTS, _ARM1)),
+    "t1i": ("t1", *_arm(_TIME, _ARM1)),
+    "x2i": ("x2", *_arm(_EVENTS, _ARM2)),
+    "t2i": ("t2", *_arm(_TIME, _ARM2)),
+}
+
+_GENERIC_ALIASES: dict[str, tuple[str, ...]] = {
+    "yi": (
+        "y",
+        "effect size",
+        "es",
+        "g",
+        "d",
+        "logor",
+        "log or",
+        "lnor",
+        "logrr",
+        "lnrr",
+        "hedges g",
+        "cohens d",
+        "smd",
+        "effect",
+        "estimate",
+    ),
+    "vi": ("v", "variance", "var", "sampling variance"),
+    "sei": ("se", "standard error", "stderr", "std error", "sem"),
+}
+
+_STAT_ALIASES: dict[str, dict[str, tuple[str, ...]]] = {
+    "SMD": _MEANS_ALIASES,
+    "MD": _MEANS_ALIASES,
+    "ROM": _MEANS_ALIASES,
+    "OR": _TABLE_ALIASES,
+    "RR": _TABLE_ALIASES,
+    "RD": _TABLE_ALIASES,
+    "COR": _CORRELATION_ALIASES,
+    "ZCOR": _CORRELATION_ALIASES,
+    "PR": _PROPORTION_ALIASES,
+    "PLO": _PROPORTION_ALIASES,
+    "IRR": _PERSON_TIME_ALIASES,
+    "GEN": _GENERIC_ALIASES,
+}
+
+
+def alias_table(measure: str) -> dict[str, str]:
+    """Header key -> canonical name, for the aliases valid under ``measure`` (not exact names)."""
+    table: dict[str, str] = {}
+    for target, aliases in (*_IDENTITY_ALIASES.items(), *_STAT_ALIASES[measure].items()):
+        for alias in aliases:
+            table.setdefault(header_key(alias), target)
+    return table
+
+
+#: Spellings quoted in messages about a missing column (each is also a working alias).
+_SHOWN_ALIASES: dict[str, tuple[str, ...]] = {
+    "study": ("study_id", "author_year"),
+    "m1i": ("mean_treatment", "m1"),
+    "sd1i": ("sd_treatment", "sd1"),
+    "n1i": ("n_treatment", "n1"),
+    "m2i": ("mean_control", "m2"),
+    "sd2i": ("sd_control", "sd2"),
+    "n2i": ("n_control", "n2"),
+    "ai": ("events_treatment", "a"),
+    "bi": ("nonevents_treatment", "b"),
+    "ci": ("events_control", "c"),
+    "di": ("nonevents_control", "d"),
+    "ri": ("r", "correlation"),
+    "ni": ("n", "sample_size"),
+    "xi": ("events", "x"),
+    "x1i": ("events_treatment", "x1"),
+    "t1i": ("persontime_treatment", "t1"),
+    "x2i": ("events_control", "x2"),
+    "t2i": ("persontime_control", "t2"),
+    "yi": ("effect_size", "es"),
+    "vi": ("variance", "var"),
+    "sei": ("se", "standard_error"),
+}
+
+
+def accepted_headers(target: str, measure: str) -> str:
+    """The canonical name and a couple of accepted aliases, quoted, for messages."""
+    valid = alias_table(measure)
+    shown = [a for a in _SHOWN_ALIASES.get(target, ()) if valid.get(header_key(a)) == target]
+    return ", ".join(f"'{name}'" for name in (target, *shown))
+
+
+def known_header_keys(spec: UploadSpec | None = None) -> frozenset[str]:
+    """Every key any measure recognises (used to choose the CSV delimiter that yields real headers)."""
+    keys = {header_key(n) for n in (*IDENTITY_COLUMNS, *READ_ONLY_IDENTITY, *STATISTICS)}
+    for measure in MEASURES:
+        keys.update(alias_table(measure))
+    if spec is not None:
+        keys.update(header_key(m.name) for m in spec.moderators)
+    return frozenset(keys)
+
+
+# --------------------------------------------------------------------------------------------
+# Resolution
+
+
+@dataclass(frozen=True)
+class ResolvedColumn:
+    """A column of the file that will be read: where it is, what the user called it, what it is."""
+
+    index: int
+    source: str
+    target: str
+    kind: MappingKind
+
+    @property
+    def is_alias(self) -> bool:
+        return self.source != self.target
+
+
+@dataclass
+class Resolution:
+    """The outcome of reading a header."""
+
+    columns: list[ResolvedColumn] = field(default_factory=list)
+    errors: list[UploadError] = field(default_factory=list)
+
+    @property
+    def by_target(self) -> dict[str, ResolvedColumn]:
+        return {c.target: c for c in self.columns}
+
+
+def _is_formula_text(text: str) -> bool:
+    # A header is never a number, so any of these leading characters marks a formula.
+    return text[:1] in ("=", "+", "@")
+
+
+def resolve_columns(
+    header: Sequence[str | None],
+    has_data: Sequence[bool],
+    spec: UploadSpec,
+    *,
+    header_row: int | None,
+    single_column_hint: str | None = None,
+) -> Resolution:
+    """Map each header cell to a canonical column and report header problems.
+
+    ``header`` holds the header texts (``None`` for a formula cell, reported by the reader);
+    ``has_data[i]`` tells whether column ``i`` holds any value below the header (a blank header
+    above an empty column is just an unused column; above values it is an error).
+    """
+    measure: Measure = MEASURES[spec.measure]
+    exact: dict[str, tuple[str, MappingKind]] = {}
+    for name in (*IDENTITY_COLUMNS, *READ_ONLY_IDENTITY):
+        exact[header_key(name)] = (name, "identity")
+    for name in measure.statistics:
+        exact.setdefault(header_key(name), (name, "statistic"))
+    for mod in spec.moderators:
+        # A moderator named like an identity column or a statistic (the data dictionary may list
+        # "year" as a numeric moderator) is read by the identity/statistic rules under that name.
+        exact.setdefault(header_key(mod.name), (mod.name, "moderator"))
+    aliases = alias_table(spec.measure)
+
+    res = Resolution()
+    taken: dict[str, ResolvedColumn] = {}
+    for index, raw in enumerate(header):
+        if raw is None:
+            continue
+        source = " ".join(raw.split())
+        letter = column_letter(index)
+        if not source:
+            if index < len(has_data) and has_data[index]:
+                res.errors.append(
+                    UploadError(
+                        row=None,
+                        column=None,
+                        value=None,
+                        code="unnamed_column",
+                        message=f"Column {letter} has values but no header; add a header or delete the "
+                        "column.",
+                    )
+                )
+            continue
+        if _is_formula_text(source):
+            res.errors.append(
+                UploadError(
+                    row=header_row,
+                    column=source,
+                    value=source[:100],
+                    code="formula_cell",
+                    message=f"The header of column {letter} is a formula ('{source[:60]}'); write the column "
+                    "name as plain text.",
+                )
+            )
+            continue
+        key = header_key(source)
+        hit = exact.get(key)
+        if hit is None and key in aliases:
+            target = aliases[key]
+            hit = exact.get(header_key(target), (target, "statistic" if target in STATISTICS else "identity"))
+        target, kind = hit if hit is not None else (source, "extra")
+        taken_key = header_key(target) if kind == "extra" else target
+        if taken_key in taken:
+            first = taken[taken_key]
+            what = f"'{target}'" + (f" ({STATISTICS[target].label})" if target in STATISTICS else "")
+            res.errors.append(
+                UploadError(
+                    row=None,
+                    column=source,
+                    value=None,
+                    code="duplicate_column",
+                    message=f"Columns '{first.source}' and '{source}' both mean {what}; keep only one of "
+                    "them (the second was not read).",
+                )
+            )
+            continue
+        col = ResolvedColumn(index=index, source=source, target=target, kind=kind)
+        taken[taken_key] = col
+        res.columns.append(col)
+
+    res.errors.extend(_missing_columns({c.target for c in res.columns}, spec, single_column_hint))
+    return res
+
+
+def _missing_columns(
+    present: set[str], spec: UploadSpec, single_column_hint: str | None
+) -> list[UploadError]:
+    """``missing_column`` errors for the study, the measure's statistics and a required instrument.
+
+    When the whole header was read as one column the delimiter is the likely culprit; the first
+    error says so (once: repeating it in every message would bury the other sentences).
+    """
+    measure = MEASURES[spec.measure]
+    missing: list[tuple[str, str]] = []
+    if "study" not in present:
+        missing.append(
+            (
+                "study",
+                "The header has no 'study' column; every row needs a study label "
+                f"(accepted headers include: {accepted_headers('study', spec.measure)}).",
+            )
+        )
+    for group in measure.groups:
+        if any(name in present for name in group):
+            continue
+        name = group[0]
+        alternatives = "".join(
+            f" (or the {STATISTICS[alt].label} in a column named '{alt}')" for alt in group[1:]
+        )
+        missing.append(
+            (
+                name,
+                f"The header has no column for the {STATISTICS[name].label} ('{name}'){alternatives}, "
+                f"which the {measure.label} needs (accepted headers include: "
+                f"{accepted_headers(name, spec.measure)}).",
+            )
+        )
+    if spec.instruments and "instrument" not in present:
+        missing.append(
+            (
+                "instrument",
+                "The header has no 'instrument' column; this outcome requires the instrument "
+                f"of every row, one of: {', '.join(sorted(spec.instruments))}.",
+            )
+        )
+    errors = []
+    for i, (column, message) in enumerate(missing):
+        if i == 0 and single_column_hint:
+            message = f"{message} {single_column_hint}"
+        errors.append(
+            UploadError(row=None, column=column, value=None, code="missing_column", message=message)
+        )
+    return errors

@@ -1,0 +1,114 @@
+"""What an upload must satisfy (:class:`UploadSpec`) and what a valid one becomes (:class:`ParsedUpload`)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Literal
+
+from .errors import UploadError
+from .measures import MEASURES
+
+MIB = 1024 * 1024
+
+ModeratorKind = Literal["numeric", "categorical"]
+MappingKind = Literal["identity", "statistic", "moderator", "extra"]
+SourceFormat = Literal["csv", "xlsx", "json"]
+
+
+@dataclass(frozen=True)
+class ModeratorSpec:
+    """A moderator column the consortium's data dictionary knows, with its type."""
+
+    name: str
+    kind: ModeratorKind
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("numeric", "categorical"):
+            raise ValueError(f"moderator kind must be 'numeric' or 'categorical', not {self.kind!r}")
+        if not self.name or not self.name.strip():
+            raise ValueError("a moderator needs a name")
+
+
+@dataclass(frozen=True)
+class UploadSpec:
+    """The rules an upload for one outcome must satisfy.
+
+    ``instruments`` and ``timepoints`` list the allowed values; empty means any value is allowed.
+    Iterables are accepted and frozen, so ``UploadSpec(..., instruments=["PHQ-9"])`` works too.
+    """
+
+    outcome_code: str
+    measure: str
+    instruments: frozenset[str] = field(default_factory=frozenset)
+    timepoints: frozenset[str] = field(default_factory=frozenset)
+    moderators: tuple[ModeratorSpec, ...] = ()
+    max_bytes: int = 5 * MIB
+    max_rows: int = 10_000
+    max_xlsx_uncompressed_bytes: int = 50 * MIB
+
+    def __post_init__(self) -> None:
+        # A wrong spec is a programming or configuration error, not a data manager's: fail loudly.
+        if self.measure not in MEASURES:
+            raise ValueError(f"unknown effect measure {self.measure!r}; known: {', '.join(MEASURES)}")
+        object.__setattr__(self, "instruments", _frozen(self.instruments))
+        object.__setattr__(self, "timepoints", _frozen(self.timepoints))
+        object.__setattr__(self, "moderators", tuple(self.moderators))
+        names = [m.name.strip().casefold() for m in self.moderators]
+        if len(names) != len(set(names)):
+            raise ValueError("moderator names must be unique")
+        for limit in ("max_bytes", "max_rows", "max_xlsx_uncompressed_bytes"):
+            if getattr(self, limit) < 1:
+                raise ValueError(f"{limit} must be positive")
+
+
+def _frozen(values: Iterable[str] | None) -> frozenset[str]:
+    return frozenset(v.strip() for v in (values or ()) if v and v.strip())
+
+
+@dataclass(frozen=True)
+class ColumnMapping:
+    """How one column of the upload was understood: the user's ``source`` header became ``target``."""
+
+    source: str
+    target: str
+    kind: MappingKind
+
+    def to_dict(self) -> dict[str, str]:
+        return {"source": self.source, "target": self.target, "kind": self.kind}
+
+
+@dataclass(frozen=True)
+class ParsedUpload:
+    """A valid upload in canonical form.
+
+    Attributes
+    ----------
+    rows : tuple of dict
+        One dict per data row, in file order, with exactly the keys in ``columns``. Statistics use
+        metafor's names (counts and sample sizes as ``int``, other statistics as ``float``);
+        ``study``, ``comparison``, ``instrument``, ``timepoint`` are text or ``None``; ``year`` is
+        an ``int`` or ``None``; numeric moderators are ``float``, categorical ones text; blanks
+        are ``None``.
+    columns : tuple of str
+        The canonical columns: the five identity columns (always), the statistics, the known
+        moderators present in the file, then extra columns.
+    mapping : tuple of ColumnMapping
+        For every column of the file that was used: the user's header and what it became.
+    warnings : tuple of UploadError
+        Notes for the data manager that do not block the upload (see ``WARNING_CODES``).
+    source_format : {"csv", "xlsx", "json"}
+    encoding : str or None
+        The text encoding a CSV or JSON file was read with (``utf-8``, ``utf-8-sig``, ``utf-16``,
+        ``cp1252``); ``None`` for XLSX and for rows posted as JSON.
+    delimiter : str or None
+        The CSV delimiter detected; ``None`` otherwise.
+    """
+
+    rows: tuple[dict[str, object], ...]
+    columns: tuple[str, ...]
+    mapping: tuple[ColumnMapping, ...]
+    warnings: tuple[UploadError, ...]
+    source_format: SourceFormat
+    encoding: str | None
+    delimiter: str | None

@@ -1,0 +1,667 @@
+"""Checking every cell of a raw table and building the canonical rows.
+
+All problems are collected before anything is decided: a data manager fixes a file in one pass
+only if the platform reports every problem at once. The checks are, per row and column:
+
+- identity: a study label in every row; instrument and time point among the outcome's allowed
+  values (compared ignoring case, spaces and punctuation, and stored in the data dictionary's
+  spelling); an ``outcome`` column, if present, naming the outcome uploaded to; a plausible year;
+- statistics: present where the measure needs them, numbers, whole numbers for counts and sample
+  sizes, and within their domain (SDs, person-times, variances and standard errors above 0,
+  counts at least 0, correlations strictly between -1 and 1, sample sizes at least the
+  measure's minimum, positive means for ROM), with cross-checks (events not above the group
+  size, events plus non-events equal to a given group size, no empty groups in 2x2 tables);
+- moderators: numbers in numeric moderators;
+- the file: no row twice (same study, instrument, time point and comparison);
+- finally the platform's effect-size engine computes every clean row, so that no value which
+  passes the checks above can still fail in the analysis.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from .cells import Problem, display, format_number, read_number, read_text
+from .columns import ResolvedColumn, header_key, resolve_columns
+from .errors import UploadError, UploadRejected
+from .measures import IDENTITY_COLUMNS, MAX_TEXT_LENGTH, MEASURES, STATISTICS, Statistic
+from .numbers import classify, detect_decimal_mark
+from .readers import RawRow, RawTable, is_blank
+from .spec import ColumnMapping, ParsedUpload, UploadSpec
+
+YEAR_RANGE = (1800, 2100)
+
+
+@dataclass
+class _RowState:
+    """What one row produced: canonical values, valid statistics, and whether it is clean."""
+
+    values: dict[str, Any]
+    stats: dict[str, float] = field(default_factory=dict)
+    clean: bool = True
+
+
+def validate_table(table: RawTable, spec: UploadSpec) -> ParsedUpload:
+    """Validate ``table`` against ``spec``; return the canonical upload or raise :class:`UploadRejected`."""
+    return _Validator(table, spec).run()
+
+
+class _Validator:
+    def __init__(self, table: RawTable, spec: UploadSpec) -> None:
+        self.table = table
+        self.spec = spec
+        self.measure = MEASURES[spec.measure]
+        resolution = resolve_columns(
+            table.header,
+            table.has_data(),
+            spec,
+            header_row=table.header_row,
+            single_column_hint=table.single_column_hint,
+        )
+        self.columns = resolution.columns
+        self.by_target = resolution.by_target
+        self.errors: list[UploadError] = [*table.errors, *resolution.errors]
+        self.warnings: list[UploadError] = list(table.warnings)
+        self.stats_complete = all(any(n in self.by_target for n in g) for g in self.measure.groups)
+        self.moderators = {
+            m.name: m
+            for m in spec.moderators
+            if m.name in self.by_target and self.by_target[m.name].kind == "moderator"
+        }
+        self.extras = [c for c in self.columns if c.kind == "extra"]
+        self.derived: dict[str, int] = {}
+        self.decimal = self._detect_decimal_mark()
+
+    # ---------------------------------------------------------------------------------------
+    # set-up
+
+    def _numeric_columns(self) -> list[ResolvedColumn]:
+        cols = [c for c in self.columns if c.kind == "statistic" or c.target == "year"]
+        cols += [self.by_target[n] for n, m in self.moderators.items() if m.kind == "numeric"]
+        return cols
+
+    def _detect_decimal_mark(self) -> str | None:
+        numeric = self._numeric_columns()
+        texts = (
+            row.cells[c.index].strip()
+            for row in self.table.rows
+            if row.readable
+            for c in numeric
+            if c.index < len(row.cells) and isinstance(row.cells[c.index], str)
+        )
+        mark = detect_decimal_mark(texts, self.table.default_decimal)
+        if mark == ",":
+            self.warnings.append(
+                UploadError(
+                    row=None,
+                    column=None,
+                    value=None,
+                    code="decimal_comma",
+                    message="Numbers were written with decimal commas (e.g. 0,45) and were read as such.",
+                )
+            )
+        return mark
+
+    def _statistic_columns(self) -> list[str]:
+        """Statistics in the canonical rows: each satisfied group's first column (derived when not
+        given, e.g. ``bi`` from ``n1i``) plus every other statistic given."""
+        wanted: set[str] = set()
+        for group in self.measure.groups:
+            given = [n for n in group if n in self.by_target]
+            if given:
+                wanted.update([group[0], *given])
+        return [n for n in self.measure.statistics if n in wanted]
+
+    def canonical_columns(self) -> tuple[str, ...]:
+        return (
+            *IDENTITY_COLUMNS,
+            *self._statistic_columns(),
+            *self.moderators,
+            *(c.target for c in self.extras),
+        )
+
+    # ---------------------------------------------------------------------------------------
+    # reporting
+
+    def _where(self, row: int, col: ResolvedColumn | None) -> str:
+        if col is None:
+            return f"{self.table.item} {row}"
+        noun = "field" if self.table.item == "Item" else "column"
+        alias = f" ({col.target})" if col.is_alias else ""
+        return f"{self.table.item} {row}, {noun} '{col.source}'{alias}"
+
+    def _error(
+        self, state: _RowState | None, code: str, row: int, col: ResolvedColumn | None, cell: Any, text: str
+    ) -> None:
+        if state is not None:
+            state.clean = False
+        self.errors.append(
+            UploadError(
+                row=row,
+                column=col.source if col else None,
+                value=None if is_blank(cell) else display(cell),
+                code=code,
+                message=f"{self._where(row, col)}: {text}",
+            )
+        )
+
+    def _number_problem(
+        self, problem: Problem, cell: Any, what: str, *, moderator: bool = False
+    ) -> tuple[str, str]:
+        shown = display(cell)
+        if problem == "formula":
+            return "formula_cell", (
+                f"the cell holds a formula ('{shown}'); enter the value itself, not a calculation."
+            )
+        if problem == "ambiguous":
+            number = classify(str(cell))
+            return "ambiguous_number", (
+                f"'{shown}' could mean {format_number(number.value or 0.0)} or "
+                f"{format_number(number.alternative or 0.0)}; write it without a thousands separator so that "
+                "it cannot be misread."
+            )
+        code = "invalid_moderator" if moderator else "non_numeric"
+        if problem == "date":
+            return code, (
+                f"the {what} must be a number, but the cell holds a date ({shown}); Excel may have "
+                "turned the value into a date. Format the column as Number and type the value again."
+            )
+        if problem == "excel_error":
+            return code, f"the cell holds the Excel error {shown}; the {what} must be a number."
+        if problem == "not_finite":
+            return code, f"the {what} must be a finite number, but it is {shown}."
+        return code, f"the {what} must be a number, but it is '{shown}'."
+
+    # ---------------------------------------------------------------------------------------
+    # reading cells
+
+    @staticmethod
+    def _cell(raw: RawRow, col: ResolvedColumn | None) -> Any:
+        if col is None or col.index >= len(raw.cells):
+            return None
+        return raw.cells[col.index]
+
+    def _text(self, state: _RowState, raw: RawRow, target: str) -> str | None:
+        col = self.by_target.get(target)
+        cell = self._cell(raw, col)
+        text, problem = read_text(cell)
+        if problem is not None:
+            assert col is not None
+            if problem == "formula":
+                self._error(
+                    state,
+                    "formula_cell",
+                    raw.number,
+                    col,
+                    cell,
+                    f"the cell holds a formula ('{display(cell)}'); enter the value itself as text.",
+                )
+            else:
+                self._error(
+                    state,
+                    "invalid_value",
+                    raw.number,
+                    col,
+                    cell,
+                    f"'{display(cell)}' is not a valid label; enter plain text.",
+                )
+            return None
+        if text is not None and len(text) > MAX_TEXT_LENGTH:
+            assert col is not None
+            self._error(
+                state,
+                "text_too_long",
+                raw.number,
+                col,
+                cell,
+                f"the text is {len(text)} characters long; at most {MAX_TEXT_LENGTH} are stored. Shorten it.",
+            )
+            return None
+        return text
+
+    def _allowed(
+        self, state: _RowState, raw: RawRow, target: str, allowed: frozenset[str], code: str, noun: str
+    ) -> str | None:
+        """A text checked against the data dictionary's allowed values, in the dictionary's spelling."""
+        text = self._text(state, raw, target)
+        if text is None or not allowed:
+            return text
+        col = self.by_target[target]
+        for candidates in (
+            {a: a for a in allowed if a.casefold() == text.casefold()},
+            {a: a for a in allowed if header_key(a) == header_key(text)},
+        ):
+            if len(candidates) == 1:
+                return next(iter(candidates))
+        listed = ", ".join(f"'{a}'" for a in sorted(allowed))
+        close = difflib.get_close_matches(text, sorted(allowed), n=1, cutoff=0.6)
+        hint = f" Did you mean '{close[0]}'?" if close else ""
+        self._error(
+            state,
+            code,
+            raw.number,
+            col,
+            self._cell(raw, col),
+            f"'{text}' is not {noun} this outcome allows (allowed: {listed}).{hint}",
+        )
+        return None
+
+    # ---------------------------------------------------------------------------------------
+    # rows
+
+    def run(self) -> ParsedUpload:
+        columns = self.canonical_columns()
+        states: list[tuple[RawRow, _RowState]] = []
+        for raw in self.table.rows:
+            if not raw.readable:
+                continue
+            state = _RowState(values=dict.fromkeys(columns))
+            self._identity(state, raw)
+            self._statistics(state, raw)
+            self._moderators(state, raw)
+            states.append((raw, state))
+        self._extras(states)
+        self._duplicates(states)
+        self._engine_check(states)
+        self._derivation_warnings()
+        if self.errors:
+            raise UploadRejected(self._sorted(self.errors))
+        return ParsedUpload(
+            rows=tuple(state.values for _, state in states),
+            columns=columns,
+            mapping=tuple(ColumnMapping(source=c.source, target=c.target, kind=c.kind) for c in self.columns),
+            warnings=tuple(self.warnings),
+            source_format=self.table.source_format,
+            encoding=self.table.encoding,
+            delimiter=self.table.delimiter,
+        )
+
+    def _sorted(self, errors: Iterable[UploadError]) -> list[UploadError]:
+        order = {c.source: c.index for c in self.columns}
+        indexed = list(enumerate(errors))
+        indexed.sort(
+            key=lambda p: (p[1].row is not None, p[1].row or 0, order.get(p[1].column or "", 10**6), p[0])
+        )
+        return [e for _, e in indexed]
+
+    def _identity(self, state: _RowState, raw: RawRow) -> None:
+        v = state.values
+        study_col = self.by_target.get("study")
+        if study_col is not None:
+            v["study"] = self._text(state, raw, "study")
+            if v["study"] is None and is_blank(self._cell(raw, study_col)):
+                self._error(
+                    state,
+                    "missing_study",
+                    raw.number,
+                    study_col,
+                    None,
+                    "the study label is empty; every row needs the study it comes from.",
+                )
+        if "comparison" in self.by_target:
+            v["comparison"] = self._text(state, raw, "comparison")
+        if "instrument" in self.by_target:
+            v["instrument"] = self._allowed(
+                state, raw, "instrument", self.spec.instruments, "unknown_instrument", "an instrument"
+            )
+            col = self.by_target["instrument"]
+            if self.spec.instruments and is_blank(self._cell(raw, col)):
+                listed = ", ".join(sorted(self.spec.instruments))
+                self._error(
+                    state,
+                    "missing_value",
+                    raw.number,
+                    col,
+                    None,
+                    f"the instrument is empty; this outcome needs it (one of: {listed}).",
+                )
+        if "timepoint" in self.by_target:
+            v["timepoint"] = self._allowed(
+                state, raw, "timepoint", self.spec.timepoints, "unknown_timepoint", "a time point"
+            )
+        if "outcome" in self.by_target:
+            text = self._text(state, raw, "outcome")
+            if text is not None and text.casefold() != self.spec.outcome_code.strip().casefold():
+                self._error(
+                    state,
+                    "unknown_outcome",
+                    raw.number,
+                    self.by_target["outcome"],
+                    text,
+                    f"this file is for the outcome '{self.spec.outcome_code}', but the row says "
+                    f"'{text}'. Upload each outcome's rows separately.",
+                )
+        if "year" in self.by_target:
+            v["year"] = self._year(state, raw)
+
+    def _year(self, state: _RowState, raw: RawRow) -> int | None:
+        col = self.by_target["year"]
+        cell = self._cell(raw, col)
+        value, problem = read_number(cell, self.decimal)
+        if problem is not None:
+            code, text = self._number_problem(problem, cell, "year")
+            self._error(state, code, raw.number, col, cell, text)
+            return None
+        if value is None:
+            return None
+        if not value.is_integer():
+            self._error(
+                state,
+                "not_integer",
+                raw.number,
+                col,
+                cell,
+                f"the year must be a whole number, but it is {display(cell)}.",
+            )
+            return None
+        if not YEAR_RANGE[0] <= value <= YEAR_RANGE[1]:
+            self._error(
+                state,
+                "invalid_year",
+                raw.number,
+                col,
+                cell,
+                f"{display(cell)} is not a plausible year (expected {YEAR_RANGE[0]}-{YEAR_RANGE[1]}).",
+            )
+            return None
+        return int(value)
+
+    def _domain_problem(self, stat: Statistic, value: float, shown: str) -> tuple[str, str] | None:
+        """The first rule of ``stat``'s kind that ``value`` breaks, as (code, sentence)."""
+        m = self.measure
+        kind = stat.kind
+        if stat.integer and not value.is_integer():
+            return "not_integer", f"the {stat.label} must be a whole number, but it is {shown}."
+        if kind == "sd" and value <= 0:
+            return "sd_not_positive", f"the standard deviation must be greater than 0, but it is {shown}."
+        if kind in ("group_n", "total_n") and value < m.min_n:
+            return (
+                "n_too_small",
+                f"the sample size must be at least {m.min_n} for the {m.label}, but it is {shown}.",
+            )
+        if kind == "count" and value < 0:
+            return "negative_count", f"the {stat.label} cannot be negative, but it is {shown}."
+        if kind == "time" and value <= 0:
+            return "time_not_positive", f"the person-time must be greater than 0, but it is {shown}."
+        if kind == "correlation" and abs(value) >= 1:
+            return (
+                "correlation_out_of_range",
+                f"a correlation must lie strictly between -1 and 1, but it is {shown}.",
+            )
+        if kind == "variance" and value <= 0:
+            return (
+                "variance_not_positive",
+                f"the sampling variance must be greater than 0, but it is {shown}.",
+            )
+        if kind == "se" and value <= 0:
+            return "variance_not_positive", f"the standard error must be greater than 0, but it is {shown}."
+        if kind == "mean" and m.code == "ROM" and value <= 0:
+            return "mean_not_positive_for_ratio", (
+                f"the {m.label} needs means greater than 0, but it is {shown}."
+            )
+        return None
+
+    def _statistics(self, state: _RowState, raw: RawRow) -> None:
+        blank: set[str] = set()
+        for name in self.measure.statistics:
+            col = self.by_target.get(name)
+            if col is None or col.kind != "statistic":
+                continue
+            stat = STATISTICS[name]
+            cell = self._cell(raw, col)
+            value, problem = read_number(cell, self.decimal)
+            if problem is not None:
+                code, text = self._number_problem(problem, cell, stat.label)
+                self._error(state, code, raw.number, col, cell, text)
+                continue
+            if value is None:
+                blank.add(name)
+                continue
+            issue = self._domain_problem(stat, value, display(cell))
+            if issue is not None:
+                self._error(state, issue[0], raw.number, col, cell, issue[1])
+                continue
+            state.stats[name] = value
+        for group in self.measure.groups:
+            given = [n for n in group if n in self.by_target]
+            if given and all(n in blank for n in given):
+                stat = STATISTICS[given[0]]
+                others = "".join(
+                    f" Give it, or the {STATISTICS[a].label} ({a}), in this row." for a in given[1:]
+                )
+                self._error(
+                    state,
+                    "missing_value",
+                    raw.number,
+                    self.by_target[given[0]],
+                    None,
+                    f"the {stat.label} is empty, but the {self.measure.label} needs it.{others}",
+                )
+        self._cross_checks(state, raw)
+        for name, value in state.stats.items():
+            if name in state.values:
+                state.values[name] = int(value) if STATISTICS[name].integer else float(value)
+
+    def _cross_checks(self, state: _RowState, raw: RawRow) -> None:
+        s = state.stats
+        family = self.measure.groups
+        if ("bi", "n1i") in family:  # 2x2 tables
+            arms = (("ai", "bi", "n1i", "intervention"), ("ci", "di", "n2i", "control"))
+            empty_arms = []
+            for events, non_events, total, arm in arms:
+                if events in s and total in s:
+                    if s[events] > s[total]:
+                        col = self.by_target[events]
+                        self._error(
+                            state,
+                            "events_exceed_n",
+                            raw.number,
+                            col,
+                            self._cell(raw, col),
+                            f"the number of events ({format_number(s[events])}) is larger than the "
+                            f"{arm} group's size {total} ({format_number(s[total])}).",
+                        )
+                    elif non_events in s and s[events] + s[non_events] != s[total]:
+                        col = self.by_target[total]
+                        self._error(
+                            state,
+                            "counts_inconsistent",
+                            raw.number,
+                            col,
+                            self._cell(raw, col),
+                            f"events ({events} = {format_number(s[events])}) plus non-events "
+                            f"({non_events} = {format_number(s[non_events])}) make "
+                            f"{format_number(s[events] + s[non_events])}, but the {arm} group's size "
+                            f"is {format_number(s[total])}.",
+                        )
+                    elif non_events not in s and is_blank(self._cell(raw, self.by_target.get(non_events))):
+                        s[non_events] = s[total] - s[events]
+                        self.derived[non_events] = self.derived.get(non_events, 0) + 1
+                if events in s and non_events in s and s[events] + s[non_events] == 0:
+                    empty_arms.append(arm)
+            if empty_arms:
+                which = "both groups have" if len(empty_arms) == 2 else f"the {empty_arms[0]} group has"
+                col = self.by_target.get("ai") or self.by_target.get("ci")
+                self._error(
+                    state,
+                    "effect_not_computable",
+                    raw.number,
+                    col,
+                    None,
+                    f"{which} no participants (events and non-events are all 0), so no effect size can "
+                    "be computed. Check the counts.",
+                )
+        elif self.measure.code in ("PR", "PLO"):
+            if "xi" in s and "ni" in s and s["xi"] > s["ni"]:
+                col = self.by_target["xi"]
+                self._error(
+                    state,
+                    "events_exceed_n",
+                    raw.number,
+                    col,
+                    self._cell(raw, col),
+                    f"the number of events ({format_number(s['xi'])}) is larger than the sample size "
+                    f"({format_number(s['ni'])}).",
+                )
+        elif (
+            self.measure.code == "GEN"
+            and "sei" in s
+            and "vi" not in s
+            and is_blank(self._cell(raw, self.by_target.get("vi")))
+        ):
+            # metafor takes vi = sei**2; doing it here gives every row the same (yi, vi) columns
+            s["vi"] = s["sei"] ** 2
+            self.derived["vi"] = self.derived.get("vi", 0) + 1
+
+    def _derivation_warnings(self) -> None:
+        sources = {"bi": ("n1i", "ai"), "di": ("n2i", "ci"), "vi": ("sei", None)}
+        for name, count in self.derived.items():
+            total, minus = sources[name]
+            how = f"{total} − {minus}" if minus else f"{total}²"
+            self.warnings.append(
+                UploadError(
+                    row=None,
+                    column=name,
+                    value=None,
+                    code="derived_column",
+                    message=f"The {STATISTICS[name].label} ({name}) was computed as {how} in {count} "
+                    f"row{'s' if count != 1 else ''}.",
+                )
+            )
+
+    def _moderators(self, state: _RowState, raw: RawRow) -> None:
+        for name, mod in self.moderators.items():
+            col = self.by_target[name]
+            if mod.kind == "categorical":
+                state.values[name] = self._text(state, raw, name)
+                continue
+            cell = self._cell(raw, col)
+            value, problem = read_number(cell, self.decimal)
+            if problem is not None:
+                code, text = self._number_problem(problem, cell, f"moderator '{name}'", moderator=True)
+                self._error(state, code, raw.number, col, cell, text)
+                continue
+            state.values[name] = value
+
+    def _extras(self, states: list[tuple[RawRow, _RowState]]) -> None:
+        """Keep unknown columns, as numbers when every value is one, else as text."""
+        other_stats = {header_key(n) for n in STATISTICS} - {header_key(n) for n in self.measure.statistics}
+        for col in self.extras:
+            texts: list[str | None] = []
+            numbers: list[float | None] = []
+            numeric = True
+            for raw, state in states:
+                cell = self._cell(raw, col)
+                text, problem = read_text(cell)
+                if problem == "formula":
+                    self._error(
+                        state,
+                        "formula_cell",
+                        raw.number,
+                        col,
+                        cell,
+                        f"the cell holds a formula ('{display(cell)}'); enter the value itself.",
+                    )
+                elif problem is not None:
+                    self._error(
+                        state,
+                        "invalid_value",
+                        raw.number,
+                        col,
+                        cell,
+                        f"'{display(cell)}' cannot be stored in a cell; enter plain text or a number.",
+                    )
+                texts.append(text)
+                value, number_problem = (
+                    read_number(cell, self.decimal) if problem is None else (None, problem)
+                )
+                numeric = numeric and number_problem is None
+                numbers.append(value)
+            for (_, state), text, number in zip(states, texts, numbers, strict=True):
+                state.values[col.target] = number if numeric else text
+            read_as = "numbers" if numeric else "text"
+            if all(t is None for t in texts):
+                read_as = "an empty column"
+            note = ""
+            if header_key(col.source) in other_stats:
+                note = (
+                    f" Note that '{col.source}' is a statistic of other effect measures; this outcome uses "
+                    f"the {self.measure.label}."
+                )
+            self.warnings.append(
+                UploadError(
+                    row=None,
+                    column=col.source,
+                    value=None,
+                    code="extra_column",
+                    message=f"Column '{col.source}' is not in the data dictionary for this outcome; it was "
+                    f"kept as an extra moderator, read as {read_as}.{note}",
+                )
+            )
+
+    def _duplicates(self, states: list[tuple[RawRow, _RowState]]) -> None:
+        first_seen: dict[tuple[str, ...], int] = {}
+        study_col = self.by_target.get("study")
+        for raw, state in states:
+            v = state.values
+            if not v.get("study"):
+                continue
+            key = tuple(
+                str(v.get(k) or "").casefold() for k in ("study", "instrument", "timepoint", "comparison")
+            )
+            if key not in first_seen:
+                first_seen[key] = raw.number
+                continue
+            parts = [f"study '{v['study']}'"]
+            parts += [
+                f"{label} '{v[k]}'"
+                for k, label in (
+                    ("instrument", "instrument"),
+                    ("timepoint", "time point"),
+                    ("comparison", "comparison"),
+                )
+                if v.get(k)
+            ]
+            self._error(
+                state,
+                "duplicate_row",
+                raw.number,
+                study_col,
+                v["study"],
+                f"the row repeats {self.table.item.lower()} {first_seen[key]} ({', '.join(parts)}). "
+                "Remove the repeated row, or tell the comparisons apart in a 'comparison' column.",
+            )
+
+    def _engine_check(self, states: list[tuple[RawRow, _RowState]]) -> None:
+        """Compute every clean row with the analysis engine; a row it cannot use is an error here.
+
+        The checks above are meant to catch everything first, with better sentences; this is the
+        guarantee that a row which passes them gives an effect size in the analysis.
+        """
+        clean = [(raw, state) for raw, state in states if state.clean]
+        if not clean or not self.stats_complete:
+            return
+        from workers.metaanalysis import effects  # numpy/scipy: loaded only when needed
+
+        names = self._statistic_columns()
+        data = {n: [state.values[n] for _, state in clean] for n in names}
+        first = self.by_target.get(self.measure.groups[0][0])
+        problems = [(p.row, p.message) for p in effects.check_rows(self.measure.code, data)]
+        if not problems:
+            sizes = effects.escalc(self.measure.code, data)
+            problems = sorted(sizes.na_reasons.items())
+        for index, reason in problems:
+            if index is None:
+                continue
+            raw, state = clean[index]
+            self._error(
+                state,
+                "effect_not_computable",
+                raw.number,
+                first,
+                None,
+                f"no effect size can be computed from this row's values ({reason}). Check them.",
+            )
