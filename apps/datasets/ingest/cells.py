@@ -19,6 +19,8 @@ Problem = Literal[
 ]
 
 _FORMULA_START = ("=", "+", "@")
+#: Starts of text that export_rows prefixes with a quote (tab and CR are trimmed away on reading).
+NEUTRALISED_START = ("=", "+", "-", "@")
 
 
 def looks_like_formula(text: str) -> bool:
@@ -95,7 +97,12 @@ def read_text(cell: Any) -> tuple[str | None, Problem | None]:
         return None, "not_finite"
     if isinstance(cell, (str, bool, int, float, dt.date, dt.time, dt.datetime)):
         text = display(cell, limit=10**9)
-        if isinstance(cell, str) and looks_like_formula(text):
-            return None, "formula"
+        if isinstance(cell, str):
+            # Undo the quote export_rows puts before text such as "-5 mg vs placebo", so that an
+            # exported file uploads back unchanged ("'=..." becomes "=..." and is refused below).
+            if text[:1] == "'" and text[1:2] in NEUTRALISED_START:
+                text = text[1:]
+            if looks_like_formula(text):
+                return None, "formula"
         return text, None
     return str(cell), None

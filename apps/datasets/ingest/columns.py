@@ -9,9 +9,11 @@ is a 2x2 cell for OR but an effect size for GEN; ``n`` is the sample size for CO
 
 from __future__ import annotations
 
+import functools
 import unicodedata
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from types import MappingProxyType
 
 from .errors import UploadError
 from .measures import IDENTITY_COLUMNS, MEASURES, STATISTICS, Measure
@@ -192,13 +194,14 @@ _STAT_ALIASES: dict[str, dict[str, tuple[str, ...]]] = {
 }
 
 
-def alias_table(measure: str) -> dict[str, str]:
+@functools.cache
+def alias_table(measure: str) -> Mapping[str, str]:
     """Header key -> canonical name, for the aliases valid under ``measure`` (not exact names)."""
     table: dict[str, str] = {}
     for target, aliases in (*_IDENTITY_ALIASES.items(), *_STAT_ALIASES[measure].items()):
         for alias in aliases:
             table.setdefault(header_key(alias), target)
-    return table
+    return MappingProxyType(table)
 
 
 #: Spellings quoted in messages about a missing column (each is also a working alias).
@@ -234,14 +237,19 @@ def accepted_headers(target: str, measure: str) -> str:
     return ", ".join(f"'{name}'" for name in (target, *shown))
 
 
-def known_header_keys(spec: UploadSpec | None = None) -> frozenset[str]:
-    """Every key any measure recognises (used to choose the CSV delimiter that yields real headers)."""
+@functools.cache
+def _known_keys() -> frozenset[str]:
     keys = {header_key(n) for n in (*IDENTITY_COLUMNS, *READ_ONLY_IDENTITY, *STATISTICS)}
     for measure in MEASURES:
         keys.update(alias_table(measure))
-    if spec is not None:
-        keys.update(header_key(m.name) for m in spec.moderators)
     return frozenset(keys)
+
+
+def known_header_keys(spec: UploadSpec | None = None) -> frozenset[str]:
+    """Every key any measure recognises, plus the spec's moderators (to find the real header)."""
+    if spec is None or not spec.moderators:
+        return _known_keys()
+    return _known_keys() | {header_key(m.name) for m in spec.moderators}
 
 
 # --------------------------------------------------------------------------------------------

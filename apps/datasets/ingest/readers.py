@@ -13,11 +13,12 @@ import codecs
 import csv
 import datetime as dt
 import io
+import itertools
 import json
 import re
 import warnings
 import zipfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Any
@@ -259,19 +260,63 @@ def _short(text: str, limit: int = 100) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def _collect(
-    records: Iterable[tuple[int, list[Any]]], spec: UploadSpec
-) -> tuple[list[Any], int, list[RawRow]]:
-    """Header (first non-empty record) and data rows (later non-empty records), with limits."""
-    header: list[Any] | None = None
-    header_row = 0
+#: How many non-empty rows may precede the header (titles, notes) and still be recognised as such.
+_HEADER_SEARCH = 10
+
+
+@dataclass
+class _Collected:
+    header: list[Any]
+    header_row: int
+    rows: list[RawRow]
+    skipped: list[int]
+
+    def warnings(self) -> list[UploadError]:
+        if not self.skipped:
+            return []
+        one = len(self.skipped) == 1
+        rows = f"Row {self.skipped[0]}" if one else "Rows " + ", ".join(map(str, self.skipped))
+        return [
+            UploadError(
+                row=None,
+                column=None,
+                value=None,
+                code="rows_above_header",
+                message=f"{rows} above the header (row {self.header_row}) {'was' if one else 'were'} not "
+                "read as data.",
+            )
+        ]
+
+
+def _header_index(known_counts: Sequence[int]) -> int:
+    """Which of the first rows is the header, given how many known column names each holds.
+
+    The first row, unless a later one holds more known names, and at least two: a data row may
+    hold a value that happens to be a one-letter alias ("a", "n", "x"), a real header rarely
+    holds fewer than two known names.
+    """
+    best = max(range(len(known_counts)), key=lambda i: (known_counts[i], -i))
+    return best if known_counts[best] >= 2 and known_counts[best] > known_counts[0] else 0
+
+
+def _collect(records: Iterable[tuple[int, list[Any]]], spec: UploadSpec) -> _Collected:
+    """Header and data rows (blank rows dropped), with the row limit.
+
+    The header is the first non-empty row, unless one of the next few rows holds clearly more
+    known column names: spreadsheets often start with a title line ("Centre X, depression
+    data, v3") above the real header.
+    """
+    non_empty = ((n, cells) for n, cells in records if not all(is_blank(c) for c in cells))
+    lead = list(itertools.islice(non_empty, _HEADER_SEARCH))
+    if not lead:
+        raise _reject("empty_file", "The file has no header row and no data.")
+    known = known_header_keys(spec)
+    chosen = _header_index(
+        [sum(1 for c in cells if isinstance(c, str) and header_key(c) in known) for _, cells in lead]
+    )
+    header_row, header = lead[chosen]
     rows: list[RawRow] = []
-    for number, cells in records:
-        if all(is_blank(c) for c in cells):
-            continue  # blank lines and rows of empty cells are ignored wherever they are
-        if header is None:
-            header, header_row = cells, number
-            continue
+    for number, cells in itertools.chain(lead[chosen + 1 :], non_empty):
         if len(rows) >= spec.max_rows:
             raise _reject(
                 "too_many_rows",
@@ -279,13 +324,11 @@ def _collect(
                 "several uploads.",
             )
         rows.append(RawRow(number=number, cells=cells))
-    if header is None:
-        raise _reject("empty_file", "The file has no header row and no data.")
     if not rows:
         raise _reject(
             "no_data_rows", f"The file has a header row (row {header_row}) but no data rows below it."
         )
-    return header, header_row, rows
+    return _Collected(header, header_row, rows, [n for n, _ in lead[:chosen]])
 
 
 # --------------------------------------------------------------------------------------------
@@ -398,9 +441,12 @@ def detect_delimiter(text: str, spec: UploadSpec | None = None) -> str:
         ]
         if not records:
             continue
-        header, data = records[0], records[1:]
+        # the header is the first record, or a later one with more known names (below a title)
+        counts = [sum(1 for h in r if header_key(h) in known) for r in records[:_HEADER_SEARCH]]
+        at = _header_index(counts)
+        header, data = records[at], records[at + 1 :]
         width = len(header)
-        recognised = sum(1 for h in header if header_key(h) in known)
+        recognised = counts[at]
         fits = sum(1 for r in data if len(r) <= width or not any(c.strip() for c in r[width:]))
         exact = sum(1 for r in data if len(r) == width)
         n = max(len(data), 1)
@@ -453,7 +499,9 @@ def _read_csv(content: bytes, *, spec: UploadSpec) -> RawTable:
     if unclosed and parsed:
         broken.add(parsed[-1][0])
     records = [(number, record if record is not None else ["<unreadable>"]) for number, record in parsed]
-    header, header_row, rows = _collect(records, spec)
+    collected = _collect(records, spec)
+    header, header_row, rows = collected.header, collected.header_row, collected.rows
+    warnings_ += collected.warnings()
     width = len(header)
     for row in rows:
         if row.number in broken:
@@ -681,7 +729,7 @@ def _read_xlsx(content: bytes, *, ext: str, spec: UploadSpec) -> RawTable:
         sheet = next((s for s in sheets if s.title.strip().casefold() == "data"), sheets[0])
         sheet.reset_dimensions()  # the stored dimensions may be wrong or huge; read what is there
         try:
-            header, header_row, rows = _collect(_xlsx_records(sheet), spec)
+            collected = _collect(_xlsx_records(sheet), spec)
         except UploadRejected:
             raise
         except Exception:
@@ -693,6 +741,7 @@ def _read_xlsx(content: bytes, *, ext: str, spec: UploadSpec) -> RawTable:
     finally:
         workbook.close()
 
+    header, header_row, rows = collected.header, collected.header_row, collected.rows
     width = max([len(header), *(len(r.cells) for r in rows)])
     header_texts: list[str | None] = []
     errors: list[UploadError] = []
@@ -719,6 +768,7 @@ def _read_xlsx(content: bytes, *, ext: str, spec: UploadSpec) -> RawTable:
         source_format="xlsx",
         default_decimal=".",
         errors=errors,
+        warnings=collected.warnings(),
     )
 
 
