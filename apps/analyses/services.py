@@ -1,0 +1,317 @@
+"""Recompute requests, the outbox relay and the recompute itself.
+
+The flow, and why it cannot lose work:
+
+1. A data change bumps ``Analysis.requested_seq`` and writes an ``OutboxEvent`` in the same
+   transaction as the change. If the transaction commits, the request exists; if not, neither does.
+2. After the commit, the event is handed to a background publisher (``outbox_publish_soon``) so that
+   the request never waits on the broker. A periodic relay publishes whatever is still pending, with
+   exponential backoff, so a broker outage only delays publication.
+3. The worker (``analysis_recompute``) takes a per-analysis lock, reads the latest request number,
+   recomputes from the current submitted dataset versions and stores the result only if it answers a
+   newer request than the stored one (a conditional UPDATE whose row count is checked). Requests that
+   arrive during a computation are picked up by the loop, so a burst costs few recomputes and the last
+   result always includes every submitted version.
+4. Tasks are acknowledged late and rejected when a worker dies, so a killed worker's task is
+   redelivered; a periodic sweep re-queues anything still behind after a lease period.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, connection, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from apps.analyses.models import Analysis, AnalysisResult, OutboxEvent
+from apps.consortium.models import Outcome
+from apps.datasets.models import Dataset
+from workers.metaanalysis import ENGINE_VERSION
+from workers.metaanalysis.analysis import AnalysisSpec, run_analysis
+from workers.metaanalysis.errors import EngineError
+
+logger = logging.getLogger(__name__)
+
+RECOMPUTE_TASK = "workers.tasks.recompute_analysis"
+_LOCK_NAMESPACE = 7_311  # first key of pg_advisory_lock(int, int): this platform's recompute locks
+_MAX_ROUNDS = 50
+_BACKOFF_MAX_SECONDS = 60
+
+
+# --- requests ---------------------------------------------------------------------------------
+
+
+def analyses_request_recompute(*, outcome: Outcome) -> list[OutboxEvent]:
+    """Record that every analysis of ``outcome`` must be recomputed. Call inside the data change's
+    transaction; publication happens after commit."""
+    analysis_ids = list(Analysis.objects.filter(outcome=outcome).values_list("pk", flat=True))
+    return analysis_request_recompute_many(analysis_ids=analysis_ids)
+
+
+def analysis_request_recompute_many(*, analysis_ids: Iterable[int]) -> list[OutboxEvent]:
+    events = []
+    for analysis_id in analysis_ids:
+        Analysis.objects.filter(pk=analysis_id).update(requested_seq=F("requested_seq") + 1)
+        seq = Analysis.objects.filter(pk=analysis_id).values_list("requested_seq", flat=True).get()
+        events.append(OutboxEvent.objects.create(analysis_id=analysis_id, seq=seq))
+    if events and settings.OUTBOX_PUBLISH_ON_COMMIT:
+        ids = [e.pk for e in events]
+        transaction.on_commit(lambda: outbox_publish_soon(event_ids=ids))
+    return events
+
+
+# --- the relay --------------------------------------------------------------------------------
+
+_publisher: ThreadPoolExecutor | None = None
+_publisher_lock = threading.Lock()
+
+
+def outbox_publish_soon(*, event_ids: list[int]) -> None:
+    """Publish in a background thread so that a slow or absent broker never holds up a request."""
+    global _publisher
+    with _publisher_lock:
+        if _publisher is None:
+            _publisher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="outbox")
+        _publisher.submit(_publish_in_thread, event_ids)
+
+
+def _publish_in_thread(event_ids: list[int]) -> None:
+    try:
+        outbox_publish_pending(event_ids=event_ids)
+    except Exception:  # the relay retries; never let a thread die noisily
+        logger.exception("Publishing outbox events failed; the relay will retry.")
+    finally:
+        connection.close()
+
+
+def _send(analysis_id: int) -> None:
+    from workers.celery import app
+
+    app.send_task(RECOMPUTE_TASK, args=[analysis_id], retry=False)
+
+
+def outbox_publish_pending(*, event_ids: list[int] | None = None, limit: int = 500) -> int:
+    """Publish pending outbox events (all that are due, or the given ones); return how many were sent.
+
+    Events are coalesced per analysis: one task per analysis covers all its pending events, because
+    the worker always computes the latest request.
+    """
+    now = timezone.now()
+    with transaction.atomic():
+        pending = OutboxEvent.objects.filter(published_at__isnull=True)
+        if event_ids is not None:
+            pending = pending.filter(pk__in=event_ids)
+        else:
+            pending = pending.exclude(next_attempt_at__gt=now)
+        if connection.vendor == "postgresql":
+            pending = pending.select_for_update(skip_locked=True)
+        events = list(pending.order_by("id")[:limit])
+        by_analysis: dict[int, list[OutboxEvent]] = {}
+        for event in events:
+            by_analysis.setdefault(event.analysis_id, []).append(event)
+        sent = 0
+        for analysis_id, group in by_analysis.items():
+            ids = [e.pk for e in group]
+            try:
+                _send(analysis_id)
+            except Exception as exc:
+                attempts = max(e.attempts for e in group) + 1
+                delay = min(_BACKOFF_MAX_SECONDS, 2 ** min(attempts, 6))
+                OutboxEvent.objects.filter(pk__in=ids).update(
+                    attempts=F("attempts") + 1,
+                    next_attempt_at=now + timedelta(seconds=delay),
+                    last_error=f"{type(exc).__name__}: {exc}"[:2000],
+                )
+                logger.warning("Broker unavailable for analysis %s (%s); retry in %ss", analysis_id, exc, delay)
+                # The broker is down for every other event as well: stop here, keep the rest pending.
+                break
+            OutboxEvent.objects.filter(pk__in=ids).update(published_at=timezone.now(), attempts=F("attempts") + 1)
+            sent += len(ids)
+    return sent
+
+
+def analyses_requeue_stale(*, lease_seconds: int | None = None) -> list[int]:
+    """Re-request analyses whose latest request has waited longer than a lease without a result
+    (a lost message, a worker killed before redelivery, a broker flushed by an operator)."""
+    lease = timedelta(seconds=lease_seconds if lease_seconds is not None else settings.RECOMPUTE_STALE_AFTER_SECONDS)
+    cutoff = timezone.now() - lease
+    stale = []
+    for analysis in Analysis.objects.filter(requested_seq__gt=F("computed_seq")):
+        if analysis.running_since is not None and analysis.running_since > cutoff:
+            continue
+        newest = analysis.outbox_events.order_by("-id").first()
+        if newest is not None and (newest.published_at is None or newest.published_at > cutoff):
+            continue  # still pending in the relay, or published recently
+        stale.append(analysis.pk)
+    with transaction.atomic():
+        events = [OutboxEvent.objects.create(analysis_id=pk, seq=Analysis.objects.get(pk=pk).requested_seq)
+                  for pk in stale]
+    if events:
+        outbox_publish_pending(event_ids=[e.pk for e in events])
+    return stale
+
+
+# --- the recompute ----------------------------------------------------------------------------
+
+
+@contextmanager
+def _analysis_lock(analysis_id: int) -> Iterator[None]:
+    """Serialise recomputes of one analysis across worker processes and machines.
+
+    A session-level PostgreSQL advisory lock: held outside any transaction, so uploads that bump
+    ``requested_seq`` never wait for a computation, and released by PostgreSQL itself if the worker
+    process dies. The embedded SQLite default runs a single worker process and needs no lock; the
+    conditional update below keeps it correct regardless.
+    """
+    if connection.vendor != "postgresql":
+        yield
+        return
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_lock(%s, %s)", [_LOCK_NAMESPACE, analysis_id])
+    try:
+        yield
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_unlock(%s, %s)", [_LOCK_NAMESPACE, analysis_id])
+
+
+def analysis_inputs(*, analysis: Analysis) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The rows the analysis runs on and the exact dataset versions they came from.
+
+    Only submitted datasets enter; rows are tagged with their centre, and ordered by centre and
+    row so that the input (and hence the result) is deterministic.
+    """
+    datasets = (
+        Dataset.objects.filter(outcome_id=analysis.outcome_id, status=Dataset.Status.SUBMITTED,
+                               current_version__isnull=False)
+        .select_related("centre", "current_version")
+        .order_by("centre__code")
+    )
+    rows: list[dict[str, Any]] = []
+    provenance = []
+    for dataset in datasets:
+        version = dataset.current_version
+        assert version is not None
+        provenance.append({
+            "dataset": dataset.pk, "centre": dataset.centre.code, "version": version.pk,
+            "number": version.number, "checksum": version.checksum, "rows": version.row_count,
+        })
+        for row in version.rows:
+            rows.append({**row, "centre": dataset.centre.code})
+    return rows, provenance
+
+
+def input_fingerprint(spec_hash: str, provenance: list[dict[str, Any]]) -> str:
+    import hashlib
+    import json
+
+    payload = json.dumps({"spec": spec_hash, "versions": [(p["version"], p["checksum"]) for p in provenance]})
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def _compute(analysis: Analysis, rows: list[dict[str, Any]]) -> tuple[str, dict[str, Any], Any]:
+    spec = analysis.spec()
+    try:
+        engine_spec = AnalysisSpec(
+            measure=spec["measure"], method=spec["method"], test=spec["test"], level=spec["level"],
+            mods=tuple(spec["mods"]), subgroup=spec["subgroup"], cumulative_order=spec["cumulative_order"],
+            sensitivity=spec["sensitivity"], bias=spec["bias"],
+        )
+        report = run_analysis(engine_spec, rows).to_dict()
+        return AnalysisResult.Status.DONE, report, None
+    except EngineError as exc:
+        return AnalysisResult.Status.FAILED, {}, exc.to_dict()
+
+
+def analysis_recompute(*, analysis_id: int) -> AnalysisResult | None:
+    """Bring one analysis up to date; idempotent and safe to run concurrently and repeatedly.
+
+    Returns the newest result stored by this call, or None when there was nothing to do.
+    """
+    stored: AnalysisResult | None = None
+    with _analysis_lock(analysis_id):
+        for _ in range(_MAX_ROUNDS):
+            analysis = Analysis.objects.select_related("outcome").get(pk=analysis_id)
+            seq = analysis.requested_seq
+            if seq <= analysis.computed_seq:
+                break
+            started = timezone.now()
+            Analysis.objects.filter(pk=analysis_id).update(running_since=started)
+            requested_at = (
+                OutboxEvent.objects.filter(analysis_id=analysis_id, seq=seq).values_list("created_at", flat=True).first()
+            )
+            rows, provenance = analysis_inputs(analysis=analysis)
+            if settings.RECOMPUTE_FAULT_DELAY_MS:
+                time.sleep(settings.RECOMPUTE_FAULT_DELAY_MS / 1000)
+            t0 = time.perf_counter()
+            status, report, error = _compute(analysis, rows)
+            compute_ms = (time.perf_counter() - t0) * 1000
+            try:
+                with transaction.atomic():
+                    result = AnalysisResult.objects.create(
+                        analysis=analysis, seq=seq, status=status, error=error,
+                        blocks=report.get("blocks", {}), notes=report.get("notes", []),
+                        omitted=report.get("omitted", []), k=report.get("k"),
+                        studies=[f"{r.get('study')} [{r.get('centre')}]" for r in rows],
+                        spec=analysis.spec(), spec_hash=analysis.spec_hash(), engine_version=ENGINE_VERSION,
+                        dataset_versions=provenance,
+                        input_fingerprint=input_fingerprint(analysis.spec_hash(), provenance),
+                        requested_at=requested_at, started_at=started, finished_at=timezone.now(),
+                        compute_ms=compute_ms,
+                    )
+                    # Store only if this answers a newer request than what is stored: a stale or
+                    # duplicate task never overwrites a newer result.
+                    updated = Analysis.objects.filter(pk=analysis_id, computed_seq__lt=seq).update(
+                        computed_seq=seq, current_result=result, running_since=None
+                    )
+                    if updated != 1:
+                        raise _Stale
+            except (_Stale, IntegrityError):
+                logger.info("Result for analysis %s request %s was superseded; discarded.", analysis_id, seq)
+                continue
+            stored = result
+        Analysis.objects.filter(pk=analysis_id, requested_seq__lte=F("computed_seq")).update(running_since=None)
+    return stored
+
+
+class _Stale(Exception):
+    pass
+
+
+# --- steering actions -------------------------------------------------------------------------
+
+
+def result_release(*, actor: Any, result: AnalysisResult) -> AnalysisResult:
+    """Release a result to everyone (members, API clients). Releasing is recorded in the audit trail."""
+    from apps.audit.services import audit_record
+
+    with transaction.atomic():
+        result = AnalysisResult.objects.select_for_update().get(pk=result.pk)
+        if result.status != AnalysisResult.Status.DONE:
+            raise ValueError("Only a successful result can be released.")
+        if not result.released:
+            AnalysisResult.objects.filter(pk=result.pk).update(
+                released=True, released_at=timezone.now(), released_by=actor
+            )
+            audit_record(actor=actor, action="result.release", obj=result, after={"seq": result.seq})
+        result.refresh_from_db()
+    return result
+
+
+def analysis_create_default(*, outcome: Outcome) -> Analysis:
+    """Every outcome gets a default analysis: REML, z tests, 95 %, all sensitivity and bias checks."""
+    analysis, created = Analysis.objects.get_or_create(
+        outcome=outcome, is_default=True, defaults={"name": "Primary analysis (REML)"}
+    )
+    if created:
+        analysis_request_recompute_many(analysis_ids=[analysis.pk])
+    return analysis

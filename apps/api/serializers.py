@@ -1,0 +1,148 @@
+"""Representations of the consortium's objects in the REST API."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rest_framework import serializers
+
+from apps.analyses.models import Analysis, AnalysisResult
+from apps.audit.models import AuditEvent
+from apps.consortium.models import Centre, Outcome
+from apps.datasets.models import Dataset, DatasetVersion
+
+
+class CentreSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Centre
+        fields = ["id", "code", "name", "country"]
+
+
+class ModeratorSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    kind = serializers.ChoiceField(choices=["numeric", "categorical"])
+
+
+class OutcomeSerializer(serializers.ModelSerializer):
+    moderators = ModeratorSerializer(many=True, required=False)
+    instruments = serializers.ListField(child=serializers.CharField(), required=False)
+    timepoints = serializers.ListField(child=serializers.CharField(), required=False)
+
+    class Meta:
+        model = Outcome
+        fields = ["id", "code", "name", "description", "measure", "direction", "instruments", "timepoints",
+                  "moderators"]
+
+
+class DatasetVersionSummarySerializer(serializers.ModelSerializer):
+    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+
+    class Meta:
+        model = DatasetVersion
+        fields = ["id", "number", "created_at", "created_by", "reason", "original_filename", "source_format",
+                  "checksum", "file_sha256", "row_count", "restored_from"]
+
+
+class DatasetVersionSerializer(DatasetVersionSummarySerializer):
+    class Meta(DatasetVersionSummarySerializer.Meta):
+        fields = [*DatasetVersionSummarySerializer.Meta.fields, "columns", "column_mapping", "rows"]
+
+
+class DatasetSerializer(serializers.ModelSerializer):
+    centre = serializers.SlugRelatedField(slug_field="code", read_only=True)
+    outcome = serializers.SlugRelatedField(slug_field="code", read_only=True)
+    current_version = DatasetVersionSummarySerializer(read_only=True)
+
+    class Meta:
+        model = Dataset
+        fields = ["id", "centre", "outcome", "status", "current_version", "created_at", "updated_at"]
+
+
+class UploadSerializer(serializers.Serializer):
+    """An upload: a file (CSV or XLSX) or JSON ``rows``, for one centre and outcome."""
+
+    centre = serializers.SlugField()
+    outcome = serializers.SlugField()
+    file = serializers.FileField(required=False)
+    rows = serializers.ListField(child=serializers.DictField(), required=False)
+    reason = serializers.CharField(required=False, allow_blank=True, max_length=500, default="")
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if bool(attrs.get("file")) == bool(attrs.get("rows") is not None):
+            raise serializers.ValidationError("Send exactly one of 'file' or 'rows'.")
+        return attrs
+
+
+class StatusChangeSerializer(serializers.Serializer):
+    reason = serializers.CharField(required=False, allow_blank=True, max_length=500, default="")
+
+
+class UploadErrorSerializer(serializers.Serializer):
+    row = serializers.IntegerField(allow_null=True)
+    column = serializers.CharField(allow_null=True)
+    value = serializers.CharField(allow_null=True)
+    code = serializers.CharField()
+    message = serializers.CharField()
+
+
+class UploadRejectedSerializer(serializers.Serializer):
+    detail = serializers.CharField()
+    errors = UploadErrorSerializer(many=True)
+
+
+class UploadResultSerializer(serializers.Serializer):
+    created = serializers.BooleanField()
+    dataset = DatasetSerializer()
+    version = DatasetVersionSummarySerializer()
+    mapping = serializers.ListField(child=serializers.DictField())
+    warnings = UploadErrorSerializer(many=True)
+
+
+class AnalysisResultSummarySerializer(serializers.ModelSerializer):
+    pooled = serializers.DictField(read_only=True, allow_null=True)
+
+    class Meta:
+        model = AnalysisResult
+        fields = ["id", "analysis", "seq", "status", "error", "k", "pooled", "engine_version", "spec_hash",
+                  "input_fingerprint", "dataset_versions", "requested_at", "started_at", "finished_at",
+                  "compute_ms", "released", "released_at"]
+
+
+class AnalysisResultSerializer(AnalysisResultSummarySerializer):
+    class Meta(AnalysisResultSummarySerializer.Meta):
+        fields = [*AnalysisResultSummarySerializer.Meta.fields, "spec", "blocks", "notes", "omitted"]
+
+
+class AnalysisSerializer(serializers.ModelSerializer):
+    outcome = serializers.SlugRelatedField(slug_field="code", queryset=Outcome.objects.all())
+    state = serializers.CharField(read_only=True)
+    current_result = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Analysis
+        fields = ["id", "outcome", "name", "is_default", "method", "test", "level", "mods", "subgroup",
+                  "cumulative_order", "sensitivity", "bias", "state", "requested_seq", "computed_seq",
+                  "current_result"]
+        read_only_fields = ["is_default", "requested_seq", "computed_seq"]
+
+    def get_current_result(self, obj: Analysis) -> dict[str, Any] | None:
+        visible = self.context.get("visible_result_ids")
+        result = obj.current_result
+        if result is None:
+            return None
+        if visible is not None and result.pk not in visible:
+            return None
+        return AnalysisResultSummarySerializer(result).data
+
+    def validate_level(self, value: float) -> float:
+        if not 50 <= value < 100:
+            raise serializers.ValidationError("The confidence level is a percentage between 50 and 100.")
+        return value
+
+
+class AuditEventSerializer(serializers.ModelSerializer):
+    centre = serializers.SlugRelatedField(slug_field="code", read_only=True)
+
+    class Meta:
+        model = AuditEvent
+        fields = ["id", "at", "actor_username", "action", "object_type", "object_id", "centre", "before", "after"]

@@ -1,0 +1,15 @@
+"""The versioned API root: /api/v1/."""
+
+from rest_framework.routers import DefaultRouter
+
+from apps.api import views
+
+router = DefaultRouter()
+router.register("centres", views.CentreViewSet, basename="centre")
+router.register("outcomes", views.OutcomeViewSet, basename="outcome")
+router.register("datasets", views.DatasetViewSet, basename="dataset")
+router.register("analyses", views.AnalysisViewSet, basename="analysis")
+router.register("results", views.AnalysisResultViewSet, basename="result")
+router.register("audit", views.AuditEventViewSet, basename="audit")
+
+urlpatterns = router.urls

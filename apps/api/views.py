@@ -1,0 +1,348 @@
+"""REST API views. Every queryset starts from what the requesting user may see."""
+
+from __future__ import annotations
+
+import csv
+import io
+from typing import Any
+
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.http import HttpResponse
+from django.shortcuts import get_object_or_404
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import mixins, serializers, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.exceptions import PermissionDenied, ValidationError
+from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from apps.analyses.models import Analysis, AnalysisResult
+from apps.analyses.services import analysis_request_recompute_many, result_release
+from apps.api import serializers as s
+from apps.api.permissions import ApiClientsReadOnly, SteeringOnly, SteeringWrites
+from apps.audit.models import AuditEvent
+from apps.consortium import roles
+from apps.consortium.models import Centre, Outcome
+from apps.datasets.ingest import UploadRejected, export_rows, template_for
+from apps.datasets.models import Dataset
+from apps.datasets.selectors import dataset_version_diff
+from apps.datasets.services import dataset_set_status, dataset_version_restore, upload_spec_for
+from apps.datasets.uploads import upload_receive
+
+BASE_PERMISSIONS = [ApiClientsReadOnly]
+
+
+def _rejected_response(exc: UploadRejected) -> Response:
+    errors = [e.to_dict() for e in exc.errors]
+    return Response(
+        {"detail": f"The upload was rejected: {len(errors)} problem(s) found. Nothing was stored.", "errors": errors},
+        status=status.HTTP_400_BAD_REQUEST,
+    )
+
+
+class CentreViewSet(viewsets.ReadOnlyModelViewSet):
+    """Partner centres (names are not confidential; their data is)."""
+
+    serializer_class = s.CentreSerializer
+    lookup_field = "code"
+    queryset = Centre.objects.all()
+
+
+class OutcomeViewSet(viewsets.ModelViewSet):
+    """The data dictionary. Everyone signed in reads it; the steering group edits it."""
+
+    serializer_class = s.OutcomeSerializer
+    lookup_field = "code"
+    queryset = Outcome.objects.all()
+    http_method_names = ["get", "post", "patch", "head", "options"]
+
+    def get_permissions(self) -> list[Any]:
+        return [p() for p in (*BASE_PERMISSIONS, SteeringWrites)] + super().get_permissions()
+
+    @extend_schema(
+        parameters=[OpenApiParameter("fmt", str, enum=["csv", "xlsx"], description="Template format")],
+        responses={(200, "application/octet-stream"): OpenApiTypes.BINARY},
+    )
+    @action(detail=True, methods=["get"])
+    def template(self, request: Request, code: str | None = None, version: str | None = None) -> HttpResponse:
+        """A blank upload template for this outcome, with its statistic, identity and moderator columns."""
+        outcome = self.get_object()
+        fmt = request.query_params.get("fmt", "csv")
+        if fmt not in ("csv", "xlsx"):
+            raise ValidationError({"fmt": "Use csv or xlsx."})
+        content = template_for(upload_spec_for(outcome), fmt=fmt)
+        return _download(content, f"{outcome.code}-template.{fmt}", fmt)
+
+
+def _download(content: bytes, filename: str, fmt: str) -> HttpResponse:
+    content_type = (
+        "text/csv; charset=utf-8" if fmt == "csv"
+        else "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+    )
+    response = HttpResponse(content, content_type=content_type)
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    response["X-Content-Type-Options"] = "nosniff"
+    return response
+
+
+class DatasetViewSet(viewsets.ReadOnlyModelViewSet):
+    """Datasets: a centre's rows for one outcome, with versions, lifecycle, diff, restore and exports."""
+
+    serializer_class = s.DatasetSerializer
+    filterset_fields = {"status": ["exact"], "centre__code": ["exact"], "outcome__code": ["exact"]}
+
+    def get_permissions(self) -> list[Any]:
+        return [p() for p in BASE_PERMISSIONS] + super().get_permissions()
+
+    def get_queryset(self) -> Any:
+        return (
+            Dataset.objects.visible_to(self.request.user)
+            .select_related("centre", "outcome", "current_version", "current_version__created_by")
+            .order_by("outcome__code", "centre__code")
+        )
+
+    @extend_schema(
+        request={"multipart/form-data": s.UploadSerializer, "application/json": s.UploadSerializer},
+        responses={201: s.UploadResultSerializer, 200: s.UploadResultSerializer,
+                   400: s.UploadRejectedSerializer, 403: OpenApiResponse(description="Not a data manager"),
+                   404: OpenApiResponse(description="Centre not visible")},
+    )
+    @action(detail=False, methods=["post"], parser_classes=[MultiPartParser, FormParser, JSONParser])
+    def upload(self, request: Request, version: str | None = None) -> Response:
+        """Upload a CSV/XLSX file or JSON rows for one centre and outcome.
+
+        All-or-nothing: every problem is reported at once (row, column, value, code, message) and a
+        rejected upload changes nothing. Identical content creates no new version (200, created=false).
+        """
+        ser = s.UploadSerializer(data=request.data)
+        ser.is_valid(raise_exception=True)
+        data = ser.validated_data
+        upload = data.get("file")
+        try:
+            outcome = upload_receive(
+                user=request.user,  # type: ignore[arg-type]
+                centre_code=data["centre"],
+                outcome_code=data["outcome"],
+                content=upload.read() if upload else None,
+                filename=upload.name if upload else "",
+                content_type=getattr(upload, "content_type", None),
+                rows=data.get("rows"),
+                reason=data.get("reason", ""),
+            )
+        except UploadRejected as exc:
+            return _rejected_response(exc)
+        except DjangoPermissionDenied as exc:
+            raise PermissionDenied(str(exc)) from exc
+        payload = {
+            "created": outcome.created,
+            "dataset": s.DatasetSerializer(outcome.version.dataset).data,
+            "version": s.DatasetVersionSummarySerializer(outcome.version).data,
+            "mapping": [{"source": m.source, "target": m.target, "kind": m.kind} for m in outcome.parsed.mapping],
+            "warnings": [w.to_dict() for w in outcome.parsed.warnings],
+        }
+        return Response(payload, status=status.HTTP_201_CREATED if outcome.created else status.HTTP_200_OK)
+
+    def _change_status(self, request: Request, new_status: str) -> Response:
+        dataset = self.get_object()
+        ser = s.StatusChangeSerializer(data=request.data)
+        ser.is_valid(raise_exception=True)
+        try:
+            dataset = dataset_set_status(actor=request.user, dataset=dataset, status=new_status,  # type: ignore[arg-type]
+                                         reason=ser.validated_data["reason"])
+        except DjangoPermissionDenied as exc:
+            raise PermissionDenied(str(exc)) from exc
+        except DjangoValidationError as exc:
+            raise ValidationError({"detail": exc.messages}) from exc
+        return Response(s.DatasetSerializer(dataset).data)
+
+    @extend_schema(request=s.StatusChangeSerializer, responses=s.DatasetSerializer)
+    @action(detail=True, methods=["post"])
+    def submit(self, request: Request, pk: str | None = None, version: str | None = None) -> Response:
+        """Submit the dataset: its current version enters the consortium's analyses."""
+        return self._change_status(request, Dataset.Status.SUBMITTED)
+
+    @extend_schema(request=s.StatusChangeSerializer, responses=s.DatasetSerializer)
+    @action(detail=True, methods=["post"])
+    def withdraw(self, request: Request, pk: str | None = None, version: str | None = None) -> Response:
+        """Withdraw the dataset: kept, but no longer analysed."""
+        return self._change_status(request, Dataset.Status.WITHDRAWN)
+
+    @extend_schema(responses=s.DatasetVersionSummarySerializer(many=True))
+    @action(detail=True, methods=["get"])
+    def versions(self, request: Request, pk: str | None = None, version: str | None = None) -> Response:
+        """The version history, newest first."""
+        dataset = self.get_object()
+        versions = dataset.versions.select_related("created_by").order_by("-number")
+        return Response(s.DatasetVersionSummarySerializer(versions, many=True).data)
+
+    @extend_schema(
+        parameters=[OpenApiParameter("number", int, OpenApiParameter.PATH)],
+        responses=s.DatasetVersionSerializer,
+    )
+    @action(detail=True, methods=["get"], url_path=r"versions/(?P<number>[0-9]+)")
+    def version_detail(self, request: Request, pk: str | None = None, number: str | None = None,
+                       version: str | None = None) -> Response:
+        """One version with its rows and column mapping."""
+        dataset = self.get_object()
+        v = get_object_or_404(dataset.versions.select_related("created_by"), number=number)
+        return Response(s.DatasetVersionSerializer(v).data)
+
+    @extend_schema(
+        parameters=[OpenApiParameter("from", int, required=True), OpenApiParameter("to", int, required=True)],
+        responses=OpenApiTypes.OBJECT,
+    )
+    @action(detail=True, methods=["get"])
+    def diff(self, request: Request, pk: str | None = None, version: str | None = None) -> Response:
+        """Rows added, removed and changed (cell by cell) between two versions."""
+        dataset = self.get_object()
+        try:
+            a, b = int(request.query_params["from"]), int(request.query_params["to"])
+        except (KeyError, ValueError) as exc:
+            raise ValidationError({"detail": "Give the version numbers as ?from=N&to=M."}) from exc
+        old = get_object_or_404(dataset.versions, number=a)
+        new = get_object_or_404(dataset.versions, number=b)
+        return Response(dataset_version_diff(old=old, new=new))
+
+    @extend_schema(
+        parameters=[OpenApiParameter("number", int, OpenApiParameter.PATH)],
+        request=s.StatusChangeSerializer, responses={201: s.DatasetVersionSummarySerializer},
+    )
+    @action(detail=True, methods=["post"], url_path=r"versions/(?P<number>[0-9]+)/restore")
+    def restore(self, request: Request, pk: str | None = None, number: str | None = None,
+                version: str | None = None) -> Response:
+        """Restore an earlier version as a new version."""
+        dataset = self.get_object()
+        old = get_object_or_404(dataset.versions, number=number)
+        ser = s.StatusChangeSerializer(data=request.data)
+        ser.is_valid(raise_exception=True)
+        try:
+            new, created = dataset_version_restore(actor=request.user, version=old,  # type: ignore[arg-type]
+                                                   reason=ser.validated_data["reason"])
+        except DjangoPermissionDenied as exc:
+            raise PermissionDenied(str(exc)) from exc
+        return Response(s.DatasetVersionSummarySerializer(new).data,
+                        status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
+
+    @extend_schema(
+        parameters=[OpenApiParameter("fmt", str, enum=["csv", "xlsx"])],
+        responses={(200, "application/octet-stream"): OpenApiTypes.BINARY},
+    )
+    @action(detail=True, methods=["get"])
+    def export(self, request: Request, pk: str | None = None, version: str | None = None) -> HttpResponse:
+        """The current version's rows as CSV or XLSX (spreadsheet formulas neutralised)."""
+        dataset = self.get_object()
+        fmt = request.query_params.get("fmt", "csv")
+        if fmt not in ("csv", "xlsx"):
+            raise ValidationError({"fmt": "Use csv or xlsx."})
+        current = dataset.current_version
+        rows = current.rows if current else []
+        columns = current.columns if current else []
+        content = export_rows(rows, columns, fmt=fmt)
+        return _download(content, f"{dataset.centre.code}-{dataset.outcome.code}-v{current.number if current else 0}.{fmt}", fmt)
+
+
+class AnalysisViewSet(viewsets.ModelViewSet):
+    """Analyses: the steering group's specifications over an outcome."""
+
+    serializer_class = s.AnalysisSerializer
+    http_method_names = ["get", "post", "patch", "head", "options"]
+    filterset_fields = {"outcome__code": ["exact"], "is_default": ["exact"]}
+
+    def get_permissions(self) -> list[Any]:
+        return [p() for p in (*BASE_PERMISSIONS, SteeringWrites)] + super().get_permissions()
+
+    def get_queryset(self) -> Any:
+        return Analysis.objects.visible_to(self.request.user).select_related("outcome", "current_result")
+
+    def get_serializer_context(self) -> dict[str, Any]:
+        context = super().get_serializer_context()
+        if not roles.reads_unreleased_results(self.request.user):
+            context["visible_result_ids"] = set(
+                AnalysisResult.objects.visible_to(self.request.user).values_list("pk", flat=True)
+            )
+        return context
+
+    def perform_create(self, serializer: serializers.BaseSerializer) -> None:
+        analysis = serializer.save()
+        analysis_request_recompute_many(analysis_ids=[analysis.pk])
+
+    def perform_update(self, serializer: serializers.BaseSerializer) -> None:
+        analysis = serializer.save()
+        analysis_request_recompute_many(analysis_ids=[analysis.pk])
+
+    @extend_schema(responses=s.AnalysisResultSummarySerializer(many=True))
+    @action(detail=True, methods=["get"])
+    def history(self, request: Request, pk: str | None = None, version: str | None = None) -> Response:
+        """Every result of this analysis the user may see, newest first: how the estimate moved."""
+        analysis = self.get_object()
+        results = AnalysisResult.objects.visible_to(request.user).filter(analysis=analysis).order_by("-seq")
+        page = self.paginate_queryset(results)
+        return self.get_paginated_response(s.AnalysisResultSummarySerializer(page, many=True).data)
+
+
+class AnalysisResultViewSet(viewsets.ReadOnlyModelViewSet):
+    """Immutable result snapshots with full provenance. Non-steering users see released ones only."""
+
+    filterset_fields = {"analysis": ["exact"], "status": ["exact"], "released": ["exact"],
+                        "analysis__outcome__code": ["exact"]}
+
+    def get_permissions(self) -> list[Any]:
+        return [p() for p in BASE_PERMISSIONS] + super().get_permissions()
+
+    def get_serializer_class(self) -> type[serializers.BaseSerializer]:
+        return s.AnalysisResultSerializer if self.action == "retrieve" else s.AnalysisResultSummarySerializer
+
+    def get_queryset(self) -> Any:
+        return AnalysisResult.objects.visible_to(self.request.user).order_by("-id")
+
+    @extend_schema(request=None, responses=s.AnalysisResultSummarySerializer)
+    @action(detail=True, methods=["post"], permission_classes=[SteeringOnly])
+    def release(self, request: Request, pk: str | None = None, version: str | None = None) -> Response:
+        """Release a result to members and API clients (steering group)."""
+        result = self.get_object()
+        try:
+            result = result_release(actor=request.user, result=result)
+        except ValueError as exc:
+            raise ValidationError({"detail": str(exc)}) from exc
+        return Response(s.AnalysisResultSummarySerializer(result).data)
+
+
+class AuditEventViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
+    """The append-only audit trail (steering group and administrators)."""
+
+    serializer_class = s.AuditEventSerializer
+    filterset_fields = {"action": ["exact"], "centre__code": ["exact"], "object_type": ["exact"]}
+
+    def get_permissions(self) -> list[Any]:
+        return [p() for p in (*BASE_PERMISSIONS, SteeringOnly)] + super().get_permissions()
+
+    def get_queryset(self) -> Any:
+        if not roles.is_steering(self.request.user):
+            return AuditEvent.objects.none()
+        return AuditEvent.objects.select_related("centre").order_by("-at", "-id")
+
+    @extend_schema(responses={(200, "text/csv"): OpenApiTypes.BINARY})
+    @action(detail=False, methods=["get"])
+    def export(self, request: Request, version: str | None = None) -> HttpResponse:
+        """The whole audit trail as CSV."""
+        buffer = io.StringIO()
+        writer = csv.writer(buffer)
+        writer.writerow(["id", "at", "actor", "action", "object_type", "object_id", "centre", "before", "after"])
+        for e in self.filter_queryset(self.get_queryset()):
+            writer.writerow(_neutralise([e.pk, e.at.isoformat(), e.actor_username, e.action, e.object_type,
+                                         e.object_id, e.centre.code if e.centre else "", e.before, e.after]))
+        return _download(buffer.getvalue().encode(), "audit-trail.csv", "csv")
+
+
+def _neutralise(values: list[Any]) -> list[Any]:
+    """Spreadsheet-formula neutralisation for text cells (see also ingest.export_rows)."""
+    out = []
+    for v in values:
+        text = v if isinstance(v, (int, float)) else ("" if v is None else str(v))
+        if isinstance(text, str) and text[:1] in ("=", "+", "-", "@", "\t", "\r"):
+            text = "'" + text
+        out.append(text)
+    return out

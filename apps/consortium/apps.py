@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class ConsortiumConfig(AppConfig):
+    name = "apps.consortium"
+    label = "consortium"

@@ -1,0 +1,132 @@
+"""A deterministic, clearly labelled SYNTHETIC consortium shaped like the review in the brief.
+
+Five partner centres, 77 studies and about 5,660 participants reporting on four outcomes of
+early-years parent-infant psychotherapy. Every number is simulated from a fixed seed: nothing here is
+real data. The true effects and heterogeneity are chosen to look like the field (small-to-moderate
+effects, moderate to substantial heterogeneity).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+SEED = 20261125
+DEMO_PASSWORD = "demo-password"  # noqa: S105 - published demo sign-in, synthetic data only
+API_TOKEN = "demo0api0token0synthetic0consortium00001"  # noqa: S105 - 40 characters, demo only
+
+CENTRES = [
+    ("north", "Northfield Infant Mental Health Centre (synthetic)", "United Kingdom", 17),
+    ("lakes", "Lakeside Family Institute (synthetic)", "Finland", 16),
+    ("coast", "Coastal Perinatal Research Unit (synthetic)", "Australia", 15),
+    ("valley", "Valley Parent-Infant Clinic (synthetic)", "Canada", 15),
+    ("harbour", "Harbour University Child Studies (synthetic)", "Netherlands", 14),
+]
+
+MODERATORS = [
+    {"name": "intervention", "kind": "categorical"},
+    {"name": "setting", "kind": "categorical"},
+    {"name": "risk", "kind": "categorical"},
+    {"name": "year", "kind": "numeric"},
+]
+
+
+@dataclass(frozen=True)
+class DemoOutcome:
+    code: str
+    name: str
+    description: str
+    measure: str
+    direction: str
+    instruments: tuple[str, ...]
+    mu: float  # true mean effect (SMD, or log RR)
+    tau: float  # between-study SD
+    share: float  # share of studies reporting this outcome
+
+
+OUTCOMES = [
+    DemoOutcome("reflective-functioning", "Parental reflective functioning",
+                "The parent's capacity to understand the infant's and their own behaviour in terms of mental states.",
+                "SMD", "higher", ("PRFQ", "RFS"), 0.32, 0.22, 0.55),
+    DemoOutcome("postnatal-depression", "Postnatal depression (parent)",
+                "Depressive symptoms of the parent after birth; lower scores are better.",
+                "SMD", "lower", ("EPDS", "BDI-II", "PHQ-9"), -0.24, 0.18, 0.75),
+    DemoOutcome("infant-social-emotional", "Infant social-emotional functioning",
+                "The infant's social-emotional behaviour and development.",
+                "SMD", "higher", ("ASQ:SE", "BITSEA"), 0.18, 0.12, 0.6),
+    DemoOutcome("secure-attachment", "Secure parent-child attachment",
+                "Infants classified as securely attached (events) in the Strange Situation Procedure.",
+                "RR", "higher", ("SSP",), 0.22, 0.15, 0.45),
+]
+
+SURNAMES = ["Abbott", "Berg", "Castillo", "Dahl", "Eriksen", "Fischer", "Gupta", "Hale", "Ito", "Jansen",
+            "Kowalski", "Lindqvist", "Moreau", "Nakamura", "Okafor", "Petrov", "Quinn", "Rossi", "Silva",
+            "Tanaka", "Urban", "Varga", "Weber", "Xu", "Yilmaz", "Zeller"]
+INTERVENTIONS = ["parent-infant psychotherapy", "video feedback", "mentalization-based"]
+SETTINGS = ["home", "clinic"]
+RISK = ["high", "universal"]
+
+
+def demo_rows() -> dict[tuple[str, str], list[dict[str, Any]]]:
+    """Rows per (centre code, outcome code), deterministic for the fixed seed."""
+    rng = np.random.default_rng(SEED)
+    out: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    study_no = 0
+    # Total sample sizes: 77 studies summing to about 5,660 participants.
+    sizes = _study_sizes(rng)
+    for centre_code, _name, _country, n_studies in CENTRES:
+        for _ in range(n_studies):
+            n_total = int(sizes[study_no])
+            study_no += 1
+            year = int(rng.integers(2003, 2025))
+            label = f"{SURNAMES[study_no % len(SURNAMES)]} {year} (S{study_no:02d})"
+            mods = {
+                "intervention": INTERVENTIONS[int(rng.integers(0, 3))],
+                "setting": SETTINGS[int(rng.integers(0, 2))],
+                "risk": RISK[int(rng.integers(0, 2))],
+                "year": year,
+            }
+            n1 = n_total // 2
+            n2 = n_total - n1
+            reports = [rng.random() <= o.share for o in OUTCOMES]
+            if not any(reports):  # every study contributes to at least one outcome
+                reports[int(rng.integers(0, len(OUTCOMES)))] = True
+            for outcome, reported in zip(OUTCOMES, reports, strict=True):
+                if not reported:
+                    continue
+                instrument = outcome.instruments[int(rng.integers(0, len(outcome.instruments)))]
+                theta = rng.normal(outcome.mu + (0.1 if mods["risk"] == "high" else 0.0), outcome.tau)
+                row: dict[str, Any] = {"study": label, "instrument": instrument, "timepoint": "post", **mods}
+                if outcome.measure == "SMD":
+                    sd = 10.0
+                    m2 = 50 + rng.normal(0, sd / np.sqrt(n2))
+                    m1 = 50 + theta * sd + rng.normal(0, sd / np.sqrt(n1))
+                    row.update({
+                        "m1i": round(float(m1), 2), "sd1i": round(float(sd * np.sqrt(rng.chisquare(n1 - 1) / (n1 - 1))), 2),
+                        "n1i": n1,
+                        "m2i": round(float(m2), 2), "sd2i": round(float(sd * np.sqrt(rng.chisquare(n2 - 1) / (n2 - 1))), 2),
+                        "n2i": n2,
+                    })
+                else:
+                    p2 = 0.45
+                    p1 = min(0.95, p2 * float(np.exp(theta)))
+                    ai = int(rng.binomial(n1, p1))
+                    ci = int(rng.binomial(n2, p2))
+                    row.update({"ai": ai, "bi": n1 - ai, "ci": ci, "di": n2 - ci})
+                out.setdefault((centre_code, outcome.code), []).append(row)
+    return out
+
+
+TARGET_PARTICIPANTS = 5660
+
+
+def _study_sizes(rng: np.random.Generator) -> np.ndarray:
+    """77 total sample sizes (at least 20), skewed like real trials, summing to about 5,660."""
+    raw = np.maximum(20.0, rng.gamma(shape=4.0, scale=73.5 / 4.0, size=77))
+    return np.maximum(20, np.round(raw * TARGET_PARTICIPANTS / raw.sum())).astype(int)
+
+
+def demo_participants() -> int:
+    return int(_study_sizes(np.random.default_rng(SEED)).sum())

@@ -1,0 +1,132 @@
+"""The consortium: partner centres, who belongs to them in which role, and the data dictionary."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from guardian.models import GroupObjectPermissionBase, UserObjectPermissionBase
+
+MEASURE_CHOICES = [
+    ("SMD", "Standardised mean difference (Hedges' g)"),
+    ("MD", "Mean difference"),
+    ("ROM", "Log ratio of means"),
+    ("OR", "Log odds ratio"),
+    ("RR", "Log risk ratio"),
+    ("RD", "Risk difference"),
+    ("COR", "Correlation"),
+    ("ZCOR", "Fisher's z-transformed correlation"),
+    ("PR", "Proportion"),
+    ("PLO", "Logit proportion"),
+    ("IRR", "Log incidence rate ratio"),
+    ("GEN", "Precomputed effect size (yi, vi)"),
+]
+
+
+class Centre(models.Model):
+    """A partner organisation that contributes study data."""
+
+    code = models.SlugField(max_length=32, unique=True)
+    name = models.CharField(max_length=200)
+    country = models.CharField(max_length=100, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["code"]
+        permissions = [
+            ("view_centre_data", "Can view the centre's datasets, including drafts"),
+            ("change_centre_data", "Can upload, correct, submit and withdraw the centre's datasets"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class CentreUserObjectPermission(UserObjectPermissionBase):
+    """Direct foreign-key object permissions on centres (faster than guardian's generic ones)."""
+
+    content_object = models.ForeignKey(Centre, on_delete=models.CASCADE)
+
+
+class CentreGroupObjectPermission(GroupObjectPermissionBase):
+    content_object = models.ForeignKey(Centre, on_delete=models.CASCADE)
+
+
+class Membership(models.Model):
+    """A person's role in one centre. Object permissions are granted from it (see services)."""
+
+    class Role(models.TextChoices):
+        DATA_MANAGER = "data_manager", "Data manager"
+        MEMBER = "member", "Member"
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
+    centre = models.ForeignKey(Centre, on_delete=models.CASCADE, related_name="memberships")
+    role = models.CharField(max_length=20, choices=Role.choices)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["user", "centre"], name="one_membership_per_centre")]
+
+    def __str__(self) -> str:
+        return f"{self.user} - {self.centre} ({self.get_role_display()})"
+
+
+class ConsortiumRole(models.Model):
+    """A consortium-wide role. Steering-group members read all submitted data and manage analyses."""
+
+    class Role(models.TextChoices):
+        STEERING = "steering", "Steering group"
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="consortium_roles")
+    role = models.CharField(max_length=20, choices=Role.choices)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["user", "role"], name="unique_consortium_role")]
+
+    def __str__(self) -> str:
+        return f"{self.user} ({self.get_role_display()})"
+
+
+class ApiClient(models.Model):
+    """A token-holding service account (an external tool) with read-only scopes."""
+
+    class Scope(models.TextChoices):
+        RESULTS_READ = "results:read", "Read released results"
+        DATASETS_READ = "datasets:read", "Read submitted datasets"
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_client")
+    name = models.CharField(max_length=200)
+    scopes = models.JSONField(default=list)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return self.name
+
+    def has_scope(self, scope: str) -> bool:
+        return scope in self.scopes
+
+
+class Outcome(models.Model):
+    """An outcome of the data dictionary: it fixes the effect measure and which direction is better."""
+
+    class Direction(models.TextChoices):
+        HIGHER_IS_BETTER = "higher", "Higher is better"
+        LOWER_IS_BETTER = "lower", "Lower is better"
+
+    code = models.SlugField(max_length=40, unique=True)
+    name = models.CharField(max_length=200)
+    description = models.TextField(blank=True)
+    measure = models.CharField(max_length=4, choices=MEASURE_CHOICES)
+    direction = models.CharField(max_length=6, choices=Direction.choices, default=Direction.HIGHER_IS_BETTER)
+    instruments = models.JSONField(default=list, blank=True, help_text="Allowed instruments; empty allows any.")
+    timepoints = models.JSONField(default=list, blank=True, help_text="Allowed time points; empty allows any.")
+    moderators = models.JSONField(
+        default=list, blank=True, help_text='Recorded moderator columns: [{"name": ..., "kind": "numeric"|"categorical"}]'
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["code"]
+
+    def __str__(self) -> str:
+        return self.name

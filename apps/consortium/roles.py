@@ -1,0 +1,80 @@
+"""Who may do what, derived from memberships and consortium roles.
+
+Object permissions live in django-guardian (granted in ``services.membership_set``); these helpers
+answer the questions every queryset and view asks, in one place.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from django.contrib.auth.models import AnonymousUser
+from guardian.shortcuts import get_objects_for_user
+
+from apps.consortium.models import ApiClient, Centre, ConsortiumRole
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import User
+    from django.db.models import QuerySet
+
+    AnyUser = User | AnonymousUser
+
+
+def is_administrator(user: AnyUser) -> bool:
+    return bool(user.is_authenticated and user.is_active and user.is_superuser)
+
+
+def is_steering(user: AnyUser) -> bool:
+    if not (user.is_authenticated and user.is_active):
+        return False
+    if is_administrator(user):
+        return True
+    return ConsortiumRole.objects.filter(user=user, role=ConsortiumRole.Role.STEERING).exists()
+
+
+def api_client_of(user: AnyUser) -> ApiClient | None:
+    if not user.is_authenticated:
+        return None
+    try:
+        return user.api_client  # type: ignore[union-attr]
+    except ApiClient.DoesNotExist:
+        return None
+
+
+def has_scope(user: AnyUser, scope: str) -> bool:
+    client = api_client_of(user)
+    return client is not None and client.has_scope(scope)
+
+
+def centres_viewable(user: AnyUser) -> QuerySet[Centre]:
+    """Centres whose data (drafts included) the user may read."""
+    if not (user.is_authenticated and user.is_active):
+        return Centre.objects.none()
+    if is_administrator(user):
+        return Centre.objects.all()
+    return get_objects_for_user(user, "consortium.view_centre_data", klass=Centre, accept_global_perms=False)
+
+
+def centres_changeable(user: AnyUser) -> QuerySet[Centre]:
+    """Centres whose data the user may upload, correct, submit and withdraw."""
+    if not (user.is_authenticated and user.is_active):
+        return Centre.objects.none()
+    if is_administrator(user):
+        return Centre.objects.all()
+    return get_objects_for_user(user, "consortium.change_centre_data", klass=Centre, accept_global_perms=False)
+
+
+def can_change_centre(user: AnyUser, centre: Centre) -> bool:
+    if is_administrator(user):
+        return True
+    return bool(user.is_authenticated and user.is_active and user.has_perm("consortium.change_centre_data", centre))
+
+
+def reads_all_submitted_data(user: AnyUser) -> bool:
+    """Steering group, administrators and API clients with the datasets scope."""
+    return is_steering(user) or has_scope(user, ApiClient.Scope.DATASETS_READ)
+
+
+def reads_unreleased_results(user: AnyUser) -> bool:
+    """Steering group and administrators see results before release; everyone else only released ones."""
+    return is_steering(user)

@@ -1,0 +1,121 @@
+"""Study datasets: a centre's rows for one outcome, kept as immutable versions."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.db import models
+
+from apps.consortium.models import Centre, Outcome
+
+
+class DatasetQuerySet(models.QuerySet["Dataset"]):
+    def visible_to(self, user: Any) -> DatasetQuerySet:
+        """Datasets the user may read: their centres' (drafts too) and, for readers of all
+        submitted data (steering group, API clients with the datasets scope), every non-draft one."""
+        from apps.consortium import roles
+
+        if not (user.is_authenticated and user.is_active):
+            return self.none()
+        if roles.is_administrator(user):
+            return self.all()
+        own = models.Q(centre__in=roles.centres_viewable(user))
+        if roles.reads_all_submitted_data(user):
+            return self.filter(own | ~models.Q(status=Dataset.Status.DRAFT))
+        return self.filter(own)
+
+    def changeable_by(self, user: Any) -> DatasetQuerySet:
+        from apps.consortium import roles
+
+        return self.filter(centre__in=roles.centres_changeable(user))
+
+
+class Study(models.Model):
+    """A study a centre contributes; rows refer to it by its label."""
+
+    centre = models.ForeignKey(Centre, on_delete=models.PROTECT, related_name="studies")
+    label = models.CharField(max_length=200)
+    year = models.IntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["centre", "label"]
+        constraints = [models.UniqueConstraint(fields=["centre", "label"], name="unique_study_label_per_centre")]
+
+    def __str__(self) -> str:
+        return self.label
+
+
+class Dataset(models.Model):
+    """A centre's rows for one outcome, with a lifecycle.
+
+    draft: only the centre sees it and it is not analysed; submitted: it enters the consortium's
+    analyses; withdrawn: kept, no longer analysed.
+    """
+
+    class Status(models.TextChoices):
+        DRAFT = "draft", "Draft"
+        SUBMITTED = "submitted", "Submitted"
+        WITHDRAWN = "withdrawn", "Withdrawn"
+
+    centre = models.ForeignKey(Centre, on_delete=models.PROTECT, related_name="datasets")
+    outcome = models.ForeignKey(Outcome, on_delete=models.PROTECT, related_name="datasets")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.DRAFT)
+    current_version = models.ForeignKey(
+        "DatasetVersion", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = DatasetQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["outcome__code", "centre__code"]
+        constraints = [models.UniqueConstraint(fields=["centre", "outcome"], name="one_dataset_per_centre_outcome")]
+
+    def __str__(self) -> str:
+        return f"{self.centre.code} / {self.outcome.code}"
+
+
+class DatasetVersion(models.Model):
+    """An immutable snapshot of a dataset's rows: who, when, why, the original file and its checksum.
+
+    ``checksum`` is the SHA-256 of the canonical parsed rows, so that re-uploading the same content
+    in another format or encoding is recognised as identical; ``file_sha256`` is that of the bytes.
+    """
+
+    dataset = models.ForeignKey(Dataset, on_delete=models.PROTECT, related_name="versions")
+    number = models.PositiveIntegerField()
+    created_at = models.DateTimeField(auto_now_add=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    reason = models.CharField(max_length=500, blank=True)
+    original_filename = models.CharField(max_length=255, blank=True)
+    stored_file = models.CharField(max_length=500, blank=True, help_text="Path under UPLOAD_ROOT")
+    file_sha256 = models.CharField(max_length=64, blank=True)
+    source_format = models.CharField(max_length=10, blank=True)
+    checksum = models.CharField(max_length=64, db_index=True)
+    columns = models.JSONField(default=list)
+    column_mapping = models.JSONField(default=list)
+    rows = models.JSONField(default=list)
+    row_count = models.PositiveIntegerField(default=0)
+    restored_from = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="restorations"
+    )
+
+    class Meta:
+        ordering = ["dataset", "-number"]
+        constraints = [models.UniqueConstraint(fields=["dataset", "number"], name="unique_version_number")]
+
+    def __str__(self) -> str:
+        return f"{self.dataset} v{self.number}"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if self.pk is not None and not kwargs.get("force_insert"):
+            raise RuntimeError("Dataset versions are immutable; create a new version instead.")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("Dataset versions are immutable and are never deleted.")

@@ -1,0 +1,72 @@
+"""Receiving an upload, shared by the portal and the API.
+
+Order matters for what a user may learn: the centre must be visible (else 404, so existence does
+not leak), then changeable (else 403), then the file is validated completely; only a valid file
+reaches the transaction that stores a version.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from django.core.exceptions import PermissionDenied
+from django.http import Http404
+
+from apps.consortium import roles
+from apps.consortium.models import Centre, Outcome
+from apps.datasets.ingest import ParsedUpload, UploadError, UploadRejected, parse_json_rows, parse_upload
+from apps.datasets.models import DatasetVersion
+from apps.datasets.services import dataset_version_create, upload_spec_for
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import User
+
+
+@dataclass(frozen=True)
+class UploadOutcome:
+    version: DatasetVersion
+    created: bool
+    parsed: ParsedUpload
+
+
+def upload_target(*, user: User, centre_code: str, outcome_code: str) -> tuple[Centre, Outcome]:
+    """Resolve the centre and outcome an upload is for, enforcing visibility then write permission."""
+    centre = roles.centres_viewable(user).filter(code=centre_code).first()
+    if centre is None:
+        raise Http404("No such centre.")
+    if not roles.can_change_centre(user, centre) or roles.api_client_of(user) is not None:
+        raise PermissionDenied("Only the centre's data managers may upload its data.")
+    outcome = Outcome.objects.filter(code=outcome_code).first()
+    if outcome is None:
+        raise UploadRejected([
+            UploadError(row=None, column="outcome", value=outcome_code, code="unknown_outcome",
+                        message=f"There is no outcome '{outcome_code}' in the data dictionary."),
+        ])
+    return centre, outcome
+
+
+def upload_receive(
+    *,
+    user: User,
+    centre_code: str,
+    outcome_code: str,
+    content: bytes | None = None,
+    filename: str = "",
+    content_type: str | None = None,
+    rows: Any = None,
+    reason: str = "",
+) -> UploadOutcome:
+    """Validate and store an upload; raises ``UploadRejected`` with every error, changing nothing."""
+    centre, outcome = upload_target(user=user, centre_code=centre_code, outcome_code=outcome_code)
+    spec = upload_spec_for(outcome)
+    if rows is not None:
+        parsed = parse_json_rows(rows, spec=spec)
+    else:
+        assert content is not None
+        parsed = parse_upload(content, filename=filename, spec=spec, content_type=content_type)
+    version, created = dataset_version_create(
+        actor=user, centre=centre, outcome=outcome, parsed=parsed, content=content,
+        filename=filename or "rows.json", reason=reason,
+    )
+    return UploadOutcome(version=version, created=created, parsed=parsed)

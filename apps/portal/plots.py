@@ -1,0 +1,164 @@
+"""Server-rendered SVG plots (forest, funnel, history), so pages need no JavaScript or CDN."""
+
+from __future__ import annotations
+
+import math
+from html import escape
+from typing import Any
+
+
+def _fmt(x: float | None, digits: int = 2) -> str:
+    return "NA" if x is None or not math.isfinite(x) else f"{x:.{digits}f}"
+
+
+def forest_svg(blocks: dict[str, Any], studies: list[str], *, direction: str, measure: str) -> str:
+    """A forest plot: each study's effect with its CI, the pooled diamond, and the prediction interval.
+
+    ``direction`` ('higher' or 'lower' is better) decides which side is labelled "favours
+    intervention", so every outcome's plot reads the same way.
+    """
+    es = blocks.get("effect_sizes") or {}
+    fit = blocks.get("fit") or {}
+    pred = blocks.get("predict") or {}
+    yi, vi = es.get("yi") or [], es.get("vi") or []
+    rows = [
+        (studies[i] if i < len(studies) else f"Row {i + 1}", y, math.sqrt(v))
+        for i, (y, v) in enumerate(zip(yi, vi, strict=False))
+        if y is not None and v is not None and v > 0
+    ]
+    if not rows or not fit:
+        return ""
+    z = 1.959963984540054
+    lows = [y - z * se for _, y, se in rows]
+    highs = [y + z * se for _, y, se in rows]
+    est = (fit.get("beta") or [None])[0]
+    ci_lb, ci_ub = (fit.get("ci_lb") or [None])[0], (fit.get("ci_ub") or [None])[0]
+    pi_lb, pi_ub = pred.get("pi_lb"), pred.get("pi_ub")
+    candidates = [v for v in [*lows, *highs, ci_lb, ci_ub, pi_lb, pi_ub, 0.0] if v is not None]
+    lo, hi = min(candidates), max(candidates)
+    pad = (hi - lo) * 0.05 or 1.0
+    lo, hi = lo - pad, hi + pad
+    row_h, top, label_w, plot_w, text_w = 16, 30, 230, 420, 170
+    height = top + row_h * (len(rows) + 4)
+    width = label_w + plot_w + text_w
+
+    def x(v: float) -> float:
+        return label_w + (v - lo) / (hi - lo) * plot_w
+
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" class="forest" viewBox="0 0 {width} {height}" '
+        f'role="img" aria-label="Forest plot">',
+        f'<line x1="{x(0):.1f}" y1="{top - 10}" x2="{x(0):.1f}" y2="{height - 30}" class="zero"/>',
+    ]
+    max_w = max(1 / se for _, _, se in rows)
+    for i, (name, y, se) in enumerate(rows):
+        cy = top + i * row_h
+        size = 3 + 6 * math.sqrt((1 / se) / max_w)
+        parts.append(f'<text x="4" y="{cy + 4}" class="label">{escape(name[:34])}</text>')
+        parts.append(f'<line x1="{x(y - z * se):.1f}" y1="{cy}" x2="{x(y + z * se):.1f}" y2="{cy}" class="ci"/>')
+        parts.append(f'<rect x="{x(y) - size / 2:.1f}" y="{cy - size / 2:.1f}" width="{size:.1f}" '
+                     f'height="{size:.1f}" class="box"/>')
+        parts.append(f'<text x="{label_w + plot_w + 8}" y="{cy + 4}" class="num">{_fmt(y)} '
+                     f'[{_fmt(y - z * se)}, {_fmt(y + z * se)}]</text>')
+    cy = top + (len(rows) + 1) * row_h
+    if est is not None and ci_lb is not None and ci_ub is not None:
+        if pi_lb is not None and pi_ub is not None:
+            parts.append(f'<line x1="{x(pi_lb):.1f}" y1="{cy}" x2="{x(pi_ub):.1f}" y2="{cy}" class="pi"/>')
+        parts.append(
+            f'<polygon points="{x(ci_lb):.1f},{cy} {x(est):.1f},{cy - 6} {x(ci_ub):.1f},{cy} {x(est):.1f},{cy + 6}" '
+            f'class="diamond"/>'
+        )
+        parts.append(f'<text x="4" y="{cy + 4}" class="label pooled">Pooled (RE model)</text>')
+        parts.append(f'<text x="{label_w + plot_w + 8}" y="{cy + 4}" class="num pooled">{_fmt(est)} '
+                     f'[{_fmt(ci_lb)}, {_fmt(ci_ub)}]</text>')
+    axis_y = height - 26
+    parts.append(f'<line x1="{label_w}" y1="{axis_y}" x2="{label_w + plot_w}" y2="{axis_y}" class="axis"/>')
+    for tick in _ticks(lo, hi):
+        parts.append(f'<line x1="{x(tick):.1f}" y1="{axis_y}" x2="{x(tick):.1f}" y2="{axis_y + 4}" class="axis"/>')
+        parts.append(f'<text x="{x(tick):.1f}" y="{axis_y + 14}" class="tick">{tick:g}</text>')
+    # Which side favours the intervention: higher-is-better outcomes to the right of zero.
+    right_favours = "intervention" if direction == "higher" else "control"
+    left_favours = "control" if direction == "higher" else "intervention"
+    parts.append(f'<text x="{label_w + 4}" y="{height - 4}" class="favours">← favours {left_favours}</text>')
+    parts.append(f'<text x="{label_w + plot_w - 4}" y="{height - 4}" class="favours end">favours {right_favours} →</text>')
+    parts.append(f'<text x="{label_w + plot_w / 2}" y="{top - 16}" class="tick">{escape(measure)}</text>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def funnel_svg(blocks: dict[str, Any]) -> str:
+    """A funnel plot: effect against standard error (inverted), with the pseudo 95 % region."""
+    es = blocks.get("effect_sizes") or {}
+    fit = blocks.get("fit") or {}
+    pts = [(y, math.sqrt(v)) for y, v in zip(es.get("yi") or [], es.get("vi") or [], strict=False)
+           if y is not None and v is not None and v > 0]
+    est = (fit.get("beta") or [None])[0]
+    if not pts or est is None:
+        return ""
+    max_se = max(se for _, se in pts) * 1.05
+    z = 1.959963984540054
+    lo = min(min(y for y, _ in pts), est - z * max_se)
+    hi = max(max(y for y, _ in pts), est + z * max_se)
+    w, h, m = 420, 300, 36
+
+    def px(v: float) -> float:
+        return m + (v - lo) / (hi - lo) * (w - 2 * m)
+
+    def py(se: float) -> float:
+        return m + se / max_se * (h - 2 * m)
+
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" class="funnel" viewBox="0 0 {w} {h}" role="img" '
+        f'aria-label="Funnel plot">',
+        f'<polygon points="{px(est):.1f},{py(0):.1f} {px(est - z * max_se):.1f},{py(max_se):.1f} '
+        f'{px(est + z * max_se):.1f},{py(max_se):.1f}" class="region"/>',
+        f'<line x1="{px(est):.1f}" y1="{py(0):.1f}" x2="{px(est):.1f}" y2="{py(max_se):.1f}" class="zero"/>',
+    ]
+    for y, se in pts:
+        parts.append(f'<circle cx="{px(y):.1f}" cy="{py(se):.1f}" r="3" class="pt"/>')
+    parts.append(f'<text x="{w / 2}" y="{h - 6}" class="tick">effect size</text>')
+    parts.append(f'<text x="10" y="{m - 10}" class="tick start">standard error (0 at top)</text>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def history_svg(points: list[tuple[str, float, float, float]]) -> str:
+    """How the pooled estimate and its CI moved across results (oldest to newest)."""
+    if len(points) < 2:
+        return ""
+    w, h, m = 560, 180, 30
+    lo = min(p[2] for p in points)
+    hi = max(p[3] for p in points)
+    lo, hi = min(lo, 0.0), max(hi, 0.0)
+    span = (hi - lo) or 1.0
+
+    def px(i: int) -> float:
+        return m + i / (len(points) - 1) * (w - 2 * m)
+
+    def py(v: float) -> float:
+        return h - m - (v - lo) / span * (h - 2 * m)
+
+    band = " ".join(f"{px(i):.1f},{py(p[3]):.1f}" for i, p in enumerate(points))
+    band += " " + " ".join(f"{px(i):.1f},{py(p[2]):.1f}" for i, p in reversed(list(enumerate(points))))
+    line = " ".join(f"{px(i):.1f},{py(p[1]):.1f}" for i, p in enumerate(points))
+    return (
+        f'<svg xmlns="http://www.w3.org/2000/svg" class="history" viewBox="0 0 {w} {h}" role="img" '
+        f'aria-label="Estimate history"><polygon points="{band}" class="band"/>'
+        f'<polyline points="{line}" class="line"/>'
+        f'<line x1="{m}" y1="{py(0):.1f}" x2="{w - m}" y2="{py(0):.1f}" class="zero"/></svg>'
+    )
+
+
+def _ticks(lo: float, hi: float) -> list[float]:
+    span = hi - lo
+    step = 10 ** math.floor(math.log10(span / 4)) if span > 0 else 1
+    for mult in (1, 2, 5, 10):
+        if span / (step * mult) <= 6:
+            step *= mult
+            break
+    start = math.ceil(lo / step) * step
+    ticks, t = [], start
+    while t <= hi + 1e-12:
+        ticks.append(round(t, 10))
+        t += step
+    return ticks

@@ -1,0 +1,202 @@
+"""Server-rendered pages: the dashboard, outcome results, datasets, uploads and the audit trail.
+
+Every page starts from the same visibility querysets as the API (``visible_to``), and a user who
+may not see an object gets 404.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
+
+from apps.analyses.models import Analysis, AnalysisResult
+from apps.audit.models import AuditEvent
+from apps.consortium import roles
+from apps.consortium.models import Outcome
+from apps.datasets.ingest import UploadRejected
+from apps.datasets.models import Dataset
+from apps.datasets.selectors import dataset_version_diff
+from apps.datasets.services import dataset_set_status, dataset_version_restore
+from apps.datasets.uploads import upload_receive
+from apps.portal.plots import forest_svg, funnel_svg, history_svg
+
+
+def _study_labels(result: AnalysisResult) -> list[str]:
+    if result.studies:
+        return list(result.studies)
+    return [f"Study {i + 1}" for i in range(len((result.blocks.get("effect_sizes") or {}).get("yi") or []))]
+
+
+def _included_labels(result: AnalysisResult) -> list[str]:
+    """Labels of the rows in the model (the engine lists leave-one-out etc. for those only)."""
+    omitted = {o.get("row") for o in result.omitted if isinstance(o, dict)}
+    return [label for i, label in enumerate(_study_labels(result)) if i not in omitted]
+
+
+def home(request: HttpRequest) -> HttpResponse:
+    """The dashboard: every outcome's pooled estimate from its default analysis."""
+    if not request.user.is_authenticated:
+        return render(request, "portal/welcome.html")
+    visible = AnalysisResult.objects.visible_to(request.user)
+    cards = []
+    for analysis in Analysis.objects.visible_to(request.user).filter(is_default=True).select_related(
+        "outcome", "current_result"
+    ):
+        result = analysis.current_result
+        if result is not None and not visible.filter(pk=result.pk).exists():
+            result = visible.filter(analysis=analysis, status=AnalysisResult.Status.DONE).order_by("-seq").first()
+        cards.append({"analysis": analysis, "outcome": analysis.outcome, "result": result,
+                      "pooled": result.pooled if result else None})
+    return render(request, "portal/home.html", {
+        "cards": cards,
+        "is_steering": roles.is_steering(request.user),
+        "datasets": Dataset.objects.visible_to(request.user).select_related("centre", "outcome", "current_version"),
+    })
+
+
+@login_required
+def outcome_detail(request: HttpRequest, code: str) -> HttpResponse:
+    outcome = get_object_or_404(Outcome, code=code)
+    analyses = list(Analysis.objects.visible_to(request.user).filter(outcome=outcome).select_related("current_result"))
+    selected_id = request.GET.get("analysis")
+    analysis = next((a for a in analyses if str(a.pk) == selected_id), None) or next(
+        (a for a in analyses if a.is_default), analyses[0] if analyses else None
+    )
+    visible = AnalysisResult.objects.visible_to(request.user)
+    result = None
+    history: list[AnalysisResult] = []
+    if analysis is not None:
+        history = list(visible.filter(analysis=analysis).order_by("seq"))
+        result = next((r for r in reversed(history) if r.status == AnalysisResult.Status.DONE), None)
+        if analysis.current_result_id and any(r.pk == analysis.current_result_id for r in history):
+            result = next(r for r in history if r.pk == analysis.current_result_id)
+    context: dict[str, Any] = {
+        "outcome": outcome, "analyses": analyses, "analysis": analysis, "result": result,
+        "is_steering": roles.is_steering(request.user),
+    }
+    if result is not None and result.status == AnalysisResult.Status.DONE:
+        labels = _study_labels(result)
+        context.update({
+            "pooled": result.pooled,
+            "forest": forest_svg(result.blocks, labels, direction=outcome.direction, measure=outcome.measure),
+            "funnel": funnel_svg(result.blocks),
+            "blocks": result.blocks,
+            "leave1out_rows": _zip_rows(result.blocks.get("leave1out"), _included_labels(result)),
+        })
+    points = [(str(r.seq), r.pooled["estimate"], r.pooled["ci_lb"], r.pooled["ci_ub"])
+              for r in history if r.status == AnalysisResult.Status.DONE and r.pooled
+              and None not in (r.pooled["estimate"], r.pooled["ci_lb"], r.pooled["ci_ub"])]
+    context["history_svg"] = history_svg(points)
+    context["history"] = list(reversed(history))[:25]
+    return render(request, "portal/outcome.html", context)
+
+
+def _zip_rows(block: dict[str, Any] | None, included: list[str]) -> list[dict[str, Any]]:
+    if not block or not isinstance(block, dict):
+        return []
+    # Per-study columns are lists; scalars (method, test, level) describe the whole block.
+    keys = [k for k, v in block.items() if isinstance(v, list)]
+    n = len(block[keys[0]]) if keys else 0
+    return [{"study": included[i] if i < len(included) else str(i + 1), **{k: block[k][i] for k in keys}}
+            for i in range(n)]
+
+
+@login_required
+def dataset_list(request: HttpRequest) -> HttpResponse:
+    datasets = Dataset.objects.visible_to(request.user).select_related("centre", "outcome", "current_version")
+    return render(request, "portal/datasets.html", {
+        "datasets": datasets,
+        "upload_centres": roles.centres_changeable(request.user) if roles.api_client_of(request.user) is None else [],
+        "outcomes": Outcome.objects.all(),
+    })
+
+
+@login_required
+def dataset_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    dataset = get_object_or_404(
+        Dataset.objects.visible_to(request.user).select_related("centre", "outcome", "current_version"), pk=pk
+    )
+    versions = list(dataset.versions.select_related("created_by").order_by("-number"))
+    diff = None
+    if "from" in request.GET and "to" in request.GET:
+        try:
+            old = dataset.versions.get(number=int(request.GET["from"]))
+            new = dataset.versions.get(number=int(request.GET["to"]))
+        except (ValueError, dataset.versions.model.DoesNotExist) as exc:
+            raise Http404("No such version.") from exc
+        diff = dataset_version_diff(old=old, new=new)
+    return render(request, "portal/dataset.html", {
+        "dataset": dataset, "versions": versions, "diff": diff,
+        "can_change": roles.can_change_centre(request.user, dataset.centre)
+        and roles.api_client_of(request.user) is None,
+    })
+
+
+@login_required
+@require_POST
+def dataset_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
+    dataset = get_object_or_404(Dataset.objects.visible_to(request.user), pk=pk)
+    reason = request.POST.get("reason", "")
+    try:
+        if action in ("submit", "withdraw"):
+            status = Dataset.Status.SUBMITTED if action == "submit" else Dataset.Status.WITHDRAWN
+            dataset_set_status(actor=request.user, dataset=dataset, status=status, reason=reason)  # type: ignore[arg-type]
+            messages.success(request, f"The dataset is now {status}.")
+        elif action == "restore":
+            version = get_object_or_404(dataset.versions, number=request.POST.get("number"))
+            new, created = dataset_version_restore(actor=request.user, version=version, reason=reason)  # type: ignore[arg-type]
+            messages.success(request, f"Version {version.number} restored as version {new.number}." if created
+                             else "That version is already the current content.")
+        else:
+            raise Http404("Unknown action.")
+    except PermissionDenied:
+        raise
+    except ValidationError as exc:
+        messages.error(request, " ".join(exc.messages))
+    return redirect("portal:dataset", pk=dataset.pk)
+
+
+@login_required
+def upload(request: HttpRequest) -> HttpResponse:
+    centres = roles.centres_changeable(request.user) if roles.api_client_of(request.user) is None else []
+    context: dict[str, Any] = {"centres": centres, "outcomes": Outcome.objects.all()}
+    if request.method == "POST":
+        f = request.FILES.get("file")
+        context["selected"] = {"centre": request.POST.get("centre"), "outcome": request.POST.get("outcome")}
+        if f is None:
+            context["errors"] = [{"row": None, "column": None, "value": None, "code": "no_file",
+                                  "message": "Choose a CSV or XLSX file to upload."}]
+            return render(request, "portal/upload.html", context, status=400)
+        try:
+            outcome = upload_receive(
+                user=request.user,  # type: ignore[arg-type]
+                centre_code=request.POST.get("centre", ""), outcome_code=request.POST.get("outcome", ""),
+                content=f.read(), filename=f.name, content_type=f.content_type, reason=request.POST.get("reason", ""),
+            )
+        except UploadRejected as exc:
+            context["errors"] = [e.to_dict() for e in exc.errors]
+            return render(request, "portal/upload.html", context, status=400)
+        if outcome.created:
+            messages.success(request, f"Stored as version {outcome.version.number} "
+                                      f"({outcome.version.row_count} rows).")
+        else:
+            messages.info(request, "This content is identical to the current version; no new version was created.")
+        request.session["last_mapping"] = [
+            {"source": m.source, "target": m.target, "kind": m.kind} for m in outcome.parsed.mapping
+        ]
+        return redirect("portal:dataset", pk=outcome.version.dataset_id)
+    return render(request, "portal/upload.html", context)
+
+
+@login_required
+def audit(request: HttpRequest) -> HttpResponse:
+    if not roles.is_steering(request.user):
+        raise Http404("Not found.")
+    events = AuditEvent.objects.select_related("centre").order_by("-at", "-id")[:500]
+    return render(request, "portal/audit.html", {"events": events})

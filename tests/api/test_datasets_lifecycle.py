@@ -1,0 +1,158 @@
+"""Versions, diff, restore, lifecycle and the audit trail, through the API and the portal."""
+
+from __future__ import annotations
+
+import csv
+import io
+from typing import Any
+
+import pytest
+from django.test import Client
+
+from apps.analyses.models import Analysis, OutboxEvent
+from apps.audit.models import AuditEvent
+from apps.datasets.models import Dataset, DatasetVersion
+from tests.conftest import SMD_ROWS, api_client_for
+
+pytestmark = pytest.mark.django_db
+
+
+def _upload(client: Any, rows: list[dict[str, Any]], *, reason: str = "") -> Any:
+    return client.post("/api/v1/datasets/upload/", {"centre": "alpha", "outcome": "rf", "rows": rows,
+                                                    "reason": reason}, format="json")
+
+
+def test_versions_are_immutable_and_identical_content_creates_none(cast: Any, tmp_media: Any) -> None:
+    dm = api_client_for(cast, "dm_a")
+    first = _upload(dm, SMD_ROWS, reason="initial")
+    assert first.status_code == 201
+    assert first.json()["version"]["number"] == 1
+    again = _upload(dm, SMD_ROWS, reason="same again")
+    assert again.status_code == 200
+    assert again.json()["created"] is False
+    assert again.json()["version"]["id"] == first.json()["version"]["id"]
+    assert DatasetVersion.objects.count() == 1
+    version = DatasetVersion.objects.get()
+    version.reason = "tampered"
+    with pytest.raises(RuntimeError):
+        version.save()
+    with pytest.raises(RuntimeError):
+        version.delete()
+
+
+def test_diff_restore_and_history_through_the_api(cast: Any, tmp_media: Any) -> None:
+    dm = api_client_for(cast, "dm_a")
+    _upload(dm, SMD_ROWS, reason="initial")
+    changed = [dict(r) for r in SMD_ROWS[:3]]
+    changed[1]["sd1i"] = 7.5
+    changed.append({"study": "Evans 2021", "m1i": 9.0, "sd1i": 3.0, "n1i": 22, "m2i": 8.1, "sd2i": 3.1, "n2i": 20,
+                    "year": 2021})
+    resp = _upload(dm, changed, reason="corrected SD, added Evans, dropped Diaz")
+    assert resp.status_code == 201
+    dataset_id = resp.json()["dataset"]["id"]
+
+    diff = dm.get(f"/api/v1/datasets/{dataset_id}/diff/?from=1&to=2").json()
+    assert [r["study"] for r in diff["added"]] == ["Evans 2021"]
+    assert [r["study"] for r in diff["removed"]] == ["Diaz 2020"]
+    assert diff["changed"] == [{"key": "Baker 2017", "cells": [{"column": "sd1i", "old": 6.1, "new": 7.5}]}]
+    assert diff["summary"] == {"added": 1, "removed": 1, "changed": 1, "unchanged": 2}
+
+    restored = dm.post(f"/api/v1/datasets/{dataset_id}/versions/1/restore/", {"reason": "undo"}, format="json")
+    assert restored.status_code == 201
+    assert restored.json()["number"] == 3
+    assert restored.json()["restored_from"] == DatasetVersion.objects.get(dataset_id=dataset_id, number=1).pk
+    v3 = dm.get(f"/api/v1/datasets/{dataset_id}/versions/3/").json()
+    v1 = dm.get(f"/api/v1/datasets/{dataset_id}/versions/1/").json()
+    assert v3["rows"] == v1["rows"] and v3["checksum"] == v1["checksum"]
+    history = dm.get(f"/api/v1/datasets/{dataset_id}/versions/").json()
+    assert [(v["number"], v["reason"]) for v in history] == [
+        (3, "undo"), (2, "corrected SD, added Evans, dropped Diaz"), (1, "initial")]
+
+
+def test_lifecycle_controls_what_is_analysed(cast: Any, tmp_media: Any) -> None:
+    dm = api_client_for(cast, "dm_a")
+    resp = _upload(dm, SMD_ROWS)
+    dataset_id = resp.json()["dataset"]["id"]
+    analysis = Analysis.objects.get(outcome=cast["outcome"], is_default=True)
+    before = analysis.requested_seq
+
+    # A draft is not analysed: uploading to it requests no recompute.
+    assert Analysis.objects.get(pk=analysis.pk).requested_seq == before
+    assert dm.post(f"/api/v1/datasets/{dataset_id}/withdraw/", {}).status_code == 400  # draft -> withdrawn is not allowed
+    assert dm.post(f"/api/v1/datasets/{dataset_id}/submit/", {"reason": "ready"}).json()["status"] == "submitted"
+    assert Analysis.objects.get(pk=analysis.pk).requested_seq == before + 1
+    assert OutboxEvent.objects.filter(analysis=analysis, seq=before + 1).exists()
+
+    # A correction to a submitted dataset requests a recompute.
+    _upload(dm, [dict(r, m1i=r["m1i"] + 1) for r in SMD_ROWS])
+    assert Analysis.objects.get(pk=analysis.pk).requested_seq == before + 2
+
+    assert dm.post(f"/api/v1/datasets/{dataset_id}/withdraw/", {}).json()["status"] == "withdrawn"
+    assert Analysis.objects.get(pk=analysis.pk).requested_seq == before + 3
+    _upload(dm, [dict(r, m1i=r["m1i"] + 2) for r in SMD_ROWS])
+    assert Analysis.objects.get(pk=analysis.pk).requested_seq == before + 3  # withdrawn: not analysed
+
+
+def test_audit_trail_records_every_change_with_before_and_after(cast: Any, tmp_media: Any) -> None:
+    dm = api_client_for(cast, "dm_a")
+    resp = _upload(dm, SMD_ROWS, reason="initial")
+    dataset_id = resp.json()["dataset"]["id"]
+    dm.post(f"/api/v1/datasets/{dataset_id}/submit/", {"reason": "ready"})
+    steering = api_client_for(cast, "steering")
+    events = steering.get("/api/v1/audit/?centre__code=alpha").json()["results"]
+    status_event = next(e for e in events if e["action"] == "dataset.status")
+    assert status_event["before"] == {"status": "draft"}
+    assert status_event["after"] == {"status": "submitted", "reason": "ready"}
+    version_event = next(e for e in events if e["action"] == "dataset.version_create")
+    assert version_event["actor_username"] == "dm_a"
+    assert version_event["after"]["rows"] == 4
+    exported = steering.get("/api/v1/audit/export/")
+    rows = list(csv.reader(io.StringIO(exported.content.decode())))
+    assert rows[0][:4] == ["id", "at", "actor", "action"]
+    assert {"dataset.status", "dataset.version_create", "membership.set"} <= {r[3] for r in rows[1:]}
+    event = AuditEvent.objects.first()
+    assert event is not None
+    with pytest.raises(RuntimeError):
+        event.save()
+    with pytest.raises(RuntimeError):
+        event.delete()
+
+
+def test_portal_upload_versions_diff_restore_and_lifecycle(cast: Any, tmp_media: Any) -> None:
+    client = Client()
+    client.force_login(cast["users"]["dm_a"])
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    def csv_file(rows: list[dict[str, Any]]) -> SimpleUploadedFile:
+        cols = ["study", "m1i", "sd1i", "n1i", "m2i", "sd2i", "n2i"]
+        text = "\n".join([";".join(cols)] + [";".join(str(r[c]).replace(".", ",") for c in cols) for r in rows])
+        return SimpleUploadedFile("data.csv", text.encode("latin-1"), content_type="text/csv")
+
+    resp = client.post("/upload/", {"centre": "alpha", "outcome": "rf", "file": csv_file(SMD_ROWS), "reason": "v1"})
+    assert resp.status_code == 302
+    dataset = Dataset.objects.get(centre=cast["centre_a"], outcome=cast["outcome"])
+    assert dataset.current_version.rows[0]["sd1i"] == 4.2  # decimal comma, semicolon delimiter
+
+    bad = [dict(r) for r in SMD_ROWS]
+    bad[2]["sd2i"] = -1
+    resp = client.post("/upload/", {"centre": "alpha", "outcome": "rf", "file": csv_file(bad)})
+    assert resp.status_code == 400
+    page = resp.content.decode()
+    assert "sd_not_positive" in page and "Nothing was changed" in page
+    assert dataset.versions.count() == 1
+
+    client.post("/upload/", {"centre": "alpha", "outcome": "rf",
+                             "file": csv_file([dict(r, n1i=r["n1i"] + 1) for r in SMD_ROWS])})
+    page = client.get(f"/datasets/{dataset.pk}/?from=1&to=2").content.decode()
+    assert "4 changed" in page
+    assert client.post(f"/datasets/{dataset.pk}/restore/", {"number": 1}).status_code == 302
+    assert dataset.versions.count() == 3
+    assert client.post(f"/datasets/{dataset.pk}/submit/").status_code == 302
+    dataset.refresh_from_db()
+    assert dataset.status == "submitted"
+    assert client.post(f"/datasets/{dataset.pk}/withdraw/").status_code == 302
+    dataset.refresh_from_db()
+    assert dataset.status == "withdrawn"
+    member = Client()
+    member.force_login(cast["users"]["member_a"])
+    assert member.post(f"/datasets/{dataset.pk}/submit/").status_code == 403

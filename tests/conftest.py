@@ -1,0 +1,124 @@
+"""The cast reused across the suite, and the real services the integration tests need.
+
+Cast: a data manager and a member of centre A, a data manager of centre B, a steering-group member,
+an API client (token, read-only scopes), an administrator and an anonymous visitor.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from django.conf import settings
+
+SMD_ROWS = [
+    {"study": "Adams 2015", "m1i": 12.1, "sd1i": 4.2, "n1i": 30, "m2i": 10.4, "sd2i": 4.0, "n2i": 31, "year": 2015},
+    {"study": "Baker 2017", "m1i": 20.5, "sd1i": 6.1, "n1i": 45, "m2i": 18.0, "sd2i": 5.9, "n2i": 44, "year": 2017},
+    {"study": "Chen 2019", "m1i": 8.3, "sd1i": 2.5, "n1i": 25, "m2i": 7.9, "sd2i": 2.6, "n2i": 27, "year": 2019},
+    {"study": "Diaz 2020", "m1i": 15.0, "sd1i": 5.0, "n1i": 60, "m2i": 12.2, "sd2i": 5.2, "n2i": 58, "year": 2020},
+]
+
+
+def ci_requires_services() -> bool:
+    return os.environ.get("CI", "").lower() == "true"
+
+
+def _reachable(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def require_services() -> None:
+    """Integration tests need PostgreSQL and Redis. Under CI=true their absence fails the test."""
+    missing = []
+    if settings.DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
+        missing.append("PostgreSQL (DATABASE_URL)")
+    redis_url = settings.TEST_BROKER_URL
+    host_port = redis_url.split("//", 1)[1].split("/", 1)[0]
+    host, _, port = host_port.partition(":")
+    if not _reachable(host or "127.0.0.1", int(port or 6379)):
+        missing.append(f"Redis ({redis_url})")
+    if missing:
+        message = "integration test needs " + ", ".join(missing)
+        if ci_requires_services():
+            pytest.fail(message + " and CI=true requires it")
+        pytest.skip(message + " (set CI=true to make this a failure)")
+
+
+@pytest.fixture
+def cast(db: Any) -> dict[str, Any]:
+    return make_cast()
+
+
+def make_cast() -> dict[str, Any]:
+    from django.contrib.auth.models import User
+    from rest_framework.authtoken.models import Token
+
+    from apps.analyses.services import analysis_create_default
+    from apps.consortium.models import ApiClient, Centre, ConsortiumRole, Membership, Outcome
+    from apps.consortium.services import membership_set
+
+    centre_a = Centre.objects.create(code="alpha", name="Centre Alpha")
+    centre_b = Centre.objects.create(code="beta", name="Centre Beta")
+    mods = [{"name": "year", "kind": "numeric"}, {"name": "setting", "kind": "categorical"}]
+    outcome = Outcome.objects.create(code="rf", name="Reflective functioning", measure="SMD", direction="higher",
+                                     moderators=mods)
+    outcome2 = Outcome.objects.create(code="dep", name="Depression", measure="SMD", direction="lower",
+                                      moderators=mods)
+    for o in (outcome, outcome2):
+        analysis_create_default(outcome=o)
+    users = {}
+    for name in ("dm_a", "member_a", "dm_b", "steering", "api_client", "admin"):
+        users[name] = User.objects.create_user(name, password="pw-" + name)
+    users["admin"].is_superuser = users["admin"].is_staff = True
+    users["admin"].save()
+    membership_set(actor=None, user=users["dm_a"], centre=centre_a, role=Membership.Role.DATA_MANAGER)
+    membership_set(actor=None, user=users["member_a"], centre=centre_a, role=Membership.Role.MEMBER)
+    membership_set(actor=None, user=users["dm_b"], centre=centre_b, role=Membership.Role.DATA_MANAGER)
+    ConsortiumRole.objects.create(user=users["steering"], role=ConsortiumRole.Role.STEERING)
+    ApiClient.objects.create(user=users["api_client"], name="Tool", scopes=[ApiClient.Scope.RESULTS_READ])
+    token = Token.objects.create(user=users["api_client"])
+    return {"centre_a": centre_a, "centre_b": centre_b, "outcome": outcome, "outcome2": outcome2,
+            "users": users, "token": token.key}
+
+
+def store_rows(*, centre: Any, outcome: Any, rows: list[dict[str, Any]], submit: bool = False,
+               actor: Any = None) -> Any:
+    """Create a dataset version through the same validation and service as an upload."""
+    from apps.datasets.ingest import parse_json_rows
+    from apps.datasets.models import Dataset
+    from apps.datasets.services import dataset_set_status, dataset_version_create, upload_spec_for
+
+    parsed = parse_json_rows(rows, spec=upload_spec_for(outcome))
+    version, _ = dataset_version_create(actor=actor, centre=centre, outcome=outcome, parsed=parsed,
+                                        content=None, filename="rows.json")
+    if submit:
+        dataset_set_status(actor=actor, dataset=version.dataset, status=Dataset.Status.SUBMITTED)
+    version.dataset.refresh_from_db()
+    return version.dataset
+
+
+def api_client_for(cast: dict[str, Any], who: str) -> Any:
+    """A DRF test client signed in as ``who`` (session for people, token for the API client)."""
+    from rest_framework.test import APIClient
+
+    client = APIClient()
+    if who == "anonymous":
+        return client
+    if who == "api_client":
+        client.credentials(HTTP_AUTHORIZATION="Token " + cast["token"])
+        return client
+    client.force_login(cast["users"][who])
+    return client
+
+
+@pytest.fixture
+def tmp_media(tmp_path: Any, settings: Any) -> Iterator[Any]:
+    settings.MEDIA_ROOT = tmp_path / "uploads"
+    yield settings.MEDIA_ROOT

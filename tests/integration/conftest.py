@@ -1,0 +1,192 @@
+"""Real services for integration tests: a Celery worker process on Redis, over the test PostgreSQL."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.conf import settings
+from django.db import connection
+
+from tests.conftest import require_services
+
+ROOT = Path(__file__).resolve().parents[2]
+CELERY = str(Path(sys.executable).with_name("celery"))
+
+
+def _database_url() -> str:
+    d = connection.settings_dict
+    auth = d["USER"] or "postgres"
+    if d.get("PASSWORD"):
+        auth += ":" + d["PASSWORD"]
+    return f"postgres://{auth}@{d['HOST'] or '127.0.0.1'}:{d['PORT'] or 5432}/{d['NAME']}"
+
+
+def purge_broker() -> None:
+    import redis
+
+    redis.Redis.from_url(settings.TEST_BROKER_URL).flushdb()
+
+
+class WorkerProcess:
+    """A real ``celery worker`` (prefork pool) with an embedded beat running the relay and sweep."""
+
+    def __init__(self, tmp: Path, *, concurrency: int = 2, extra_env: dict[str, str] | None = None) -> None:
+        self.tmp = tmp
+        self.concurrency = concurrency
+        self.extra_env = extra_env or {}
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log = tmp / f"worker-{uuid.uuid4().hex[:6]}.log"
+
+    def start(self, timeout: float = 60) -> WorkerProcess:
+        env = {
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "apps.config.settings.test",
+            "DATABASE_URL": _database_url(),
+            "CELERY_BROKER_URL": settings.TEST_BROKER_URL,
+            "OUTBOX_RELAY_INTERVAL_SECONDS": "1",
+            "RECOMPUTE_SWEEP_INTERVAL_SECONDS": "3",
+            "PLATFORM_VAR_DIR": str(self.tmp),
+            **self.extra_env,
+        }
+        self._log_handle = self.log.open("ab")
+        self.proc = subprocess.Popen(  # noqa: S603
+            [CELERY, "-A", "workers.celery", "worker", "--beat", "--schedule", str(self.tmp / "beat-schedule"),
+             "--concurrency", str(self.concurrency), "--pool", "prefork", "-Q", "recompute",
+             "--without-gossip", "--without-mingle", "--without-heartbeat", "--loglevel", "INFO",
+             "-n", f"test-{uuid.uuid4().hex[:8]}@%h"],
+            cwd=ROOT, env=env, stdout=self._log_handle, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"worker exited early:\n{self.log.read_text()}")
+            if b" ready." in self.log.read_bytes():
+                return self
+            time.sleep(0.1)
+        raise RuntimeError(f"worker did not become ready:\n{self.log.read_text()}")
+
+    def children(self) -> list[int]:
+        assert self.proc is not None
+        out = subprocess.run(["pgrep", "-P", str(self.proc.pid)], capture_output=True, text=True, check=False)
+        return [int(p) for p in out.stdout.split()]
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=10)
+        self._log_handle.close()
+        self.proc = None
+
+
+@pytest.fixture
+def services(transactional_db: Any, settings: Any) -> None:
+    """PostgreSQL and Redis must be there (CI=true fails otherwise); publishing after commit is on."""
+    require_services()
+    settings.OUTBOX_PUBLISH_ON_COMMIT = True
+    purge_broker()
+
+
+@pytest.fixture
+def worker_factory(services: None, tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
+    started: list[WorkerProcess] = []
+
+    def factory(**kwargs: Any) -> WorkerProcess:
+        w = WorkerProcess(tmp_path, **kwargs).start()
+        started.append(w)
+        return w
+
+    yield factory
+    for w in started:
+        w.stop()
+    connection.close()
+
+
+@pytest.fixture
+def live_worker(worker_factory: Callable[..., WorkerProcess]) -> WorkerProcess:
+    return worker_factory()
+
+
+def wait_until(predicate: Callable[[], Any], *, timeout: float, interval: float = 0.05, what: str = "") -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what or predicate}")
+
+
+def use_broker(url: str) -> None:
+    """Point this process's Celery app (the publisher) at ``url``, dropping pooled connections."""
+    from workers.celery import app
+
+    settings.CELERY_BROKER_URL = url
+    app.conf.broker_url = url
+    if app._pool is not None:
+        app._pool.force_close_all()
+        app._pool = None
+
+
+class PrivateRedis:
+    """A Redis server of the test's own, configured as deployed (append-only persistence), that the
+    test may stop and start without disturbing anything else."""
+
+    def __init__(self, tmp: Path, port: int) -> None:
+        self.dir = tmp / f"redis-{port}"
+        self.dir.mkdir(exist_ok=True)
+        self.port = port
+        self.url = f"redis://127.0.0.1:{port}/0"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(  # noqa: S603
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.dir),
+             "--appendonly", "yes", "--appendfsync", "always", "--save", ""],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        )
+        import redis
+
+        client = redis.Redis(port=self.port)
+        wait_until(lambda: _ping(client), timeout=10, what=f"redis on {self.port}")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=10)
+        self.proc = None
+
+
+def _ping(client: Any) -> bool:
+    try:
+        return bool(client.ping())
+    except Exception:
+        return False
+
+
+@pytest.fixture
+def private_redis(services: None, tmp_path: Path) -> Iterator[PrivateRedis]:
+    import shutil
+
+    if shutil.which("redis-server") is None:
+        pytest.fail("redis-server is not installed")
+    server = PrivateRedis(tmp_path, 6391)
+    server.start()
+    use_broker(server.url)
+    yield server
+    server.stop()
+    use_broker(settings.TEST_BROKER_URL)

@@ -1,0 +1,86 @@
+"""One upload, end to end: API upload -> immutable version -> outbox -> Redis -> real worker ->
+engine -> stored result with provenance -> API and outcome page."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from apps.analyses.models import Analysis
+from tests.conftest import SMD_ROWS, api_client_for, make_cast
+from tests.integration.conftest import wait_until
+from workers.metaanalysis.analysis import AnalysisSpec, run_analysis
+
+pytestmark = pytest.mark.integration
+
+
+def _csv(rows: list[dict[str, Any]]) -> bytes:
+    cols = ["study", "m1i", "sd1i", "n1i", "m2i", "sd2i", "n2i", "year"]
+    lines = [",".join(cols)] + [",".join(str(r[c]) for c in cols) for r in rows]
+    return ("\n".join(lines) + "\n").encode()
+
+
+def _current(client: Any, outcome: str) -> dict[str, Any] | None:
+    data = client.get(f"/api/v1/analyses/?outcome__code={outcome}&is_default=true").json()["results"][0]
+    if data["state"] == "current" and data["current_result"] is not None:
+        return data
+    return None
+
+
+def test_upload_flows_through_the_worker_to_the_api_and_the_outcome_page(live_worker: Any, tmp_media: Any) -> None:
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    cast = make_cast()
+    dm = api_client_for(cast, "dm_a")
+    steering = api_client_for(cast, "steering")
+
+    # Given a data manager's CSV for one outcome
+    upload = SimpleUploadedFile("alpha-rf.csv", _csv(SMD_ROWS), content_type="text/csv")
+    resp = dm.post("/api/v1/datasets/upload/", {"centre": "alpha", "outcome": "rf", "file": upload,
+                                               "reason": "first upload"}, format="multipart")
+    assert resp.status_code == 201, resp.content
+    dataset_id = resp.json()["dataset"]["id"]
+    version = resp.json()["version"]
+
+    # When the dataset is submitted (its version enters the analyses)
+    assert dm.post(f"/api/v1/datasets/{dataset_id}/submit/", {}).status_code == 200
+
+    # Then the worker recomputes and the API returns the result with its provenance
+    data = wait_until(lambda: _current(steering, "rf"), timeout=60, what="the recompute")
+    result = steering.get(f"/api/v1/results/{data['current_result']['id']}/").json()
+    assert result["status"] == "done"
+    assert result["k"] == 4
+    assert [(v["version"], v["checksum"]) for v in result["dataset_versions"]] == [(version["id"], version["checksum"])]
+    assert result["spec"]["method"] == "REML"
+    expected = run_analysis(AnalysisSpec(measure="SMD", method="REML"), SMD_ROWS).to_dict()["blocks"]["fit"]
+    assert result["blocks"]["fit"]["beta"][0] == pytest.approx(expected["beta"][0], rel=1e-12)
+    assert result["blocks"]["fit"]["tau2"] == pytest.approx(expected["tau2"], rel=1e-9, abs=1e-12)
+
+    # And a correction creates version 2, and the result follows it
+    corrected = [dict(r) for r in SMD_ROWS]
+    corrected[0]["m1i"] = 14.0
+    upload = SimpleUploadedFile("alpha-rf.csv", _csv(corrected), content_type="text/csv")
+    resp = dm.post("/api/v1/datasets/upload/", {"centre": "alpha", "outcome": "rf", "file": upload},
+                   format="multipart")
+    assert resp.status_code == 201
+    v2 = resp.json()["version"]
+    assert v2["number"] == 2
+
+    def follows_v2() -> Any:
+        d = _current(steering, "rf")
+        return d if d and d["current_result"]["dataset_versions"][0]["version"] == v2["id"] else None
+
+    data = wait_until(follows_v2, timeout=60, what="the recompute of version 2")
+    assert data["current_result"]["pooled"]["estimate"] > expected["beta"][0]
+
+    # And the outcome page shows the pooled estimate to the steering group
+    from django.test import Client
+
+    page = Client()
+    page.force_login(cast["users"]["steering"])
+    html = page.get("/outcomes/rf/").content.decode()
+    assert f"{data['current_result']['pooled']['estimate']:.3f}" in html
+    assert "Forest plot" in html
+    analysis = Analysis.objects.get(outcome__code="rf", is_default=True)
+    assert analysis.computed_seq == analysis.requested_seq

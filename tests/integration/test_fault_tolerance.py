@@ -1,0 +1,236 @@
+"""No crash, restart or outage drops a recompute.
+
+Real processes throughout: PostgreSQL, Redis and Celery workers started as subprocesses. The worker
+is killed with SIGKILL and the broker is stopped while uploads arrive.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import statistics
+import threading
+import time
+from typing import Any
+
+import pytest
+from django.db import close_old_connections, connection
+
+from apps.analyses.models import Analysis, AnalysisResult
+from apps.analyses.services import analysis_inputs, analysis_recompute
+from apps.datasets.models import Dataset
+from tests.conftest import SMD_ROWS, api_client_for, make_cast, store_rows
+from tests.integration.conftest import wait_until
+from workers.metaanalysis.analysis import AnalysisSpec, run_analysis
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+def _all_current() -> bool:
+    analyses = list(Analysis.objects.all())
+    return all(a.computed_seq == a.requested_seq for a in analyses)
+
+
+def _assert_results_match_a_fresh_recompute(*, tol: float = 1e-12) -> None:
+    """Every analysis's stored result includes every submitted version and equals a from-scratch run."""
+    for analysis in Analysis.objects.select_related("outcome", "current_result"):
+        rows, provenance = analysis_inputs(analysis=analysis)
+        result = analysis.current_result
+        if not provenance:
+            continue
+        assert result is not None, analysis
+        assert [(v["version"], v["checksum"]) for v in result.dataset_versions] == [
+            (v["version"], v["checksum"]) for v in provenance]
+        spec = analysis.spec()
+        fresh = run_analysis(AnalysisSpec(measure=spec["measure"], method=spec["method"], test=spec["test"],
+                                          level=spec["level"]), rows).to_dict()["blocks"]["fit"]
+        stored = result.blocks["fit"]
+        assert stored["beta"][0] == pytest.approx(fresh["beta"][0], rel=tol, abs=tol)
+        assert stored["se"][0] == pytest.approx(fresh["se"][0], rel=tol, abs=tol)
+        assert stored["tau2"] == pytest.approx(fresh["tau2"], rel=tol, abs=tol)
+
+
+def _vary(rows: list[dict[str, Any]], i: int) -> list[dict[str, Any]]:
+    out = [dict(r) for r in rows]
+    out[i % len(out)]["m1i"] = round(out[i % len(out)]["m1i"] + 0.01 * (i + 1), 4)
+    return out
+
+
+def test_killing_a_worker_child_mid_recompute_never_loses_the_result(worker_factory: Any, tmp_media: Any) -> None:
+    cast = make_cast()
+    dataset = store_rows(centre=cast["centre_a"], outcome=cast["outcome"], rows=SMD_ROWS, submit=True)
+    analysis = Analysis.objects.get(outcome=cast["outcome"], is_default=True)
+    worker = worker_factory(concurrency=1, extra_env={"RECOMPUTE_FAULT_DELAY_MS": "1500"})
+    landed = 0
+    for trial in range(10):
+        # Given a recompute in progress
+        store_rows(centre=dataset.centre, outcome=dataset.outcome, rows=_vary(SMD_ROWS, trial))
+        seq = Analysis.objects.get(pk=analysis.pk).requested_seq
+        wait_until(lambda: Analysis.objects.filter(pk=analysis.pk, running_since__isnull=False).exists(),
+                   timeout=30, what="the recompute to start")
+        # When the child computing it is killed
+        children = worker.children()
+        assert children, "the prefork pool has a child"
+        for pid in children:
+            os.kill(pid, signal.SIGKILL)
+        # Then the result still lands
+        wait_until(lambda s=seq: Analysis.objects.filter(pk=analysis.pk, computed_seq__gte=s).exists(),
+                   timeout=60, what=f"trial {trial}: the result after the kill")
+        landed += 1
+    assert landed == 10
+    _assert_results_match_a_fresh_recompute()
+
+
+def test_broker_outage_delays_but_never_fails_or_drops_uploads(private_redis: Any, worker_factory: Any,
+                                                                tmp_media: Any) -> None:
+    cast = make_cast()
+    for outcome in (cast["outcome"], cast["outcome2"]):
+        store_rows(centre=cast["centre_a"], outcome=outcome, rows=SMD_ROWS, submit=True)
+        store_rows(centre=cast["centre_b"], outcome=outcome, rows=SMD_ROWS, submit=True)
+    worker_factory(extra_env={"CELERY_BROKER_URL": private_redis.url, "RECOMPUTE_STALE_AFTER_SECONDS": "5"})
+    wait_until(_all_current, timeout=60, what="the initial results")
+    clients = {"alpha": api_client_for(cast, "dm_a"), "beta": api_client_for(cast, "dm_b")}
+
+    durations: list[float] = []
+    statuses: list[int] = []
+    stopped_at = restarted_at = 0.0
+    start = time.monotonic()
+    for i in range(300):
+        elapsed = time.monotonic() - start
+        if i == 20:
+            private_redis.stop()  # the broker goes away while uploads keep arriving
+            stopped_at = time.monotonic()
+        if stopped_at and not restarted_at and time.monotonic() - stopped_at >= 15:
+            private_redis.start()
+            restarted_at = time.monotonic()
+        centre = "alpha" if i % 2 == 0 else "beta"
+        outcome = "rf" if (i // 2) % 2 == 0 else "dep"
+        t0 = time.perf_counter()
+        resp = clients[centre].post("/api/v1/datasets/upload/", {"centre": centre, "outcome": outcome,
+                                                                  "rows": _vary(SMD_ROWS, i)}, format="json")
+        durations.append(time.perf_counter() - t0)
+        statuses.append(resp.status_code)
+        if stopped_at and not restarted_at:
+            time.sleep(max(0.0, min(0.06, 15 - (time.monotonic() - stopped_at))))  # spread uploads over the outage
+        del elapsed
+    if not restarted_at:
+        time.sleep(max(0.0, 15 - (time.monotonic() - stopped_at)))
+        private_redis.start()
+    # Then no upload failed or waited on the broker
+    assert statuses.count(201) == 300, {s: statuses.count(s) for s in set(statuses)}
+    assert max(durations) < 0.5, f"slowest upload {max(durations):.3f}s, median {statistics.median(durations):.3f}s"
+    # And once the broker is back, every analysis reflects every upload
+    wait_until(_all_current, timeout=120, interval=0.5, what="every analysis to catch up after the outage")
+    _assert_results_match_a_fresh_recompute()
+
+
+def test_burst_of_1000_uploads_with_a_worker_killed_ends_exactly_current(worker_factory: Any, tmp_media: Any,
+                                                                          capsys: Any) -> None:
+    from django.core.management import call_command
+
+    call_command("load_demo", "--no-compute", stdout=open(os.devnull, "w"))  # noqa: SIM115
+    datasets = list(Dataset.objects.select_related("centre", "outcome", "current_version").order_by("pk"))
+    from django.contrib.auth.models import User
+
+    clients = {}
+    for d in datasets:
+        if d.centre.code not in clients:
+            from rest_framework.test import APIClient
+
+            c = APIClient()
+            c.force_login(User.objects.get(username=f"dm-{d.centre.code}"))
+            clients[d.centre.code] = c
+    first = worker_factory(concurrency=2)
+    results_before = AnalysisResult.objects.count()
+    for i in range(1000):
+        d = datasets[i % len(datasets)]
+        rows = [dict(r) for r in d.current_version.rows]
+        key = "m1i" if "m1i" in rows[0] else "ai"
+        j = i % len(rows)
+        if key == "m1i":
+            rows[j]["m1i"] = round(rows[j]["m1i"] + 0.01 * ((i % 7) - 3), 4)
+        else:
+            rows[j]["ai"] = max(0, min(rows[j]["ai"] + ((i % 3) - 1), rows[j]["ai"] + rows[j]["bi"]))
+            rows[j]["bi"] = d.current_version.rows[j]["ai"] + d.current_version.rows[j]["bi"] - rows[j]["ai"]
+        resp = clients[d.centre.code].post("/api/v1/datasets/upload/", {
+            "centre": d.centre.code, "outcome": d.outcome.code, "rows": rows}, format="json")
+        assert resp.status_code in (200, 201), resp.content
+        d.refresh_from_db()
+        if i == 400:
+            os.killpg(first.proc.pid, signal.SIGKILL)  # the whole worker dies mid-burst
+            first.proc.wait()
+            worker_factory(concurrency=2)
+    wait_until(_all_current, timeout=180, interval=0.5, what="every analysis to be current after the burst")
+    _assert_results_match_a_fresh_recompute()
+    recomputes = AnalysisResult.objects.count() - results_before
+    with capsys.disabled():
+        print(f"\n[burst] 1000 uploads over {len(datasets)} datasets -> {recomputes} recomputes")
+    assert recomputes < 1000 * Analysis.objects.count()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_stale_computation_never_overwrites_a_newer_result(monkeypatch: Any, tmp_media: Any) -> None:
+    """A computation that started before a newer request and finishes after its result is discarded.
+
+    The per-analysis lock normally keeps computations apart; here it is disabled, as if a worker had
+    lost it (e.g. its database session was cut while it kept running), to exercise the guard behind it.
+    """
+    from contextlib import nullcontext
+
+    from apps.analyses import services
+    from tests.conftest import require_services
+
+    require_services()
+    cast = make_cast()
+    store_rows(centre=cast["centre_a"], outcome=cast["outcome"], rows=SMD_ROWS, submit=True)
+    analysis = Analysis.objects.get(outcome=cast["outcome"], is_default=True)
+    monkeypatch.setattr(services, "_analysis_lock", lambda analysis_id: nullcontext())
+
+    paused, resume = threading.Event(), threading.Event()
+    original_inputs = services.analysis_inputs
+
+    def slow_inputs(*, analysis: Analysis) -> Any:
+        out = original_inputs(analysis=analysis)
+        if threading.current_thread().name == "stale":
+            paused.set()
+            resume.wait(30)
+        return out
+
+    monkeypatch.setattr(services, "analysis_inputs", slow_inputs)
+    outcome: dict[str, Any] = {}
+
+    def stale_worker() -> None:
+        close_old_connections()
+        outcome["result"] = analysis_recompute(analysis_id=analysis.pk)
+        connection.close()
+
+    thread = threading.Thread(target=stale_worker, name="stale")
+    thread.start()
+    assert paused.wait(30)
+    stale_seq = Analysis.objects.get(pk=analysis.pk).requested_seq
+    # A newer upload arrives and is computed while the stale one is still running.
+    store_rows(centre=cast["centre_a"], outcome=cast["outcome"], rows=_vary(SMD_ROWS, 5))
+    newer = analysis_recompute(analysis_id=analysis.pk)
+    assert newer is not None and newer.seq == stale_seq + 1
+    resume.set()
+    thread.join(30)
+    analysis.refresh_from_db()
+    assert analysis.current_result_id == newer.pk
+    assert analysis.computed_seq == newer.seq
+    assert not AnalysisResult.objects.filter(analysis=analysis, seq=stale_seq).exists()
+    # the stale worker found nothing newer to store
+    assert outcome["result"] is None or outcome["result"].seq > stale_seq
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_duplicate_task_is_a_no_op(tmp_media: Any) -> None:
+    from workers.tasks import recompute_analysis
+
+    cast = make_cast()
+    store_rows(centre=cast["centre_a"], outcome=cast["outcome"], rows=SMD_ROWS, submit=True)
+    analysis = Analysis.objects.get(outcome=cast["outcome"], is_default=True)
+    first = recompute_analysis.run(analysis.pk)
+    assert first is not None
+    count = AnalysisResult.objects.count()
+    assert recompute_analysis.run(analysis.pk) is None
+    assert AnalysisResult.objects.count() == count

@@ -1,0 +1,66 @@
+"""The effect-size interface the rest of the platform uses (``escalc``, ``check_rows``).
+
+The computations live in :mod:`workers.metaanalysis.effect_sizes`; this module gives them the
+names the analysis pipeline and the upload validator call, and turns ``na_reasons`` into the
+``omitted`` rows the platform reports.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from .effect_sizes import MEASURE_COLUMNS, EffectSizes, InvalidStudyDataError, compute_effect_sizes, read_study_table
+from .errors import EngineError
+from .results import ResultBase
+
+#: Measures a consortium outcome can use (PETO and IRD are computed but not offered as outcomes).
+MEASURES: tuple[str, ...] = ("SMD", "MD", "ROM", "OR", "RR", "RD", "COR", "ZCOR", "PR", "PLO", "IRR", "GEN")
+
+#: The columns each measure needs, by metafor's argument names (the first of each alternative).
+REQUIRED_COLUMNS: dict[str, tuple[str, ...]] = {
+    m: tuple(c if isinstance(c, str) else c[0] for c in MEASURE_COLUMNS[m]) for m in MEASURES
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class OmittedRow(ResultBase):
+    """A row left out of the model (metafor's ``na.omit``) and why. ``row`` counts from 0."""
+
+    row: int
+    code: str
+    reason: str
+
+
+def omitted_rows(es: EffectSizes) -> tuple[OmittedRow, ...]:
+    """The rows without a usable effect size, with the reason for each."""
+    out = []
+    for row, reason in sorted(es.na_reasons.items()):
+        code = "missing_value" if reason.startswith("missing value") else "effect_not_computable"
+        out.append(OmittedRow(row=row, code=code, reason=reason))
+    return tuple(out)
+
+
+def included(es: EffectSizes) -> np.ndarray:
+    """Boolean mask of the rows with a usable effect size."""
+    return es.usable
+
+
+def escalc(measure: str, data: Mapping[str, Any], *, add: float = 0.5, to: Any = "only0",
+           drop00: bool = False) -> EffectSizes:
+    """Effect sizes per row as metafor's ``escalc()``; see :func:`effect_sizes.compute_effect_sizes`."""
+    return compute_effect_sizes(measure, data, add=add, to=to, drop00=drop00)
+
+
+def check_rows(measure: str, data: Mapping[str, Any]) -> list[EngineError]:
+    """Every domain violation in ``data`` at once (empty when the values can be analysed)."""
+    try:
+        read_study_table(measure, data)
+    except InvalidStudyDataError as exc:
+        return list(exc.problems)
+    except EngineError as exc:
+        return [exc]
+    return []

@@ -1,0 +1,41 @@
+"""Thin Celery tasks: they take ids and call idempotent services."""
+
+from __future__ import annotations
+
+from celery import shared_task
+from django.db import DatabaseError, InterfaceError, OperationalError
+
+# Transient failures worth retrying: the database went away or timed out. An engine error is not
+# transient and is stored as a failed result instead (see analysis_recompute).
+TRANSIENT = (OperationalError, InterfaceError, DatabaseError)
+
+
+@shared_task(
+    name="workers.tasks.recompute_analysis",
+    acks_late=True,
+    reject_on_worker_lost=True,
+    autoretry_for=TRANSIENT,
+    retry_backoff=1,
+    retry_backoff_max=60,
+    retry_jitter=True,
+    max_retries=20,
+)
+def recompute_analysis(analysis_id: int) -> int | None:
+    from apps.analyses.services import analysis_recompute
+
+    result = analysis_recompute(analysis_id=analysis_id)
+    return result.pk if result is not None else None
+
+
+@shared_task(name="workers.tasks.relay_outbox", acks_late=True, ignore_result=True)
+def relay_outbox() -> int:
+    from apps.analyses.services import outbox_publish_pending
+
+    return outbox_publish_pending()
+
+
+@shared_task(name="workers.tasks.sweep_stale", acks_late=True, ignore_result=True)
+def sweep_stale() -> int:
+    from apps.analyses.services import analyses_requeue_stale
+
+    return len(analyses_requeue_stale())
