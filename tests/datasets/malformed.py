@@ -288,6 +288,21 @@ PNG = (
 )
 
 
+_BILLION_LAUGHS = (
+    b'<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol">'
+    b'<!ENTITY lol2 "&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;">'
+    b'<!ENTITY lol3 "&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;">]>'
+    b'<worksheet xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main"><sheetData><row r="1">'
+    b'<c r="A1" t="inlineStr"><is><t>&lol3;</t></is></c></row></sheetData></worksheet>'
+)
+
+
+def _xlsx_with_part(name: str, data: bytes) -> bytes:
+    """The SMD workbook with one part replaced (damaged or hostile XML)."""
+    source = zipfile.ZipFile(io.BytesIO(_xlsx_smd()))
+    return zip_bytes([(n, data if n == name else source.read(n)) for n in source.namelist()])
+
+
 def _xlsx_smd(edit: Callable[[Any], None] | None = None) -> bytes:
     return xlsx_bytes(SMD_HEADER, smd_xlsx_rows(), edit=edit)
 
@@ -371,6 +386,27 @@ _FILE_LEVEL: list[MalformedCase] = [
         add_to_zip(_xlsx_smd(), [("xl/vbaProject.bin", b"\xd0\xcf" * 64)]),
         "SMD",
         {"macro_enabled"},
+    ),
+    _m(
+        "xlsx_xml_entity_expansion",
+        "laughs.xlsx",
+        _xlsx_with_part("xl/worksheets/sheet1.xml", _BILLION_LAUGHS),
+        "SMD",
+        {"unreadable_file"},
+    ),
+    _m(
+        "xlsx_damaged_sheet_xml",
+        "damaged.xlsx",
+        _xlsx_with_part("xl/worksheets/sheet1.xml", b"<worksheet><sheetData><row r='1'><c r='A1'"),
+        "SMD",
+        {"unreadable_file"},
+    ),
+    _m(
+        "xlsx_damaged_workbook_xml",
+        "damaged2.xlsx",
+        _xlsx_with_part("xl/workbook.xml", b"garbage"),
+        "SMD",
+        {"unreadable_file"},
     ),
     _m("xlsx_zip_bomb", "bomb.xlsx", _zip_bomb(), "SMD", {"xlsx_too_large_uncompressed"}),
     _m("xlsx_extreme_compression_ratio", "ratio.xlsx", _ratio_bomb(), "SMD", {"xlsx_too_large_uncompressed"}),
@@ -532,6 +568,15 @@ _FORMULAS: list[MalformedCase] = [
         "SMD",
         {"formula_cell"},
         (1, '="notes"&"x"', "formula_cell"),
+        count=1,
+    ),
+    _m(
+        "csv_formula_in_header",
+        "header-formula.csv",
+        csv_bytes([*SMD_HEADER, "=cmd|' /C calc'!A0"], [[*r, "x"] for r in SMD_ROWS]),
+        "SMD",
+        {"formula_cell"},
+        (1, "=cmd|' /C calc'!A0", "formula_cell"),
         count=1,
     ),
 ]
@@ -1075,7 +1120,20 @@ def _json_cases() -> list[MalformedCase]:
             out[int(index)][column] = value
         return json.dumps(out).encode()
 
+    aliased = [dict(zip(SMD_HEADER, r, strict=True)) for r in SMD_ROWS]
+    aliased[2]["mean_treatment"] = aliased[2].pop("m1i")
     return [
+        _m(
+            "json_same_column_under_two_names",
+            "rows.json",
+            json.dumps(aliased).encode(),
+            "SMD",
+            # the second spelling is not read, so item 3 lacks the mean in the first one
+            {"duplicate_column", "missing_value"},
+            (None, "mean_treatment", "duplicate_column"),
+            (3, "m1i", "missing_value"),
+            count=2,
+        ),
         _m(
             "json_boolean_in_numeric",
             "rows.json",

@@ -175,3 +175,13 @@ def test_json_rows_missing_keys_are_blank_and_rows_are_numbered_by_position() ->
 
 def test_deeply_nested_json_is_invalid_not_a_crash() -> None:
     assert rejected(b"[" * 100_000 + b"]" * 100_000, filename="rows.json").codes == {"invalid_json"}
+
+
+def test_xlsx_array_formula_is_a_formula_cell() -> None:
+    from openpyxl.worksheet.formula import ArrayFormula
+
+    def array(ws: openpyxl.worksheet.worksheet.Worksheet) -> None:
+        ws["G3"] = ArrayFormula("G3", "=SUM(D2:D4)")
+
+    error = rejected(xlsx_bytes(SMD_HEADER, smd_xlsx_rows(), edit=array), filename="x.xlsx").errors[0]
+    assert (error.row, error.column, error.code, error.value) == (3, "m2i", "formula_cell", "=SUM(D2:D4)")

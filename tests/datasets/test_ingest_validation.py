@@ -359,3 +359,18 @@ def test_spec_is_checked() -> None:
 def test_rejection_needs_errors() -> None:
     with pytest.raises(ValueError):
         UploadRejected([])
+
+
+def test_allowed_values_sharing_a_loose_spelling_need_the_exact_one() -> None:
+    spec = UploadSpec(outcome_code="dep", measure="SMD", instruments={"BDI-1", "BDI 1"})
+    assert (
+        parse_json_rows(
+            smd_rows(**{"0__instrument": "bdi-1", "1__instrument": "BDI 1", "2__instrument": "BDI 1"}),
+            spec=spec,
+        ).rows[0]["instrument"]
+        == "BDI-1"
+    )
+    (error,) = rejection(
+        smd_rows(**{"0__instrument": "BDI_1", "1__instrument": "BDI-1", "2__instrument": "BDI-1"}), spec
+    ).errors
+    assert (error.row, error.code) == (1, "unknown_instrument")

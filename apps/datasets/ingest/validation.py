@@ -20,6 +20,7 @@ only if the platform reports every problem at once. The checks are, per row and 
 from __future__ import annotations
 
 import difflib
+import functools
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -42,6 +43,23 @@ class _RowState:
     values: dict[str, Any]
     stats: dict[str, float] = field(default_factory=dict)
     clean: bool = True
+
+
+@functools.lru_cache(maxsize=64)
+def _lookups(allowed: frozenset[str]) -> tuple[dict[str, str], dict[str, str]]:
+    """Allowed values by case-folded text and by header key ("PHQ 9" finds "PHQ-9").
+
+    A key shared by two allowed values (say "BDI-1" and "BDI 1") matches neither: only an exact
+    spelling can choose between them.
+    """
+
+    def unique(pairs: list[tuple[str, str]]) -> dict[str, str]:
+        counts: dict[str, int] = {}
+        for k, _ in pairs:
+            counts[k] = counts.get(k, 0) + 1
+        return {k: v for k, v in pairs if counts[k] == 1}
+
+    return unique([(a.casefold(), a) for a in allowed]), unique([(header_key(a), a) for a in allowed])
 
 
 def validate_table(table: RawTable, spec: UploadSpec) -> ParsedUpload:
@@ -230,12 +248,10 @@ class _Validator:
         if text is None or not allowed:
             return text
         col = self.by_target[target]
-        for candidates in (
-            {a: a for a in allowed if a.casefold() == text.casefold()},
-            {a: a for a in allowed if header_key(a) == header_key(text)},
-        ):
-            if len(candidates) == 1:
-                return next(iter(candidates))
+        by_case, by_key = _lookups(allowed)
+        match = by_case.get(text.casefold()) or by_key.get(header_key(text))
+        if match:
+            return match
         listed = ", ".join(f"'{a}'" for a in sorted(allowed))
         close = difflib.get_close_matches(text, sorted(allowed), n=1, cutoff=0.6)
         hint = f" Did you mean '{close[0]}'?" if close else ""
