@@ -185,3 +185,9 @@ def test_xlsx_array_formula_is_a_formula_cell() -> None:
 
     error = rejected(xlsx_bytes(SMD_HEADER, smd_xlsx_rows(), edit=array), filename="x.xlsx").errors[0]
     assert (error.row, error.column, error.code, error.value) == (3, "m2i", "formula_cell", "=SUM(D2:D4)")
+
+
+def test_old_mac_line_endings() -> None:
+    content = b"sep=;\rstudy;m1i;sd1i;n1i;m2i;sd2i;n2i\rA;1;1;5;2;1;5\rB;1;1;5;2;1;-5\r"
+    error = rejected(content).errors[0]
+    assert (error.row, error.column, error.code) == (3, "n2i", "n_too_small")

@@ -350,7 +350,7 @@ def test_spec_is_checked() -> None:
         UploadSpec(
             outcome_code="dep",
             measure="SMD",
-            moderators=(ModeratorSpec("Age", "numeric"), ModeratorSpec("age ", "numeric")),
+            moderators=(ModeratorSpec("Age mean", "numeric"), ModeratorSpec("age_mean", "numeric")),
         )
     spec = UploadSpec(outcome_code="dep", measure="SMD", instruments=["PHQ-9", " "])  # type: ignore[arg-type]
     assert spec.instruments == frozenset({"PHQ-9"})

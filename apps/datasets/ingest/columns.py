@@ -10,33 +10,17 @@ is a 2x2 cell for OR but an effect size for GEN; ``n`` is the sample size for CO
 from __future__ import annotations
 
 import functools
-import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from .errors import UploadError
 from .measures import IDENTITY_COLUMNS, MEASURES, STATISTICS, Measure
+from .naming import column_letter, header_key
 from .spec import MappingKind, UploadSpec
 
 #: The ``outcome`` column is read (to check it) but not kept in the canonical rows.
 READ_ONLY_IDENTITY = ("outcome",)
-
-
-def header_key(text: str) -> str:
-    """The comparison key of a header: case-folded letters and digits only."""
-    folded = unicodedata.normalize("NFKC", text).casefold()
-    return "".join(ch for ch in folded if ch.isalnum())
-
-
-def column_letter(index: int) -> str:
-    """Spreadsheet column letter of a 0-based column index (0 -> A, 26 -> AA)."""
-    letters = ""
-    index += 1
-    while index:
-        index, rem = divmod(index - 1, 26)
-        letters = chr(65 + rem) + letters
-    return letters
 
 
 # --------------------------------------------------------------------------------------------

@@ -23,15 +23,15 @@ from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Any
 
-from .columns import column_letter, header_key, known_header_keys
+from .columns import known_header_keys
 from .errors import UploadError, UploadRejected
+from .naming import column_letter, header_key
 from .spec import SourceFormat, UploadSpec
 
 MIB = 1024 * 1024
 
 #: Delimiters tried on CSV files, in order of preference when they score the same.
 DELIMITERS: tuple[str, ...] = (",", ";", "\t", "|")
-_DELIMITER_NAMES = {",": "comma", ";": "semicolon", "\t": "tab", "|": "pipe"}
 
 #: A member of an XLSX archive bigger than this must not be compressed more than _MAX_RATIO times;
 #: real sheets compress 5-30x, a zip bomb about 1000x.
@@ -70,7 +70,7 @@ _JSON_TYPES = {"application/json", "text/json"}
 # C0 controls other than tab, LF, VT, FF, CR, plus DEL and the C1 block: text files do not hold
 # them, binary files and wrongly decoded ones do.
 _CONTROL = re.compile(r"[\x00-\x08\x0e-\x1f\x7f-\x9f]")
-_SEP_LINE = re.compile(r"sep=(.)[ \t]*\r?\n", re.IGNORECASE)
+_SEP_LINE = re.compile(r"sep=(.)[ \t]*(?:\r\n|\r|\n)", re.IGNORECASE)
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ from typing import Literal
 
 from .errors import UploadError
 from .measures import MEASURES
+from .naming import header_key
 
 MIB = 1024 * 1024
 
@@ -54,9 +55,10 @@ class UploadSpec:
         object.__setattr__(self, "instruments", _frozen(self.instruments))
         object.__setattr__(self, "timepoints", _frozen(self.timepoints))
         object.__setattr__(self, "moderators", tuple(self.moderators))
-        names = [m.name.strip().casefold() for m in self.moderators]
+        # headers are matched by key, so "Age mean" and "age_mean" would be the same column
+        names = [header_key(m.name) for m in self.moderators]
         if len(names) != len(set(names)):
-            raise ValueError("moderator names must be unique")
+            raise ValueError("moderator names must be unique (ignoring case, spaces and punctuation)")
         for limit in ("max_bytes", "max_rows", "max_xlsx_uncompressed_bytes"):
             if getattr(self, limit) < 1:
                 raise ValueError(f"{limit} must be positive")
