@@ -154,6 +154,14 @@ def test_text_report_shows_the_pooled_estimate(bcg: tuple[dict[str, Any], Path])
     pred = case["expected"]["predict"]
     assert f"{pred['pi_lb']:.4f}" in out and f"{pred['pi_ub']:.4f}" in out
     assert f"exp(pred) = {np.exp(pred['pred']):.4f}" in out
+    loo = out.split("Leave-One-Out Analysis")[1].splitlines()
+    for study, estimate in zip(
+        [r["study"] for r in case["rows"]], case["expected"]["leave1out"]["estimate"], strict=True
+    ):
+        assert any(line.startswith(study + " ") and f" {estimate:.4f} " in line for line in loo), study
+    egger = case["expected"]["egger"]
+    assert f"z = {egger['stat']:.4f}, p = {egger['pval']:.4f}" in out
+    assert f"Fail-safe N: {case['expected']['fsn']['fsnum']}" in out
 
 
 def test_text_report_of_a_meta_regression(bcg_mods: tuple[dict[str, Any], Path]) -> None:
@@ -264,3 +272,38 @@ def test_model_the_engine_cannot_fit_exits_1(tmp_path: Path) -> None:
 def test_help_exits_0(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["--help"]) == 0
     assert "--measure" in capsys.readouterr().out
+
+
+def test_subgroups_in_json_and_text(tmp_path: Path) -> None:
+    case = load_case("bcg-RR-REML")
+    levels = ["random", "alternate", "systematic"]
+    rows = [{**r, "alloc": levels[i % len(levels)]} for i, r in enumerate(case["rows"])]
+    path = write_csv(tmp_path / "alloc.csv", [*case["columns"], "alloc"], rows)
+    report = run_json([str(path), "--measure", "RR", "--subgroup", "alloc"])
+    assert report == json.loads(
+        json.dumps(run_analysis(AnalysisSpec(measure="RR", subgroup="alloc"), rows).to_dict())
+    )
+    groups = report["blocks"]["subgroups"]["groups"]
+    assert sorted(g["level"] for g in groups) == sorted(levels)
+    code, out, err = run([str(path), "--measure", "RR", "--subgroup", "alloc"])
+    assert code == 0, err
+    section = out.split("Subgroups by alloc:")[1]
+    for g in groups:
+        assert any(
+            line.split()[:3] == [g["level"], str(g["k"]), f"{g['beta']:.4f}"] for line in section.splitlines()
+        )
+    between = report["blocks"]["subgroups"]["between_test"]
+    assert f"Q(df = {between['df']}) = {between['Q']:.4f}" in section
+
+
+def test_no_sensitivity_and_no_bias_leave_those_blocks_out(bcg: tuple[dict[str, Any], Path]) -> None:
+    _, path = bcg
+    sensitivity = {"leave1out", "cumulative", "influence"}
+    bias = {"egger", "rank", "fsn", "trimfill"}
+    full = set(run_json([str(path), "--measure", "RR"])["blocks"])
+    assert sensitivity | bias <= full
+    assert not (sensitivity & set(run_json([str(path), "--measure", "RR", "--no-sensitivity"])["blocks"]))
+    assert not (bias & set(run_json([str(path), "--measure", "RR", "--no-bias"])["blocks"]))
+    code, out, _ = run([str(path), "--measure", "RR", "--no-sensitivity", "--no-bias"])
+    assert code == 0
+    assert "Leave-One-Out" not in out and "Trim-and-Fill" not in out and "Model Results" in out

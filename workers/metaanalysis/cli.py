@@ -738,73 +738,58 @@ def _pooled_tables_section(blocks: Mapping[str, Any]) -> list[str]:
     ]
 
 
-def _records(block: Any) -> list[tuple[str, Mapping[str, Any]]]:
-    """Subgroup results as (name, fields) pairs, whether a dict by name or a list of dicts."""
-    if isinstance(block, Mapping):
-        if "groups" in block and isinstance(block["groups"], list | Mapping):
-            return _records(block["groups"])
-        return [(str(name), rec) for name, rec in block.items() if isinstance(rec, Mapping)]
-    if isinstance(block, list):
-        out = []
-        for i, rec in enumerate(block):
-            if isinstance(rec, Mapping):
-                name = rec.get("level", rec.get("group", rec.get("name", i + 1)))
-                out.append((str(name), rec))
-        return out
-    return []
-
-
-def _scalar(rec: Mapping[str, Any], *keys: str) -> Any:
-    for key in keys:
-        if key in rec:
-            v = rec[key]
-            if isinstance(v, list | tuple):
-                return v[0] if v else None
-            if isinstance(v, Mapping):
-                return _scalar(v, *keys)
-            return v
-        fit = rec.get("fit")
-        if isinstance(fit, Mapping) and key in fit:
-            return _scalar(fit, key)
-    return None
-
-
 def _subgroup_section(block: Any, spec: Mapping[str, Any]) -> list[str]:
-    recs = _records(block)
-    if not recs:
+    """The subgroup table (one random-effects model per level) and the tests of differences."""
+    groups = block.get("groups") if isinstance(block, Mapping) else None
+    if not isinstance(groups, list) or not groups:
         return []
     cols = [
-        ("k", ("k",), 0),
-        ("estimate", ("estimate", "beta", "pred"), 4),
-        ("se", ("se",), 4),
-        ("ci.lb", ("ci_lb",), 4),
-        ("ci.ub", ("ci_ub",), 4),
-        ("tau^2", ("tau2",), 4),
-        ("I^2", ("I2",), 2),
-        ("Q", ("QE", "Q"), 4),
+        ("k", "k", 0),
+        ("estimate", "beta", 4),
+        ("se", "se", 4),
+        ("pval", "pval", 4),
+        ("ci.lb", "ci_lb", 4),
+        ("ci.ub", "ci_ub", 4),
+        ("tau^2", "tau2", 4),
+        ("I^2", "I2", 2),
+        ("Q", "QE", 4),
     ]
-    rows = []
-    for _name, rec in recs:
-        row = []
-        for _title, keys, digits in cols:
-            v = _scalar(rec, *keys)
-            row.append(fmt(v, digits) if not (digits == 0 and isinstance(v, int)) else str(v))
-        rows.append(row)
-    out = ["", f"Subgroups by {spec.get('subgroup')}:", ""]
-    out += table([c[0] for c in cols], rows, row_names=[n for n, _ in recs])
-    if isinstance(block, Mapping):
-        for key in ("test", "between", "Qb", "QM"):
-            t = block.get(key)
-            if isinstance(t, Mapping) and ("pval" in t or "QMp" in t or "p" in t):
-                stat = t.get("stat", t.get("QM", t.get("Q")))
-                df = t.get("df", t.get("QMdf"))
-                p = t.get("pval", t.get("QMp", t.get("p")))
-                out.append("")
-                df1 = _as_list(df)[0] if df is not None else None
-                out.append(
-                    f"Test for subgroup differences: Q(df = {fmt(df1, 0)}) = {fmt(stat)}, {_p_clause(p)}"
-                )
-                break
+    rows, names = [], []
+    for i, rec in enumerate(groups):
+        if not isinstance(rec, Mapping):
+            continue
+        names.append(str(rec.get("level", i + 1)))
+        cells = []
+        for _title, key, digits in cols:
+            v = rec.get(key)
+            v = v[0] if isinstance(v, list) and v else v
+            cells.append(fmt_p(v) if key == "pval" else fmt(v, digits))
+        rows.append(cells)
+    out = [
+        "",
+        f"Subgroups by {spec.get('subgroup')}:",
+        "",
+        *table([c[0] for c in cols], rows, row_names=names),
+    ]
+    between = block.get("between_test")
+    if isinstance(between, Mapping):
+        out += [
+            "",
+            "Test for subgroup differences (Q between the subgroup estimates):",
+            f"Q(df = {fmt(between.get('df'), 0)}) = {fmt(between.get('Q'))}, "
+            f"{_p_clause(between.get('pval'))}",
+        ]
+    mods = block.get("moderator_test")
+    if isinstance(mods, Mapping):
+        df = _as_list(mods.get("QMdf"))
+        df1 = df[0] if df else None
+        df2 = df[1] if len(df) > 1 else None
+        stat = f"F(df1 = {df1}, df2 = {df2})" if df2 is not None else f"QM(df = {fmt(df1, 0)})"
+        out += [
+            "",
+            f"Test of moderators (meta-regression on {spec.get('subgroup')}, common tau^2):",
+            f"{stat} = {fmt(mods.get('QM'))}, {_p_clause(mods.get('QMp'))}",
+        ]
     return out
 
 
