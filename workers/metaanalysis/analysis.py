@@ -19,13 +19,13 @@ from typing import Any
 import numpy as np
 
 from . import ENGINE_VERSION
-from .bias import TrimfillResult, egger, fsn, funnel, rank_test, trimfill
+from .bias import EggerResult, TrimfillResult, egger, fsn, funnel, rank_test, trimfill
 from .design import build_design, is_missing
 from .errors import EngineError, InvalidInputError
 from .estimators import METHODS, TESTS
-from .results import ResultBase, to_jsonable
-from .rma import FitResult, confint, predict, rma
-from .sensitivity import cumulative, influence, leave1out
+from .results import ResultBase
+from .rma import EngineResult, FitResult, confint, jsonable, predict, rma
+from .sensitivity import cumulative, influence, leave1out, loo_fits
 from .subgroups import subgroups
 
 __all__ = ["AnalysisReport", "AnalysisSpec", "run_analysis"]
@@ -177,8 +177,8 @@ class AnalysisReport(ResultBase):
             "engine_version": self.engine_version,
             "spec": self.spec.to_dict(),
             "k": self.k,
-            "blocks": to_jsonable(self.blocks),
-            "omitted": to_jsonable(self.omitted),
+            "blocks": jsonable(self.blocks),
+            "omitted": jsonable(self.omitted),
             "notes": list(self.notes),
         }
 
@@ -425,7 +425,13 @@ def _bias_blocks(fit: FitResult, labs: list[str], blocks: dict[str, Any], notes:
     if not fit.int_only:
         notes.add("trimfill", "not_applicable", "trim-and-fill applies to models without moderators only")
     else:
-        res = _safe(notes, "trimfill", lambda: trimfill(fit))
+        # metafor picks the side from the sign of the sei slope of the same regression Egger's
+        # test fits (only the convergence settings differ): reuse it unless the slope is ~0
+        eg = blocks.get("egger")
+        side = None
+        if isinstance(eg, EggerResult) and abs(eg.stat) > 1e-3:
+            side = "right" if eg.stat < 0 else "left"
+        res = _safe(notes, "trimfill", lambda: trimfill(fit, side))
         if res is not None:
             blocks["trimfill"] = res
             if res.k0 > 0 and (fit.test != "z" or fit.level != 95.0):
@@ -436,10 +442,21 @@ def _bias_blocks(fit: FitResult, labs: list[str], blocks: dict[str, Any], notes:
                 )
 
 
-def _with_labels(res: ResultBase, labels: list[str]) -> dict[str, Any]:
-    out = res.to_dict()
-    out["study"] = labels
-    return out
+@dataclasses.dataclass(frozen=True, eq=False)
+class _Labelled(EngineResult):
+    """A per-study result with the study labels added when serialised."""
+
+    result: ResultBase
+    study: list[str]
+
+    def to_dict(self) -> dict[str, Any]:
+        out = self.result.to_dict()
+        out["study"] = list(self.study)
+        return out
+
+
+def _with_labels(res: ResultBase, labels: list[str]) -> _Labelled:
+    return _Labelled(result=res, study=labels)
 
 
 def _sensitivity_blocks(
@@ -460,11 +477,12 @@ def _sensitivity_blocks(
             "not_applicable",
             "cumulative meta-analysis applies to models without moderators (as metafor)",
         )
-    else:
+    loo = _safe(notes, "influence", lambda: loo_fits(fit)) if fit.k >= 2 else None
+    if fit.int_only:
         if fit.k < 2:
             notes.add("leave1out", "insufficient_data", "leave-one-out needs at least 2 studies")
-        else:
-            res = _safe(notes, "leave1out", lambda: leave1out(fit))
+        elif loo is not None:
+            res = _safe(notes, "leave1out", lambda: leave1out(fit, loo))
             if res is not None:
                 blocks["leave1out"] = _with_labels(res, labs)
                 for i, msg in res.failed.items():
@@ -481,15 +499,13 @@ def _sensitivity_blocks(
                 order = [rows[i].get(spec.cumulative_order) for i in idx]
         res = _safe(notes, "cumulative", lambda: cumulative(fit, order))
         if res is not None:
-            d = res.to_dict()
-            d["study"] = [labs[i] for i in res.order]
-            blocks["cumulative"] = d
+            blocks["cumulative"] = _with_labels(res, [labs[i] for i in res.order])
             for i, msg in res.failed.items():
                 notes.add("cumulative", "refit_failed", f"up to {labs[int(res.order[i])]}: {msg}")
     if fit.k < 2:
         notes.add("influence", "insufficient_data", "influence diagnostics need at least 2 studies")
-    else:
-        res = _safe(notes, "influence", lambda: influence(fit))
+    elif loo is not None:
+        res = _safe(notes, "influence", lambda: influence(fit, loo))
         if res is not None:
             blocks["influence"] = _with_labels(res, labs)
             for i, msg in res.failed.items():

@@ -15,10 +15,9 @@ import numpy as np
 from scipy import special
 
 from .design import check_rank
-from .errors import EngineError, InsufficientDataError
-from .estimators import METAFOR_DEFAULTS, alpha_from_level
-from .results import ResultBase
-from .rma import FitResult, fit_model
+from .errors import ConvergenceError, EngineError, InsufficientDataError
+from .estimators import METAFOR_DEFAULTS, IntOnly, alpha_from_level, tau2_intercept_only
+from .rma import EngineResult, FitResult, fit_model
 
 __all__ = [
     "EggerResult",
@@ -39,7 +38,7 @@ __all__ = [
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
-class EggerResult(ResultBase):
+class EggerResult(EngineResult):
     """Regression test for funnel-plot asymmetry (``regtest(model = "rma", predictor = "sei")``).
 
     Attributes
@@ -132,7 +131,7 @@ def egger(fit: FitResult) -> EggerResult:
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
-class RankResult(ResultBase):
+class RankResult(EngineResult):
     """Rank correlation test for funnel-plot asymmetry (``ranktest``).
 
     Attributes
@@ -267,7 +266,7 @@ def rank_test(fit: FitResult) -> RankResult:
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
-class FsnResult(ResultBase):
+class FsnResult(EngineResult):
     """Rosenthal's fail-safe N (``fsn(type = "Rosenthal")``)."""
 
     type: str
@@ -318,7 +317,7 @@ def fsn(yi: Any, vi: Any, alpha: float = 0.05) -> FsnResult:
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
-class TrimfillResult(ResultBase):
+class TrimfillResult(EngineResult):
     """Trim-and-fill (``trimfill``, estimator L0).
 
     Attributes
@@ -424,6 +423,7 @@ def trimfill(fit: FitResult, side: str | None = None, maxiter: int = 100) -> Tri
     yi = yi[order]
     vi = fit.vi[order]
     k = yi.size
+    S = IntOnly(yi, vi)
     k0_prev, k0 = -1, 0
     it = 0
     beta = math.nan
@@ -432,21 +432,15 @@ def trimfill(fit: FitResult, side: str | None = None, maxiter: int = 100) -> Tri
         k0_prev = k0
         it += 1
         if it > maxiter:
-            from .errors import ConvergenceError
-
             raise ConvergenceError(f"trim-and-fill did not converge in {maxiter} iterations")
-        res = fit_model(
-            yi[: k - k0],
-            vi[: k - k0],
-            None,
-            ("intrcpt",),
-            method=fit.method,
-            test="z",
-            level=95.0,
-            control=METAFOR_DEFAULTS,
-            r2=False,
-        )
-        beta = float(res.beta[0])
+        # only the estimate is needed here (metafor: outlist = "beta=beta"); the truncated data
+        # are a prefix of the sorted studies
+        S.m = k - k0
+        t2, _, ok, why = tau2_intercept_only(S, fit.method, METAFOR_DEFAULTS)
+        if not ok:
+            raise ConvergenceError(why or "a trim-and-fill refit did not converge")
+        s1 = S.sums(t2, 1)[0]
+        beta = s1[1] / s1[0] + S.ybar
         yc = yi - beta
         # rank(abs(yc), ties.method = "first")
         ranks = np.empty(k)

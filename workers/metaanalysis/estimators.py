@@ -177,6 +177,7 @@ class Family:
             self.B = k
             self.kb = np.arange(1, k + 1, dtype=float)
         self._fixed_cache: dict[str, np.ndarray] = {}
+        self._tri_full: np.ndarray | None = None
 
     def fixed(self, key: str, c: np.ndarray | None) -> np.ndarray:
         """Sums of ``c_j G_j`` over each subset, shape (B, q); ``c`` is a fixed weight vector."""
@@ -213,28 +214,31 @@ class Family:
         outs = [np.empty((n, pr.q)) for _ in powers]
         if n == 0:
             return outs
-        if self.kind == "full":
-            rows = max(1, _CHUNK_ELEMENTS // max(pr.k, 1))
-            for s in range(0, n, rows):
-                e = min(n, s + rows)
-                W = 1.0 / (v[None, :] + t[s:e, None])
-                self._powers_into(W, G, powers, outs, s, e)
-            return outs
         k = pr.k
         rows = max(1, _CHUNK_ELEMENTS // max(k, 1))
         for s in range(0, n, rows):
             e = min(n, s + rows)
             ii = idx[s:e]
+            # the cumulative subsets of a chunk only reach up to its last study
+            cols = k if self.kind != "cumul" else int(ii[-1]) + 1
+            W = np.add(v[None, :cols], t[s:e, None])
+            np.reciprocal(W, out=W)
             if self.kind == "loo":
-                W = 1.0 / (v[None, :] + t[s:e, None])
                 W[np.arange(e - s), ii] = 0.0
-                self._powers_into(W, G, powers, outs, s, e)
-            else:
-                cols = int(ii.max()) + 1
-                W = 1.0 / (v[None, :cols] + t[s:e, None])
-                W[np.arange(cols)[None, :] > ii[:, None]] = 0.0
-                self._powers_into(W, G[:cols], powers, outs, s, e)
+            elif self.kind == "cumul":
+                # idx is increasing: zero the studies after each subset's last one
+                np.multiply(W, self._tri(ii, cols), out=W)
+            self._powers_into(W, G[:cols], powers, outs, s, e)
         return outs
+
+    def _tri(self, ii: np.ndarray, cols: int) -> np.ndarray:
+        """0/1 rows of the lower-triangular inclusion mask of the cumulative subsets ``ii``."""
+        k = self.pr.k
+        if k <= 1024:  # small: build the whole k x k mask once (at most 8 MB)
+            if self._tri_full is None:
+                self._tri_full = np.tri(k)
+            return self._tri_full[ii, :cols]
+        return (np.arange(cols)[None, :] <= ii[:, None]).astype(float)
 
     @staticmethod
     def _powers_into(
@@ -301,6 +305,20 @@ def _quad(b: np.ndarray, M: np.ndarray) -> np.ndarray:
     return np.einsum("ni,nij,nj->n", b, M, b)
 
 
+def _dot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Row-wise dot products of two (n, p) stacks."""
+    if a.shape[1] == 1:
+        return a[:, 0] * b[:, 0]
+    return np.einsum("ni,ni->n", a, b)
+
+
+def _matvec(M: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """M b for a stack of matrices (n, p, p) and vectors (n, p)."""
+    if M.shape[1] == 1:
+        return M[:, :, 0] * b
+    return np.einsum("nij,nj->ni", M, b)
+
+
 def _solve(A: np.ndarray, b: np.ndarray) -> np.ndarray:
     if A.shape[1] == 1:
         return A[:, 0, :] * b
@@ -311,13 +329,13 @@ def wls(S1: Sums) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Weighted least squares from sums: returns (A = (X'WX)^-1, beta, y'Py = RSS)."""
     A = _inv(S1.XX)
     beta = _solve(A, S1.Xy)
-    rss = S1.yy - np.einsum("ni,ni->n", beta, S1.Xy)
+    rss = S1.yy - _dot(beta, S1.Xy)
     return A, beta, rss
 
 
 def _resid_quad(beta: np.ndarray, S: Sums) -> np.ndarray:
     """sum_j c_j (y_j - x_j'beta)^2 from the sums of weight c."""
-    return S.yy - 2.0 * np.einsum("ni,ni->n", beta, S.Xy) + _quad(beta, S.XX)
+    return S.yy - 2.0 * _dot(beta, S.Xy) + _quad(beta, S.XX)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -371,6 +389,29 @@ def solve_decreasing(
         done[active[conv]] = True
         active = active[~conv]
     return x, done
+
+
+def solve_decreasing_scalar(
+    fun: Callable[[float], tuple[float, float]], lo: float, hi: float, x0: float, maxiter: int = 200
+) -> tuple[float, bool]:
+    """Scalar version of :func:`solve_decreasing` (same safeguarded Newton, same stopping rule)."""
+    x = min(max(x0, lo), hi)
+    for _ in range(maxiter):
+        f, df = fun(x)
+        if f == 0.0:
+            return x, True
+        if f > 0.0:
+            lo = x
+        else:
+            hi = x
+        xn = x - f / df if df != 0.0 else math.nan
+        if not (lo < xn < hi):
+            xn = 0.5 * (lo + hi)
+        scale_ = max(abs(xn), np.finfo(float).tiny)
+        if abs(xn - x) <= 4.0 * _EPS * scale_ or hi - lo <= 4.0 * _EPS * scale_:
+            return xn, True
+        x = xn
+    return x, False
 
 
 # ----------------------------------------------------------------------------------------------
@@ -479,7 +520,10 @@ def _score_parts(fam: Family, idx: np.ndarray, t: np.ndarray, method: str, newto
         powers = (1, 2, 3) if newton else (1, 2)
     else:
         powers = (1, 2, 3)
-    sums = [Sums(S, p) for S in fam.var(idx, t, powers)]
+    raw = fam.var(idx, t, powers)
+    if p == 1:
+        return _score_parts_1(raw, kb, method, newton)
+    sums = [Sums(S, p) for S in raw]
     S1 = sums[0]
     A, beta, ypy = wls(S1)
     if method == "EB":
@@ -505,9 +549,41 @@ def _score_parts(fam: Family, idx: np.ndarray, t: np.ndarray, method: str, newto
     dscore = None
     if newton:
         S3 = sums[2]
-        u = S2.Xy - np.einsum("nij,nj->ni", S2.XX, beta)  # X'W^2 r
-        ypppy = _resid_quad(beta, S3) - np.einsum("ni,ni->n", u, _solve(A, u))
+        u = S2.Xy - _matvec(S2.XX, beta)  # X'W^2 r
+        ypppy = _resid_quad(beta, S3) - _dot(u, _solve(A, u))
         dscore = -2.0 * ypppy + (S2.sw if method == "ML" else tr_pp)
+    return score, info, dscore
+
+
+def _score_parts_1(raw: list[np.ndarray], kb: np.ndarray, method: str, newton: bool):
+    """:func:`_score_parts` for intercept-only models, on the columns (sum w^j, sum w^j y,
+    sum w^j y^2) directly (same formulas with p = 1)."""
+    S1 = raw[0]
+    sw = S1[:, 0]
+    mu = S1[:, 1] / sw
+    if method == "EB":
+        ypy = S1[:, 2] - mu * S1[:, 1]
+        score = ypy * kb / (kb - 1) - kb
+        dscore = None
+        if newton:
+            S2 = raw[1]
+            dscore = -(S2[:, 2] - 2.0 * mu * S2[:, 1] + mu * mu * S2[:, 0]) * kb / (kb - 1)
+        return score, sw, dscore
+    S2 = raw[1]
+    s2 = S2[:, 0]
+    yppy = S2[:, 2] - 2.0 * mu * S2[:, 1] + mu * mu * s2
+    if method == "ML":
+        score, info = yppy - sw, s2
+    else:
+        r = s2 / sw
+        info = s2 - 2.0 * raw[2][:, 0] / sw + r * r
+        score = yppy - (sw - r)
+    dscore = None
+    if newton:
+        S3 = raw[2]
+        u = S2[:, 1] - s2 * mu
+        ypppy = S3[:, 2] - 2.0 * mu * S3[:, 1] + mu * mu * S3[:, 0] - u * u / sw
+        dscore = -2.0 * ypppy + info
     return score, info, dscore
 
 
@@ -837,7 +913,7 @@ def fit_family(
         vb_c = A_c * s2w[:, None, None]
         beta = pr.beta_back(beta_c)
         vb = pr.vb_back(vb_c)
-        se = np.sqrt(np.einsum("nii->ni", vb))
+        se = np.sqrt(vb[:, :, 0] if p == 1 else np.einsum("nii->ni", vb))
         zval = beta / se
         ddf = np.where(tdist, kb - p, np.nan)
         alpha = alpha_from_level(level)
@@ -972,3 +1048,626 @@ def se_tau2(pr: Problem, method: str, tau2: float, tau2_0: float | None) -> floa
         return math.sqrt(2.0 / _p_traces(pr, w, None)["trPP"])
     # EB and PM: sqrt(2 k^2 / (k - p)) / sum(w)
     return math.sqrt(2.0 * k * k / (k - p)) / float(np.sum(w))
+
+
+# ----------------------------------------------------------------------------------------------
+# one model: the result container and a fast path for intercept-only models
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class SingleFit:
+    """Results of one model (what ``rma.uni`` computes before assembling its output)."""
+
+    tau2: float
+    tau2_0: float
+    se_tau2: float | None  # None: compute from the design (meta-regression)
+    beta: np.ndarray
+    vb: np.ndarray
+    se: np.ndarray
+    zval: np.ndarray
+    pval: np.ndarray
+    ci_lb: np.ndarray
+    ci_ub: np.ndarray
+    QE: float
+    QEp: float
+    I2: float
+    H2: float
+    vt: float
+    s2w: float
+    ddf: float
+    ok: bool
+    reason: str | None
+
+
+def single_from_family(ff: FamilyFit) -> SingleFit:
+    """The one fit of a ``full`` family as a :class:`SingleFit`."""
+    t0 = ff.tau2_info.tau2_0
+    return SingleFit(
+        tau2=float(ff.tau2[0]),
+        tau2_0=math.nan if t0 is None else float(t0[0]),
+        se_tau2=None,
+        beta=ff.beta[0],
+        vb=ff.vb[0],
+        se=ff.se[0],
+        zval=ff.zval[0],
+        pval=ff.pval[0],
+        ci_lb=ff.ci_lb[0],
+        ci_ub=ff.ci_ub[0],
+        QE=float(ff.QE[0]),
+        QEp=float(ff.QEp[0]),
+        I2=float(ff.I2[0]),
+        H2=float(ff.H2[0]),
+        vt=float(ff.vt[0]),
+        s2w=float(ff.s2w[0]),
+        ddf=float(ff.ddf[0]),
+        ok=bool(ff.ok[0]),
+        reason=ff.reason[0],
+    )
+
+
+class IntOnly:
+    """Weighted sums for one intercept-only model, with buffers reused across iterations.
+
+    ``sums(t, n)`` returns, for j = 1..n, the row ``[sum w^j, sum w^j y, sum w^j y^2]`` with
+    ``w = 1/(v + t)`` and y centred at its mean, from one (n x k) @ (k x 3) product. Setting
+    ``m`` restricts every sum to the first m studies (trim-and-fill fits prefixes of one sorted
+    data set).
+    """
+
+    __slots__ = ("G", "Wp", "k", "m", "tmp", "v", "y", "ybar")
+
+    def __init__(self, y: np.ndarray, v: np.ndarray) -> None:
+        k = y.size
+        self.k = k
+        self.m = k
+        self.y = y
+        self.v = v
+        self.ybar = float(y.mean())
+        G = np.empty((k, 3))
+        G[:, 0] = 1.0
+        np.subtract(y, self.ybar, out=G[:, 1])
+        np.multiply(G[:, 1], G[:, 1], out=G[:, 2])
+        self.G = G
+        self.Wp = np.empty((3, k))
+        self.tmp = np.empty(k)
+
+    def q_profile(self, t: float) -> tuple[float, float]:
+        """Generalised Q statistic at tau² = t and its derivative -sum w²(y - mu)²."""
+        s1, s2 = self.sums(t, 2)
+        mu = s1[1] / s1[0]
+        return s1[2] - mu * s1[1], -(s2[2] - 2.0 * mu * s2[1] + mu * mu * s2[0])
+
+    def sums(self, t: float, n: int = 1) -> list[list[float]]:
+        m = self.m
+        if m == self.k:
+            Wp, tmp, G = self.Wp, self.tmp, self.G
+            np.add(self.v, t, out=tmp)
+        else:
+            Wp, tmp, G = self.Wp[:, :m], self.tmp[:m], self.G[:m]
+            np.add(self.v[:m], t, out=tmp)
+        np.divide(1.0, tmp, out=Wp[0])
+        if n > 1:
+            np.multiply(Wp[0], Wp[0], out=Wp[1])
+        if n > 2:
+            np.multiply(Wp[1], Wp[0], out=Wp[2])
+        return (Wp[:n] @ G).tolist()
+
+    def unweighted(self) -> tuple[float, float]:
+        """(sum (y - mean)^2, sum v) over the active studies: HE's and SJ's ingredients."""
+        m = self.m
+        c = self.G[:m].sum(axis=0).tolist()
+        return c[2] - c[1] * c[1] / m, float(self.v[:m].sum())
+
+
+def _ypy(s1: list[float]) -> float:
+    """y'Py (the weighted residual sum of squares) from the sums of weight w."""
+    return s1[2] - s1[1] * s1[1] / s1[0]
+
+
+def tau2_intercept_only(
+    S: IntOnly, method: str, ctl: Control, fe: list[list[float]] | None = None
+) -> tuple[float, float, bool, str | None]:
+    """tau² of an intercept-only model on the active studies of ``S``: (tau2, SJ start, ok, reason).
+
+    ``fe`` are the equal-effects sums ``S.sums(0, 2)`` when the caller has them already.
+    """
+    k = S.m
+    df = k - 1
+    if k == 1 or method == "EE":
+        return 0.0, math.nan, True, None
+    if method in ("DL", "HS"):
+        if fe is None:
+            fe = S.sums(0.0, 2)
+        sw0 = fe[0][0]
+        q = _ypy(fe[0])
+        if method == "DL":
+            return max(0.0, (q - df) / (sw0 - fe[1][0] / sw0)), math.nan, True, None
+        return max(0.0, (q - k) / sw0), math.nan, True, None
+    if method == "HE":
+        return max(0.0, _he1(S)), math.nan, True, None
+    if method == "SJ":
+        rss, _ = S.unweighted()
+        t0 = max(0.0, rss / k)
+        return t0 * _ypy(S.sums(t0, 1)[0]) / df, t0, True, None
+    if method in ("ML", "REML", "EB"):
+        t, ok, reason = _fisher1(S, method, ctl)
+        return t, math.nan, ok, reason
+    t, ok, reason = _pm1(S, ctl)
+    return t, math.nan, ok, reason
+
+
+def fit_intercept_only(
+    y: np.ndarray, v: np.ndarray, method: str, test: str, level: float, ctl: Control = DEFAULT_CONTROL
+) -> SingleFit:
+    """``rma.uni`` for an intercept-only model with scalar arithmetic on O(k) weighted sums.
+
+    Same definitions and iteration as :func:`fit_family` (and metafor): HE start, Fisher scoring
+    with step halving and the tau² = 0 likelihood check for ML/REML, ``uniroot()`` for PM. This
+    is the hot path of ``rma()``, trim-and-fill and subgroup fits.
+    """
+    k = y.size
+    S = IntOnly(y, v)
+    fe = S.sums(0.0, 3)  # equal-effects weights 1/v
+    sw0 = fe[0][0]
+    qe = max(0.0, _ypy(fe[0]))
+    trp0 = sw0 - fe[1][0] / sw0
+    se_t2: float | None = math.nan
+    df = k - 1
+    tau2, tau2_0, ok, reason = tau2_intercept_only(S, method, ctl, fe)
+    if not ok:
+        nan = np.full(1, np.nan)
+        return SingleFit(
+            math.nan,
+            tau2_0,
+            math.nan,
+            nan,
+            nan[:, None],
+            nan,
+            nan,
+            nan,
+            nan,
+            nan,
+            qe,
+            math.nan,
+            math.nan,
+            math.nan,
+            math.nan,
+            math.nan,
+            math.nan,
+            False,
+            reason,
+        )
+    s = S.sums(tau2, 3)
+    sw = s[0][0]
+    mu = s[0][1] / sw
+    beta = mu + S.ybar
+    if k == 1:
+        test = "z"
+    s2w = 1.0
+    if test == "knha":
+        rss = s[0][2] - mu * s[0][1]
+        s2w = 0.0 if rss <= _EPS else rss / df
+    var = s2w / sw
+    se = math.sqrt(var)
+    alpha = alpha_from_level(level)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z = beta / se if se > 0 else math.copysign(math.inf, beta) if beta != 0 else math.nan
+    if test in ("knha", "t"):
+        ddf = float(df)
+        if df > 0:
+            pval = float(2.0 * special.stdtr(df, -abs(z)))
+            crit = float(special.stdtrit(df, 1.0 - alpha / 2.0))
+        else:
+            pval = crit = math.nan
+    else:
+        ddf = math.nan
+        pval = float(2.0 * special.ndtr(-abs(z)))
+        crit = float(-special.ndtri(alpha / 2.0))
+    if k > 1:
+        qep = float(special.chdtrc(df, qe))
+        vt = df / trp0
+        if method == "EE":
+            i2 = max(0.0, 100.0 * (qe - df) / qe) if qe > 0 else 0.0
+            h2 = qe / df
+        else:
+            i2 = 100.0 * tau2 / (vt + tau2)
+            h2 = tau2 / vt + 1.0
+        if method != "EE":
+            se_t2 = _se_tau2_1(method, k, tau2, tau2_0, s, fe, S, v)
+    else:
+        qe, qep, i2, h2, vt = 0.0, 1.0, 0.0, 1.0, 0.0
+    one = np.array
+    return SingleFit(
+        tau2=tau2,
+        tau2_0=tau2_0,
+        se_tau2=se_t2,
+        beta=one([beta]),
+        vb=one([[var]]),
+        se=one([se]),
+        zval=one([z]),
+        pval=one([pval]),
+        ci_lb=one([beta - crit * se]),
+        ci_ub=one([beta + crit * se]),
+        QE=qe,
+        QEp=qep,
+        I2=i2,
+        H2=h2,
+        vt=vt,
+        s2w=s2w,
+        ddf=ddf,
+        ok=True,
+        reason=None,
+    )
+
+
+def _he1(S: IntOnly) -> float:
+    rss, sv = S.unweighted()
+    k = S.m
+    return (rss - (sv - sv / k)) / (k - 1)
+
+
+def _fisher1(S: IntOnly, method: str, ctl: Control) -> tuple[float, bool, str | None]:
+    """metafor's Fisher scoring for one intercept-only model (see :func:`_fisher_scoring`)."""
+    k = S.m
+    t = max(0.0, _he1(S))
+    n = 1 if method == "EB" else 3 if method == "REML" else 2
+    it = 0
+    while True:
+        it += 1
+        s = S.sums(t, n)
+        s1 = s[0]
+        sw = s1[0]
+        mu = s1[1] / sw
+        if method == "EB":
+            adj = (_ypy(s1) * k / (k - 1) - k) / sw
+        else:
+            s2 = s[1]
+            yppy = s2[2] - 2.0 * mu * s2[1] + mu * mu * s2[0]
+            if method == "ML":
+                adj = (yppy - sw) / s2[0]
+            else:
+                r = s2[0] / sw
+                trpp = s2[0] - 2.0 * s[2][0] / sw + r * r
+                adj = (yppy - (sw - r)) / trpp
+        if adj != adj:  # NaN
+            adj = 0.0
+        if t == 0.0 and adj < 0.0:
+            adj = 0.0
+        while t + adj < 0.0:
+            adj *= 0.5
+        tn = t + adj
+        change = abs(tn - t)
+        t = tn
+        if change <= max(ctl.threshold, 8.0 * _EPS * t):
+            break
+        if it >= ctl.maxiter:
+            return math.nan, False, f"Fisher scoring did not converge in {ctl.maxiter} iterations"
+    if method in ("ML", "REML") and t > ctl.threshold:
+        ll0 = _ll1(S, 0.0, method)
+        ll1 = _ll1(S, t, method)
+        if ll0 - ll1 > ctl.tol:
+            t = 0.0
+    return t, True, None
+
+
+def _ll1(S: IntOnly, t: float, method: str) -> float:
+    s1 = S.sums(t, 1)[0]
+    rss = _ypy(s1)
+    k = S.m
+    logsum = float(np.log(S.tmp[:k]).sum())  # S.tmp holds v + t after sums()
+    if method == "ML":
+        return -0.5 * k * math.log(2 * math.pi) - 0.5 * logsum - 0.5 * rss
+    return -0.5 * (k - 1) * math.log(2 * math.pi) - 0.5 * logsum - 0.5 * math.log(s1[0]) - 0.5 * rss
+
+
+def _pm1(S: IntOnly, ctl: Control) -> tuple[float, bool, str | None]:
+    target = S.m - 1
+    y = S.y[: S.m]
+
+    def q(t: float) -> float:
+        return _ypy(S.sums(t, 1)[0]) - target
+
+    f0 = q(0.0)
+    if f0 < 0:
+        return 0.0, True, None
+    tmax = max(100.0, 10.0 * _mad(y) ** 2)
+    fmax = q(tmax)
+    if fmax > 0:
+        return (
+            math.nan,
+            False,
+            (
+                f"the Paule-Mandel estimate lies above tau2.max = {tmax:.6g} "
+                "(metafor: \"Value of 'tau2.max' too low\")"
+            ),
+        )
+    root, done = zeroin(q, 0.0, tmax, f0, fmax, ctl.tol, ctl.maxiter)
+    if not done:
+        return math.nan, False, "uniroot() for the Paule-Mandel estimator did not converge"
+    return root, True, None
+
+
+def _se_tau2_1(
+    method: str,
+    k: int,
+    tau2: float,
+    tau2_0: float,
+    s: list[list[float]],
+    fe: list[list[float]],
+    S: IntOnly,
+    v: np.ndarray,
+) -> float:
+    """Standard error of tau² (as :func:`se_tau2`) for an intercept-only model."""
+    t = max(tau2, 0.0)
+    df = k - 1
+    if method in ("HS", "DL"):
+        sw, s2, s3 = fe[0][0], fe[1][0], fe[2][0]
+        trp = sw - s2 / sw
+        trpp = s2 - 2.0 * s3 / sw + (s2 / sw) ** 2
+        denom = sw * sw if method == "HS" else trp * trp
+        return math.sqrt((2 * df + 4 * t * trp + 2 * t * t * trpp) / denom)
+    if method == "HE":
+        sv, sv2 = float(v.sum()), float((v * v).sum())
+        trpv = sv - sv / k
+        trpvpv = sv2 - 2.0 * sv2 / k + (sv / k) ** 2
+        return math.sqrt((2 * trpvpv + 4 * t * trpv + 2 * t * t * df) / df**2)
+    if method == "SJ":
+        w = 1.0 / (v + tau2_0)
+        wv = w * v
+        sw, sw2, sw3 = float(w.sum()), float((w * w).sum()), float((w**3).sum())
+        sw2v, sw3v, sw3v2, swv2 = (
+            float((w * wv).sum()),
+            float((w * w * wv).sum()),
+            float((w * wv * wv).sum()),
+            float((wv * wv).sum()),
+        )
+        trpvpv = swv2 - 2.0 * sw3v2 / sw + (sw2v / sw) ** 2
+        trpvp = sw2v - 2.0 * sw3v / sw + (sw2v / sw) * (sw2 / sw)
+        trpp = sw2 - 2.0 * sw3 / sw + (sw2 / sw) ** 2
+        return math.sqrt(tau2_0**2 / df**2 * (2 * trpvpv + 4 * t * trpvp + 2 * t * t * trpp))
+    sw, s2, s3 = s[0][0], s[1][0], s[2][0]
+    if method == "ML":
+        return math.sqrt(2.0 / s2)
+    if method == "REML":
+        return math.sqrt(2.0 / (s2 - 2.0 * s3 / sw + (s2 / sw) ** 2))
+    return math.sqrt(2.0 * k * k / df) / sw
+
+
+class GenOnly:
+    """Weighted sums and small dense algebra for one meta-regression (p > 1).
+
+    The single-model counterpart of :class:`Family` without the batching machinery: every
+    iteration is one (n x k) @ (k x q) product and p x p algebra.
+    """
+
+    def __init__(self, pr: Problem) -> None:
+        self.pr = pr
+        self.p = pr.p
+        self.k = pr.k
+        self.Wp = np.empty((3, pr.k))
+        self.tmp = np.empty(pr.k)
+
+    def sums(self, t: float, n: int = 1) -> np.ndarray:
+        Wp = self.Wp
+        np.add(self.pr.v, t, out=self.tmp)
+        np.divide(1.0, self.tmp, out=Wp[0])
+        if n > 1:
+            np.multiply(Wp[0], Wp[0], out=Wp[1])
+        if n > 2:
+            np.multiply(Wp[1], Wp[0], out=Wp[2])
+        return Wp[:n] @ self.pr.G
+
+    def unpack(self, row: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+        p = self.p
+        pp = p * p
+        return row[:pp].reshape(p, p), row[pp : pp + p], float(row[pp + p])
+
+    def wls(self, row: np.ndarray) -> tuple[np.ndarray, np.ndarray, float, np.ndarray, np.ndarray]:
+        """(A, beta, y'Py, XX, Xy) for the sums of weight w."""
+        XX, Xy, yy = self.unpack(row)
+        A = np.linalg.inv(XX)
+        b = A @ Xy
+        return A, b, yy - float(b @ Xy), XX, Xy
+
+
+def _resq(b: np.ndarray, XX: np.ndarray, Xy: np.ndarray, yy: float) -> float:
+    return yy - 2.0 * float(b @ Xy) + float(b @ XX @ b)
+
+
+def fit_general_single(
+    pr: Problem, method: str, test: str, level: float, ctl: Control = DEFAULT_CONTROL
+) -> SingleFit:
+    """``rma.uni`` for one meta-regression (p > 1): the same definitions and iterations as
+    :func:`fit_family` (and metafor), with the overhead of batching removed."""
+    S = GenOnly(pr)
+    k, p = pr.k, pr.p
+    df = k - p
+    fe = S.sums(0.0, 2)
+    A0, _, qe_raw, _, _ = S.wls(fe[0])
+    XX2_0 = S.unpack(fe[1])[0]
+    trp0 = float(fe[0][0]) - float(np.sum(A0 * XX2_0))
+    qe = max(0.0, qe_raw)
+    tau2_0 = math.nan
+    reason: str | None = None
+    ok = True
+    G = pr.G
+    if method == "EE":
+        tau2 = 0.0
+    elif method == "DL":
+        tau2 = max(0.0, (qe_raw - df) / trp0)
+    elif method == "HS":
+        tau2 = max(0.0, (qe_raw - k) / float(fe[0][0]))
+    elif method in ("HE", "ML", "REML", "EB"):
+        XX0, Xy0, yy0 = S.unpack(G.sum(axis=0))
+        A = np.linalg.inv(XX0)
+        rss = yy0 - float(Xy0 @ A @ Xy0)
+        XXv = S.unpack(pr.v @ G)[0]
+        he = (rss - (float(pr.v.sum()) - float(np.sum(A * XXv)))) / df
+        if method == "HE":
+            tau2 = max(0.0, he)
+        else:
+            tau2, ok, reason = _fisher_gen(S, method, ctl, max(0.0, he))
+    elif method == "SJ":
+        tau2_0 = max(0.0, float(G[:, -1].sum()) / k)  # y is centred: var(y) (k-1)/k
+        tau2 = tau2_0 * S.wls(S.sums(tau2_0, 1)[0])[2] / df
+    else:  # PM
+        target = df
+
+        def q(t: float) -> float:
+            return S.wls(S.sums(t, 1)[0])[2] - target
+
+        f0 = qe_raw - target
+        if f0 < 0:
+            tau2 = 0.0
+        else:
+            tmax = max(100.0, 10.0 * _mad(pr.y) ** 2)
+            fmax = q(tmax)
+            if fmax > 0:
+                ok, tau2 = False, math.nan
+                reason = (
+                    f"the Paule-Mandel estimate lies above tau2.max = {tmax:.6g} "
+                    "(metafor: \"Value of 'tau2.max' too low\")"
+                )
+            else:
+                tau2, ok = zeroin(q, 0.0, tmax, f0, fmax, ctl.tol, ctl.maxiter)
+                if not ok:
+                    reason = "uniroot() for the Paule-Mandel estimator did not converge"
+    if not ok:
+        nan = np.full(p, np.nan)
+        return SingleFit(
+            math.nan,
+            tau2_0,
+            math.nan,
+            nan,
+            np.full((p, p), np.nan),
+            nan,
+            nan,
+            nan,
+            nan,
+            nan,
+            qe,
+            math.nan,
+            math.nan,
+            math.nan,
+            math.nan,
+            math.nan,
+            math.nan,
+            False,
+            reason,
+        )
+    A, b_c, rss, _, _ = S.wls(S.sums(tau2, 1)[0])
+    s2w = 1.0
+    if test == "knha":
+        s2w = 0.0 if rss <= _EPS else rss / df
+    b_c = b_c.copy()
+    b_c[0] += pr.ybar
+    beta = b_c.copy()
+    beta[1:] = beta[1:] / pr.scale
+    beta[0] -= float(beta[1:] @ pr.center)
+    vb = pr.vb_back((s2w * A)[None])[0]
+    se = np.sqrt(np.diag(vb))
+    alpha = alpha_from_level(level)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z = beta / se
+        if test in ("knha", "t"):
+            ddf = float(df)
+            if df > 0:
+                pval = 2.0 * special.stdtr(df, -np.abs(z))
+                crit = float(special.stdtrit(df, 1.0 - alpha / 2.0))
+            else:
+                pval = np.full(p, np.nan)
+                crit = math.nan
+        else:
+            ddf = math.nan
+            pval = 2.0 * special.ndtr(-np.abs(z))
+            crit = float(-special.ndtri(alpha / 2.0))
+    if k > p:
+        qep = float(special.chdtrc(df, qe))
+        vt = df / trp0
+        if method == "EE":
+            i2 = max(0.0, 100.0 * (qe - df) / qe) if qe > 0 else 0.0
+            h2 = qe / df
+        else:
+            i2 = 100.0 * tau2 / (vt + tau2)
+            h2 = tau2 / vt + 1.0
+    else:
+        qe, qep, i2, h2, vt = 0.0, 1.0, 0.0, 1.0, 0.0
+    return SingleFit(
+        tau2=tau2,
+        tau2_0=tau2_0,
+        se_tau2=None,
+        beta=beta,
+        vb=vb,
+        se=se,
+        zval=z,
+        pval=pval,
+        ci_lb=beta - crit * se,
+        ci_ub=beta + crit * se,
+        QE=qe,
+        QEp=qep,
+        I2=i2,
+        H2=h2,
+        vt=vt,
+        s2w=s2w,
+        ddf=ddf,
+        ok=True,
+        reason=None,
+    )
+
+
+def _fisher_gen(S: GenOnly, method: str, ctl: Control, t: float) -> tuple[float, bool, str | None]:
+    """metafor's Fisher scoring for one meta-regression (see :func:`_fisher_scoring`)."""
+    k, p = S.k, S.p
+    n = 1 if method == "EB" else 3 if method == "REML" else 2
+    it = 0
+    while True:
+        it += 1
+        M = S.sums(t, n)
+        A, b, ypy, _, _ = S.wls(M[0])
+        sw = float(M[0][0])
+        if method == "EB":
+            adj = (ypy * k / (k - p) - k) / sw
+        else:
+            XX2, Xy2, yy2 = S.unpack(M[1])
+            yppy = _resq(b, XX2, Xy2, yy2)
+            if method == "ML":
+                adj = (yppy - sw) / float(M[1][0])
+            else:
+                AX2 = A @ XX2
+                trp = sw - float(np.trace(AX2))
+                trpp = (
+                    float(M[1][0]) - 2.0 * float(np.sum(A * S.unpack(M[2])[0])) + float(np.sum(AX2 * AX2.T))
+                )
+                adj = (yppy - trp) / trpp
+        if adj != adj:
+            adj = 0.0
+        if t == 0.0 and adj < 0.0:
+            adj = 0.0
+        while t + adj < 0.0:
+            adj *= 0.5
+        tn = t + adj
+        change = abs(tn - t)
+        t = tn
+        if change <= max(ctl.threshold, 8.0 * _EPS * t):
+            break
+        if it >= ctl.maxiter:
+            return math.nan, False, f"Fisher scoring did not converge in {ctl.maxiter} iterations"
+    if (
+        method in ("ML", "REML")
+        and t > ctl.threshold
+        and _ll_gen(S, 0.0, method) - _ll_gen(S, t, method) > ctl.tol
+    ):
+        t = 0.0
+    return t, True, None
+
+
+def _ll_gen(S: GenOnly, t: float, method: str) -> float:
+    M = S.sums(t, 1)
+    _, _, rss, XX, _ = S.wls(M[0])
+    logsum = float(np.log(S.tmp).sum())
+    k, p = S.k, S.p
+    if method == "ML":
+        return -0.5 * k * math.log(2 * math.pi) - 0.5 * logsum - 0.5 * rss
+    logdet = float(np.linalg.slogdet(XX)[1])  # on the centred/scaled scale: a constant offset
+    return -0.5 * (k - p) * math.log(2 * math.pi) - 0.5 * logsum - 0.5 * logdet - 0.5 * rss

@@ -16,11 +16,18 @@ from typing import Any
 import numpy as np
 
 from .errors import EngineError, InsufficientDataError
-from .estimators import Family, FamilyFit, Problem, fit_family
-from .results import ResultBase, to_jsonable
-from .rma import FitResult
+from .estimators import Family, FamilyFit, Problem, estimate_tau2, fit_family
+from .rma import EngineResult, FitResult, jsonable
 
-__all__ = ["CumulativeResult", "InfluenceResult", "LeaveOneOutResult", "cumulative", "influence", "leave1out"]
+__all__ = [
+    "CumulativeResult",
+    "InfluenceResult",
+    "LeaveOneOutResult",
+    "cumulative",
+    "influence",
+    "leave1out",
+    "loo_fits",
+]
 
 _EPS = float(np.finfo(float).eps)
 
@@ -30,7 +37,7 @@ def _reasons(ff: FamilyFit) -> dict[int, str]:
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
-class LeaveOneOutResult(ResultBase):
+class LeaveOneOutResult(EngineResult):
     """One model per left-out study (``leave1out``), in the order of the model's studies.
 
     ``estimate se zval pval ci_lb ci_ub`` describe the pooled effect without study i, ``Q``/``Qp``
@@ -63,7 +70,7 @@ class LeaveOneOutResult(ResultBase):
             # metafor names the statistic tval under a t test and has no zval then
             out["tval"] = out["zval"]
             out["zval"] = []
-        return to_jsonable(out)
+        return jsonable(out)
 
 
 def _require_int_only(fit: FitResult, what: str) -> None:
@@ -83,13 +90,26 @@ def _start(fit: FitResult, B: int) -> np.ndarray | None:
     return None
 
 
-def leave1out(fit: FitResult) -> LeaveOneOutResult:
+def loo_fits(fit: FitResult) -> FamilyFit:
+    """The k leave-one-out refits of ``fit`` (shared by :func:`leave1out` and :func:`influence`)."""
+    if fit.k < 2:
+        raise InsufficientDataError(f"leave-one-out refits need at least 2 studies (k = {fit.k})")
+    pr = Problem(fit.yi, fit.vi, fit.X if fit.p > 1 else None)
+    fam = Family(pr, "loo")
+    return fit_family(
+        fam, fit.method, fit.test, fit.level, fit.control, start=_start(fit, fam.B), newton=True
+    )
+
+
+def leave1out(fit: FitResult, loo: FamilyFit | None = None) -> LeaveOneOutResult:
     """Leave-one-out analysis as metafor's ``leave1out.rma.uni()``.
 
     Parameters
     ----------
     fit : FitResult
         An intercept-only model with k >= 2.
+    loo : FamilyFit, optional
+        The refits from :func:`loo_fits` when they are computed already.
 
     Returns
     -------
@@ -104,9 +124,7 @@ def leave1out(fit: FitResult) -> LeaveOneOutResult:
     full-data tau²); the roots are those of the separate refits.
     """
     _require_int_only(fit, "leave-one-out")
-    pr = Problem(fit.yi, fit.vi, None)
-    fam = Family(pr, "loo")
-    ff = fit_family(fam, fit.method, fit.test, fit.level, fit.control, start=_start(fit, fam.B), newton=True)
+    ff = loo_fits(fit) if loo is None else loo
     return LeaveOneOutResult(
         method=fit.method,
         test=fit.test,
@@ -173,7 +191,10 @@ def cumulative(fit: FitResult, order: Sequence[Any] | None = None) -> Cumulative
         perm = _r_order(keys)
     pr = Problem(fit.yi[perm], fit.vi[perm], None)
     fam = Family(pr, "cumul")
-    ff = fit_family(fam, fit.method, fit.test, fit.level, fit.control, newton=True)
+    # Fisher-type estimators start each model at its DL estimate (close to the root; metafor
+    # starts at HE: same root, more iterations)
+    start = estimate_tau2(fam, "DL").tau2 if fit.method in ("ML", "REML", "EB") else None
+    ff = fit_family(fam, fit.method, fit.test, fit.level, fit.control, start=start, newton=True)
     return CumulativeResult(
         method=fit.method,
         test=fit.test,
@@ -207,7 +228,7 @@ def _r_order(keys: list[Any]) -> np.ndarray:
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
-class InfluenceResult(ResultBase):
+class InfluenceResult(EngineResult):
     """Case diagnostics (``influence.rma.uni``), one entry per study of the model.
 
     Attributes
@@ -241,13 +262,15 @@ class InfluenceResult(ResultBase):
     failed: dict[int, str]
 
 
-def influence(fit: FitResult) -> InfluenceResult:
+def influence(fit: FitResult, loo: FamilyFit | None = None) -> InfluenceResult:
     """Influence diagnostics as metafor's ``influence.rma.uni()``.
 
     Parameters
     ----------
     fit : FitResult
         Any model with k >= 2 (moderators allowed).
+    loo : FamilyFit, optional
+        The refits from :func:`loo_fits` when they are computed already.
 
     Returns
     -------
@@ -278,7 +301,7 @@ def influence(fit: FitResult) -> InfluenceResult:
         for i in _inestimable(pr, fam):
             ok_rows[i] = False
             failed[i] = "a coefficient is not estimable without this study"
-    ff = fit_family(fam, fit.method, fit.test, fit.level, fit.control, start=_start(fit, fam.B), newton=True)
+    ff = loo_fits(fit) if loo is None else loo
     for i, r in _reasons(ff).items():
         failed.setdefault(i, r)
     good = ok_rows & ff.ok

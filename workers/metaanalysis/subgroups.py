@@ -12,14 +12,13 @@ from scipy import special
 
 from .design import check_rank, is_missing, level_sort_key
 from .errors import EngineError, InsufficientDataError, InvalidInputError
-from .results import ResultBase
-from .rma import fit_model
+from .rma import EngineResult, fit_model
 
 __all__ = ["SubgroupsResult", "subgroups"]
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
-class SubgroupsResult(ResultBase):
+class SubgroupsResult(EngineResult):
     """Per-subgroup pooled estimates and the tests for subgroup differences.
 
     Attributes
