@@ -10,7 +10,7 @@ import pytest
 from apps.datasets.ingest import UploadRejected, UploadSpec, parse_upload, readers
 from apps.datasets.ingest.readers import decode_text, detect_delimiter
 
-from .malformed import SMD_HEADER, SMD_ROWS, csv_bytes, raw_lines, smd_xlsx_rows, xlsx_bytes
+from .malformed import SMD_HEADER, SMD_ROWS, csv_bytes, raw_lines, smd_xlsx_rows, xlsx_bytes, zip_bytes
 
 SPEC = UploadSpec(outcome_code="dep", measure="SMD")
 
@@ -191,3 +191,53 @@ def test_old_mac_line_endings() -> None:
     content = b"sep=;\rstudy;m1i;sd1i;n1i;m2i;sd2i;n2i\rA;1;1;5;2;1;5\rB;1;1;5;2;1;-5\r"
     error = rejected(content).errors[0]
     assert (error.row, error.column, error.code) == (3, "n2i", "n_too_small")
+
+
+def test_unclosed_quote_before_a_long_tail_stops_reading_there() -> None:
+    # The csv module gives up on a field beyond 128 KiB; the rows after it are not guessed at.
+    content = csv_bytes(SMD_HEADER, SMD_ROWS) + b'"Kim 2018,PHQ-9,post,10.1,3' + b"\r\nx,y,z" * 40_000
+    assert [(e.row, e.code) for e in rejected(content).errors] == [(5, "malformed_csv")]
+
+
+def test_json_rows_limits_and_empty_objects() -> None:
+    row = {"study": "A", "m1i": 1, "sd1i": 1, "n1i": 5, "m2i": 2, "sd2i": 1, "n2i": 5}
+    two = UploadSpec(outcome_code="dep", measure="SMD", max_rows=2)
+    assert rejected(json_bytes([row, row, row]), filename="r.json", spec=two).codes == {"too_many_rows"}
+    assert rejected(json_bytes([{}, {"study": None}]), filename="r.json").codes == {"no_data_rows"}
+
+
+@pytest.mark.parametrize(
+    ("member", "data", "what"),
+    [
+        ("ppt/presentation.xml", b"<p/>", "PowerPoint"),
+        ("xl/workbook.bin", b"\x00", ".xlsb"),
+        ("mimetype", b"application/vnd.oasis.opendocument.spreadsheet", ".ods"),
+        ("readme.txt", b"hello", "zip archive"),
+    ],
+)
+def test_other_zip_containers_are_named(member: str, data: bytes, what: str) -> None:
+    error = rejected(zip_bytes([(member, data)]), filename="data.xlsx").errors[0]
+    assert error.code == "unsupported_format" and what in error.message
+
+
+def test_encrypted_zip_member_is_refused() -> None:
+    # zipfile cannot write encrypted members; set the "encrypted" flag bit in both headers by hand
+    content = bytearray(zip_bytes([("xl/workbook.xml", b"<workbook/>")]))
+    local, central = content.find(b"PK\x03\x04"), content.find(b"PK\x01\x02")
+    content[local + 6] |= 0x1
+    content[central + 8] |= 0x1
+    assert rejected(bytes(content), filename="x.xlsx").codes == {"encrypted_file"}
+
+
+def test_xlsx_header_cells_that_are_numbers_or_dates_become_text() -> None:
+    import datetime as dt
+
+    content = xlsx_bytes([*SMD_HEADER, 2019, dt.datetime(2020, 1, 31)], [[*r, 1, 2] for r in smd_xlsx_rows()])
+    parsed = parse_upload(content, filename="x.xlsx", spec=SPEC)
+    assert parsed.columns[-2:] == ("2019", "2020-01-31")
+
+
+def json_bytes(rows: object) -> bytes:
+    import json
+
+    return json.dumps(rows).encode()

@@ -374,3 +374,23 @@ def test_allowed_values_sharing_a_loose_spelling_need_the_exact_one() -> None:
         smd_rows(**{"0__instrument": "BDI_1", "1__instrument": "BDI-1", "2__instrument": "BDI-1"}), spec
     ).errors
     assert (error.row, error.code) == (1, "unknown_instrument")
+
+
+def test_extra_columns_are_checked_for_formulas_and_unstorable_values() -> None:
+    err = rejection(smd_rows(**{"0__notes": "=1+1", "1__notes": {"a": 1}, "2__year": "@YEAR()"})).errors
+    assert [(e.row, e.column, e.code) for e in err] == [
+        (1, "notes", "formula_cell"),
+        (2, "notes", "invalid_value"),
+        (3, "year", "formula_cell"),
+    ]
+
+
+def test_an_empty_extra_column_is_kept_and_said_to_be_empty() -> None:
+    parsed = parse_json_rows(smd_rows(**{"0__notes": "", "1__notes": None}), spec=SMD)
+    assert [r["notes"] for r in parsed.rows] == [None, None, None]
+    assert "read as an empty column" in parsed.warnings[0].message
+
+
+def test_mapping_and_errors_serialise() -> None:
+    parsed = parse_json_rows(smd_rows(), spec=SMD)
+    assert parsed.mapping[0].to_dict() == {"source": "study", "target": "study", "kind": "identity"}

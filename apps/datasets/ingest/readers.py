@@ -397,7 +397,8 @@ def _parse_records(
     """CSV records numbered from 1 as a spreadsheet shows them (a quoted line break stays in its row).
 
     ``None`` stands for a record the csv module could not read (a field beyond its size limit,
-    which in practice means a quote that was never closed).
+    which in practice means a quote that was never closed); reading stops there, since where the
+    following rows begin can no longer be known.
     """
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=False)
     number = 0
@@ -409,7 +410,7 @@ def _parse_records(
             return
         except csv.Error:
             yield number, None
-            continue
+            return
         yield number, record
 
 
@@ -513,7 +514,7 @@ def _read_csv(content: bytes, *, spec: UploadSpec) -> RawTable:
                     value=None,
                     code="malformed_csv",
                     message=f"Row {row.number}: a quoted value starts here but its closing quote is "
-                    "missing, so the rest of the file was read into one cell. The file may be truncated; "
+                    "missing, so the rest of the file cannot be read as rows. The file may be truncated; "
                     "check the quotes in this row.",
                 )
             )
