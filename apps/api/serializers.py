@@ -63,7 +63,7 @@ class UploadSerializer(serializers.Serializer):
 
     centre = serializers.SlugField()
     outcome = serializers.SlugField()
-    file = serializers.FileField(required=False)
+    file = serializers.FileField(required=False, allow_empty_file=True)
     rows = serializers.ListField(child=serializers.DictField(), required=False)
     reason = serializers.CharField(required=False, allow_blank=True, max_length=500, default="")
 

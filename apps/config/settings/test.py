@@ -44,6 +44,8 @@ CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", TEST_BROKER_URL)
 BROKER_IS_FILESYSTEM = CELERY_BROKER_URL.startswith("filesystem://")
 DATABASE_URL = os.environ.get("DATABASE_URL", f"sqlite:///{VAR_DIR / 'test.sqlite3'}")
 DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=0)}
+if os.environ.get("TEST_DATABASE_NAME"):  # lets two suites run side by side on one server
+    DATABASES["default"]["TEST"] = {"NAME": os.environ["TEST_DATABASE_NAME"]}
 MEDIA_ROOT = VAR_DIR / "test-uploads"
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
