@@ -90,6 +90,11 @@ def egger(fit: FitResult) -> EggerResult:
     estimate is the intercept of that model (Stanley & Doucouliagos 2014), reported for models
     without moderators only, as in metafor.
     """
+    need = fit.p + (1 if fit.method == "EE" else 2)
+    if fit.k < need:
+        raise InsufficientDataError(
+            f"Egger's test needs at least {need} studies for this model (k = {fit.k})", code="too_few_studies"
+        )
     sei = np.sqrt(fit.vi)
     X = np.column_stack([fit.X, sei])
     names = (*fit.coef_names, "sei")
