@@ -15,10 +15,46 @@ import pytest
 from django.conf import settings
 
 SMD_ROWS = [
-    {"study": "Adams 2015", "m1i": 12.1, "sd1i": 4.2, "n1i": 30, "m2i": 10.4, "sd2i": 4.0, "n2i": 31, "year": 2015},
-    {"study": "Baker 2017", "m1i": 20.5, "sd1i": 6.1, "n1i": 45, "m2i": 18.0, "sd2i": 5.9, "n2i": 44, "year": 2017},
-    {"study": "Chen 2019", "m1i": 8.3, "sd1i": 2.5, "n1i": 25, "m2i": 7.9, "sd2i": 2.6, "n2i": 27, "year": 2019},
-    {"study": "Diaz 2020", "m1i": 15.0, "sd1i": 5.0, "n1i": 60, "m2i": 12.2, "sd2i": 5.2, "n2i": 58, "year": 2020},
+    {
+        "study": "Adams 2015",
+        "m1i": 12.1,
+        "sd1i": 4.2,
+        "n1i": 30,
+        "m2i": 10.4,
+        "sd2i": 4.0,
+        "n2i": 31,
+        "year": 2015,
+    },
+    {
+        "study": "Baker 2017",
+        "m1i": 20.5,
+        "sd1i": 6.1,
+        "n1i": 45,
+        "m2i": 18.0,
+        "sd2i": 5.9,
+        "n2i": 44,
+        "year": 2017,
+    },
+    {
+        "study": "Chen 2019",
+        "m1i": 8.3,
+        "sd1i": 2.5,
+        "n1i": 25,
+        "m2i": 7.9,
+        "sd2i": 2.6,
+        "n2i": 27,
+        "year": 2019,
+    },
+    {
+        "study": "Diaz 2020",
+        "m1i": 15.0,
+        "sd1i": 5.0,
+        "n1i": 60,
+        "m2i": 12.2,
+        "sd2i": 5.2,
+        "n2i": 58,
+        "year": 2020,
+    },
 ]
 
 
@@ -67,10 +103,12 @@ def make_cast() -> dict[str, Any]:
     centre_a = Centre.objects.create(code="alpha", name="Centre Alpha")
     centre_b = Centre.objects.create(code="beta", name="Centre Beta")
     mods = [{"name": "year", "kind": "numeric"}, {"name": "setting", "kind": "categorical"}]
-    outcome = Outcome.objects.create(code="rf", name="Reflective functioning", measure="SMD", direction="higher",
-                                     moderators=mods)
-    outcome2 = Outcome.objects.create(code="dep", name="Depression", measure="SMD", direction="lower",
-                                      moderators=mods)
+    outcome = Outcome.objects.create(
+        code="rf", name="Reflective functioning", measure="SMD", direction="higher", moderators=mods
+    )
+    outcome2 = Outcome.objects.create(
+        code="dep", name="Depression", measure="SMD", direction="lower", moderators=mods
+    )
     for o in (outcome, outcome2):
         analysis_create_default(outcome=o)
     users = {}
@@ -84,20 +122,28 @@ def make_cast() -> dict[str, Any]:
     ConsortiumRole.objects.create(user=users["steering"], role=ConsortiumRole.Role.STEERING)
     ApiClient.objects.create(user=users["api_client"], name="Tool", scopes=[ApiClient.Scope.RESULTS_READ])
     token = Token.objects.create(user=users["api_client"])
-    return {"centre_a": centre_a, "centre_b": centre_b, "outcome": outcome, "outcome2": outcome2,
-            "users": users, "token": token.key}
+    return {
+        "centre_a": centre_a,
+        "centre_b": centre_b,
+        "outcome": outcome,
+        "outcome2": outcome2,
+        "users": users,
+        "token": token.key,
+    }
 
 
-def store_rows(*, centre: Any, outcome: Any, rows: list[dict[str, Any]], submit: bool = False,
-               actor: Any = None) -> Any:
+def store_rows(
+    *, centre: Any, outcome: Any, rows: list[dict[str, Any]], submit: bool = False, actor: Any = None
+) -> Any:
     """Create a dataset version through the same validation and service as an upload."""
     from apps.datasets.ingest import parse_json_rows
     from apps.datasets.models import Dataset
     from apps.datasets.services import dataset_set_status, dataset_version_create, upload_spec_for
 
     parsed = parse_json_rows(rows, spec=upload_spec_for(outcome))
-    version, _ = dataset_version_create(actor=actor, centre=centre, outcome=outcome, parsed=parsed,
-                                        content=None, filename="rows.json")
+    version, _ = dataset_version_create(
+        actor=actor, centre=centre, outcome=outcome, parsed=parsed, content=None, filename="rows.json"
+    )
     if submit:
         dataset_set_status(actor=actor, dataset=version.dataset, status=Dataset.Status.SUBMITTED)
     version.dataset.refresh_from_db()

@@ -68,7 +68,9 @@ class Analysis(models.Model):
         ordering = ["outcome__code", "-is_default", "name"]
         constraints = [
             models.UniqueConstraint(
-                fields=["outcome"], condition=models.Q(is_default=True), name="one_default_analysis_per_outcome"
+                fields=["outcome"],
+                condition=models.Q(is_default=True),
+                name="one_default_analysis_per_outcome",
             ),
         ]
 

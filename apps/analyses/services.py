@@ -131,10 +131,14 @@ def outbox_publish_pending(*, event_ids: list[int] | None = None, limit: int = 5
                     next_attempt_at=now + timedelta(seconds=delay),
                     last_error=f"{type(exc).__name__}: {exc}"[:2000],
                 )
-                logger.warning("Broker unavailable for analysis %s (%s); retry in %ss", analysis_id, exc, delay)
+                logger.warning(
+                    "Broker unavailable for analysis %s (%s); retry in %ss", analysis_id, exc, delay
+                )
                 # The broker is down for every other event as well: stop here, keep the rest pending.
                 break
-            OutboxEvent.objects.filter(pk__in=ids).update(published_at=timezone.now(), attempts=F("attempts") + 1)
+            OutboxEvent.objects.filter(pk__in=ids).update(
+                published_at=timezone.now(), attempts=F("attempts") + 1
+            )
             sent += len(ids)
     return sent
 
@@ -142,7 +146,9 @@ def outbox_publish_pending(*, event_ids: list[int] | None = None, limit: int = 5
 def analyses_requeue_stale(*, lease_seconds: int | None = None) -> list[int]:
     """Re-request analyses whose latest request has waited longer than a lease without a result
     (a lost message, a worker killed before redelivery, a broker flushed by an operator)."""
-    lease = timedelta(seconds=lease_seconds if lease_seconds is not None else settings.RECOMPUTE_STALE_AFTER_SECONDS)
+    lease = timedelta(
+        seconds=lease_seconds if lease_seconds is not None else settings.RECOMPUTE_STALE_AFTER_SECONDS
+    )
     cutoff = timezone.now() - lease
     stale = []
     for analysis in Analysis.objects.filter(requested_seq__gt=F("computed_seq")):
@@ -153,8 +159,10 @@ def analyses_requeue_stale(*, lease_seconds: int | None = None) -> list[int]:
             continue  # still pending in the relay, or published recently
         stale.append(analysis.pk)
     with transaction.atomic():
-        events = [OutboxEvent.objects.create(analysis_id=pk, seq=Analysis.objects.get(pk=pk).requested_seq)
-                  for pk in stale]
+        events = [
+            OutboxEvent.objects.create(analysis_id=pk, seq=Analysis.objects.get(pk=pk).requested_seq)
+            for pk in stale
+        ]
     if events:
         outbox_publish_pending(event_ids=[e.pk for e in events])
     return stale
@@ -191,8 +199,9 @@ def analysis_inputs(*, analysis: Analysis) -> tuple[list[dict[str, Any]], list[d
     row so that the input (and hence the result) is deterministic.
     """
     datasets = (
-        Dataset.objects.filter(outcome_id=analysis.outcome_id, status=Dataset.Status.SUBMITTED,
-                               current_version__isnull=False)
+        Dataset.objects.filter(
+            outcome_id=analysis.outcome_id, status=Dataset.Status.SUBMITTED, current_version__isnull=False
+        )
         .select_related("centre", "current_version")
         .order_by("centre__code")
     )
@@ -201,10 +210,16 @@ def analysis_inputs(*, analysis: Analysis) -> tuple[list[dict[str, Any]], list[d
     for dataset in datasets:
         version = dataset.current_version
         assert version is not None
-        provenance.append({
-            "dataset": dataset.pk, "centre": dataset.centre.code, "version": version.pk,
-            "number": version.number, "checksum": version.checksum, "rows": version.row_count,
-        })
+        provenance.append(
+            {
+                "dataset": dataset.pk,
+                "centre": dataset.centre.code,
+                "version": version.pk,
+                "number": version.number,
+                "checksum": version.checksum,
+                "rows": version.row_count,
+            }
+        )
         for row in version.rows:
             rows.append({**row, "centre": dataset.centre.code})
     return rows, provenance
@@ -222,9 +237,15 @@ def _compute(analysis: Analysis, rows: list[dict[str, Any]]) -> tuple[str, dict[
     spec = analysis.spec()
     try:
         engine_spec = AnalysisSpec(
-            measure=spec["measure"], method=spec["method"], test=spec["test"], level=spec["level"],
-            mods=tuple(spec["mods"]), subgroup=spec["subgroup"], cumulative_order=spec["cumulative_order"],
-            sensitivity=spec["sensitivity"], bias=spec["bias"],
+            measure=spec["measure"],
+            method=spec["method"],
+            test=spec["test"],
+            level=spec["level"],
+            mods=tuple(spec["mods"]),
+            subgroup=spec["subgroup"],
+            cumulative_order=spec["cumulative_order"],
+            sensitivity=spec["sensitivity"],
+            bias=spec["bias"],
         )
         report = run_analysis(engine_spec, rows).to_dict()
         return AnalysisResult.Status.DONE, report, None
@@ -247,7 +268,9 @@ def analysis_recompute(*, analysis_id: int) -> AnalysisResult | None:
             started = timezone.now()
             Analysis.objects.filter(pk=analysis_id).update(running_since=started)
             requested_at = (
-                OutboxEvent.objects.filter(analysis_id=analysis_id, seq=seq).values_list("created_at", flat=True).first()
+                OutboxEvent.objects.filter(analysis_id=analysis_id, seq=seq)
+                .values_list("created_at", flat=True)
+                .first()
             )
             rows, provenance = analysis_inputs(analysis=analysis)
             if settings.RECOMPUTE_FAULT_DELAY_MS:
@@ -258,14 +281,23 @@ def analysis_recompute(*, analysis_id: int) -> AnalysisResult | None:
             try:
                 with transaction.atomic():
                     result = AnalysisResult.objects.create(
-                        analysis=analysis, seq=seq, status=status, error=error,
-                        blocks=report.get("blocks", {}), notes=report.get("notes", []),
-                        omitted=report.get("omitted", []), k=report.get("k"),
+                        analysis=analysis,
+                        seq=seq,
+                        status=status,
+                        error=error,
+                        blocks=report.get("blocks", {}),
+                        notes=report.get("notes", []),
+                        omitted=report.get("omitted", []),
+                        k=report.get("k"),
                         studies=[f"{r.get('study')} [{r.get('centre')}]" for r in rows],
-                        spec=analysis.spec(), spec_hash=analysis.spec_hash(), engine_version=ENGINE_VERSION,
+                        spec=analysis.spec(),
+                        spec_hash=analysis.spec_hash(),
+                        engine_version=ENGINE_VERSION,
                         dataset_versions=provenance,
                         input_fingerprint=input_fingerprint(analysis.spec_hash(), provenance),
-                        requested_at=requested_at, started_at=started, finished_at=timezone.now(),
+                        requested_at=requested_at,
+                        started_at=started,
+                        finished_at=timezone.now(),
                         compute_ms=compute_ms,
                     )
                     # Store only if this answers a newer request than what is stored: a stale or
@@ -274,16 +306,18 @@ def analysis_recompute(*, analysis_id: int) -> AnalysisResult | None:
                         computed_seq=seq, current_result=result, running_since=None
                     )
                     if updated != 1:
-                        raise _Stale
-            except (_Stale, IntegrityError):
+                        raise _StaleResultError
+            except (_StaleResultError, IntegrityError):
                 logger.info("Result for analysis %s request %s was superseded; discarded.", analysis_id, seq)
                 continue
             stored = result
-        Analysis.objects.filter(pk=analysis_id, requested_seq__lte=F("computed_seq")).update(running_since=None)
+        Analysis.objects.filter(pk=analysis_id, requested_seq__lte=F("computed_seq")).update(
+            running_since=None
+        )
     return stored
 
 
-class _Stale(Exception):
+class _StaleResultError(Exception):
     pass
 
 

@@ -30,17 +30,39 @@ class OutcomeSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Outcome
-        fields = ["id", "code", "name", "description", "measure", "direction", "instruments", "timepoints",
-                  "moderators"]
+        fields = [
+            "id",
+            "code",
+            "name",
+            "description",
+            "measure",
+            "direction",
+            "instruments",
+            "timepoints",
+            "moderators",
+        ]
 
 
 class DatasetVersionSummarySerializer(serializers.ModelSerializer):
-    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    created_by: serializers.SlugRelatedField = serializers.SlugRelatedField(
+        slug_field="username", read_only=True
+    )
 
     class Meta:
         model = DatasetVersion
-        fields = ["id", "number", "created_at", "created_by", "reason", "original_filename", "source_format",
-                  "checksum", "file_sha256", "row_count", "restored_from"]
+        fields = [
+            "id",
+            "number",
+            "created_at",
+            "created_by",
+            "reason",
+            "original_filename",
+            "source_format",
+            "checksum",
+            "file_sha256",
+            "row_count",
+            "restored_from",
+        ]
 
 
 class DatasetVersionSerializer(DatasetVersionSummarySerializer):
@@ -49,8 +71,8 @@ class DatasetVersionSerializer(DatasetVersionSummarySerializer):
 
 
 class DatasetSerializer(serializers.ModelSerializer):
-    centre = serializers.SlugRelatedField(slug_field="code", read_only=True)
-    outcome = serializers.SlugRelatedField(slug_field="code", read_only=True)
+    centre: serializers.SlugRelatedField = serializers.SlugRelatedField(slug_field="code", read_only=True)
+    outcome: serializers.SlugRelatedField = serializers.SlugRelatedField(slug_field="code", read_only=True)
     current_version = DatasetVersionSummarySerializer(read_only=True)
 
     class Meta:
@@ -86,8 +108,11 @@ class UploadErrorSerializer(serializers.Serializer):
 
 
 class UploadRejectedSerializer(serializers.Serializer):
+    """Schema of a rejection (documentation only: the view builds the body itself)."""
+
     detail = serializers.CharField()
-    errors = UploadErrorSerializer(many=True)
+    # Shadows Serializer.errors on purpose: the documented key is "errors".
+    errors = UploadErrorSerializer(many=True)  # type: ignore[assignment]
 
 
 class UploadResultSerializer(serializers.Serializer):
@@ -103,9 +128,25 @@ class AnalysisResultSummarySerializer(serializers.ModelSerializer):
 
     class Meta:
         model = AnalysisResult
-        fields = ["id", "analysis", "seq", "status", "error", "k", "pooled", "engine_version", "spec_hash",
-                  "input_fingerprint", "dataset_versions", "requested_at", "started_at", "finished_at",
-                  "compute_ms", "released", "released_at"]
+        fields = [
+            "id",
+            "analysis",
+            "seq",
+            "status",
+            "error",
+            "k",
+            "pooled",
+            "engine_version",
+            "spec_hash",
+            "input_fingerprint",
+            "dataset_versions",
+            "requested_at",
+            "started_at",
+            "finished_at",
+            "compute_ms",
+            "released",
+            "released_at",
+        ]
 
 
 class AnalysisResultSerializer(AnalysisResultSummarySerializer):
@@ -120,9 +161,24 @@ class AnalysisSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Analysis
-        fields = ["id", "outcome", "name", "is_default", "method", "test", "level", "mods", "subgroup",
-                  "cumulative_order", "sensitivity", "bias", "state", "requested_seq", "computed_seq",
-                  "current_result"]
+        fields = [
+            "id",
+            "outcome",
+            "name",
+            "is_default",
+            "method",
+            "test",
+            "level",
+            "mods",
+            "subgroup",
+            "cumulative_order",
+            "sensitivity",
+            "bias",
+            "state",
+            "requested_seq",
+            "computed_seq",
+            "current_result",
+        ]
         read_only_fields = ["is_default", "requested_seq", "computed_seq"]
 
     def get_current_result(self, obj: Analysis) -> dict[str, Any] | None:
@@ -141,8 +197,18 @@ class AnalysisSerializer(serializers.ModelSerializer):
 
 
 class AuditEventSerializer(serializers.ModelSerializer):
-    centre = serializers.SlugRelatedField(slug_field="code", read_only=True)
+    centre: serializers.SlugRelatedField = serializers.SlugRelatedField(slug_field="code", read_only=True)
 
     class Meta:
         model = AuditEvent
-        fields = ["id", "at", "actor_username", "action", "object_type", "object_id", "centre", "before", "after"]
+        fields = [
+            "id",
+            "at",
+            "actor_username",
+            "action",
+            "object_type",
+            "object_id",
+            "centre",
+            "before",
+            "after",
+        ]

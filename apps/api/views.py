@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import csv
 import io
-from typing import Any
+from typing import Any, Literal, cast
 
+from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import HttpResponse
@@ -16,6 +17,7 @@ from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import PermissionDenied, ValidationError
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -32,13 +34,14 @@ from apps.datasets.selectors import dataset_version_diff
 from apps.datasets.services import dataset_set_status, dataset_version_restore, upload_spec_for
 from apps.datasets.uploads import upload_receive
 
-BASE_PERMISSIONS = [ApiClientsReadOnly]
-
 
 def _rejected_response(exc: UploadRejected) -> Response:
     errors = [e.to_dict() for e in exc.errors]
     return Response(
-        {"detail": f"The upload was rejected: {len(errors)} problem(s) found. Nothing was stored.", "errors": errors},
+        {
+            "detail": f"The upload was rejected: {len(errors)} problem(s) found. Nothing was stored.",
+            "errors": errors,
+        },
         status=status.HTTP_400_BAD_REQUEST,
     )
 
@@ -59,8 +62,7 @@ class OutcomeViewSet(viewsets.ModelViewSet):
     queryset = Outcome.objects.all()
     http_method_names = ["get", "post", "patch", "head", "options"]
 
-    def get_permissions(self) -> list[Any]:
-        return [p() for p in (*BASE_PERMISSIONS, SteeringWrites)] + super().get_permissions()
+    permission_classes = [IsAuthenticated, ApiClientsReadOnly, SteeringWrites]
 
     @extend_schema(
         parameters=[OpenApiParameter("fmt", str, enum=["csv", "xlsx"], description="Template format")],
@@ -70,16 +72,24 @@ class OutcomeViewSet(viewsets.ModelViewSet):
     def template(self, request: Request, code: str | None = None, version: str | None = None) -> HttpResponse:
         """A blank upload template for this outcome, with its statistic, identity and moderator columns."""
         outcome = self.get_object()
-        fmt = request.query_params.get("fmt", "csv")
-        if fmt not in ("csv", "xlsx"):
-            raise ValidationError({"fmt": "Use csv or xlsx."})
+        fmt = _format(request)
         content = template_for(upload_spec_for(outcome), fmt=fmt)
         return _download(content, f"{outcome.code}-template.{fmt}", fmt)
 
 
+def _format(request: Request) -> Literal["csv", "xlsx"]:
+    fmt = request.query_params.get("fmt", "csv")
+    if fmt == "csv":
+        return "csv"
+    if fmt == "xlsx":
+        return "xlsx"
+    raise ValidationError({"fmt": "Use csv or xlsx."})
+
+
 def _download(content: bytes, filename: str, fmt: str) -> HttpResponse:
     content_type = (
-        "text/csv; charset=utf-8" if fmt == "csv"
+        "text/csv; charset=utf-8"
+        if fmt == "csv"
         else "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
     )
     response = HttpResponse(content, content_type=content_type)
@@ -94,8 +104,7 @@ class DatasetViewSet(viewsets.ReadOnlyModelViewSet):
     serializer_class = s.DatasetSerializer
     filterset_fields = {"status": ["exact"], "centre__code": ["exact"], "outcome__code": ["exact"]}
 
-    def get_permissions(self) -> list[Any]:
-        return [p() for p in BASE_PERMISSIONS] + super().get_permissions()
+    permission_classes = [IsAuthenticated, ApiClientsReadOnly]
 
     def get_queryset(self) -> Any:
         return (
@@ -106,9 +115,13 @@ class DatasetViewSet(viewsets.ReadOnlyModelViewSet):
 
     @extend_schema(
         request={"multipart/form-data": s.UploadSerializer, "application/json": s.UploadSerializer},
-        responses={201: s.UploadResultSerializer, 200: s.UploadResultSerializer,
-                   400: s.UploadRejectedSerializer, 403: OpenApiResponse(description="Not a data manager"),
-                   404: OpenApiResponse(description="Centre not visible")},
+        responses={
+            201: s.UploadResultSerializer,
+            200: s.UploadResultSerializer,
+            400: s.UploadRejectedSerializer,
+            403: OpenApiResponse(description="Not a data manager"),
+            404: OpenApiResponse(description="Centre not visible"),
+        },
     )
     @action(detail=False, methods=["post"], parser_classes=[MultiPartParser, FormParser, JSONParser])
     def upload(self, request: Request, version: str | None = None) -> Response:
@@ -123,7 +136,7 @@ class DatasetViewSet(viewsets.ReadOnlyModelViewSet):
         upload = data.get("file")
         try:
             outcome = upload_receive(
-                user=request.user,  # type: ignore[arg-type]
+                user=cast(User, request.user),
                 centre_code=data["centre"],
                 outcome_code=data["outcome"],
                 content=upload.read() if upload else None,
@@ -140,7 +153,9 @@ class DatasetViewSet(viewsets.ReadOnlyModelViewSet):
             "created": outcome.created,
             "dataset": s.DatasetSerializer(outcome.version.dataset).data,
             "version": s.DatasetVersionSummarySerializer(outcome.version).data,
-            "mapping": [{"source": m.source, "target": m.target, "kind": m.kind} for m in outcome.parsed.mapping],
+            "mapping": [
+                {"source": m.source, "target": m.target, "kind": m.kind} for m in outcome.parsed.mapping
+            ],
             "warnings": [w.to_dict() for w in outcome.parsed.warnings],
         }
         return Response(payload, status=status.HTTP_201_CREATED if outcome.created else status.HTTP_200_OK)
@@ -150,8 +165,12 @@ class DatasetViewSet(viewsets.ReadOnlyModelViewSet):
         ser = s.StatusChangeSerializer(data=request.data)
         ser.is_valid(raise_exception=True)
         try:
-            dataset = dataset_set_status(actor=request.user, dataset=dataset, status=new_status,  # type: ignore[arg-type]
-                                         reason=ser.validated_data["reason"])
+            dataset = dataset_set_status(
+                actor=cast(User, request.user),
+                dataset=dataset,
+                status=new_status,
+                reason=ser.validated_data["reason"],
+            )
         except DjangoPermissionDenied as exc:
             raise PermissionDenied(str(exc)) from exc
         except DjangoValidationError as exc:
@@ -183,8 +202,9 @@ class DatasetViewSet(viewsets.ReadOnlyModelViewSet):
         responses=s.DatasetVersionSerializer,
     )
     @action(detail=True, methods=["get"], url_path=r"versions/(?P<number>[0-9]+)")
-    def version_detail(self, request: Request, pk: str | None = None, number: str | None = None,
-                       version: str | None = None) -> Response:
+    def version_detail(
+        self, request: Request, pk: str | None = None, number: str | None = None, version: str | None = None
+    ) -> Response:
         """One version with its rows and column mapping."""
         dataset = self.get_object()
         v = get_object_or_404(dataset.versions.select_related("created_by"), number=number)
@@ -208,23 +228,30 @@ class DatasetViewSet(viewsets.ReadOnlyModelViewSet):
 
     @extend_schema(
         parameters=[OpenApiParameter("number", int, OpenApiParameter.PATH)],
-        request=s.StatusChangeSerializer, responses={201: s.DatasetVersionSummarySerializer},
+        request=s.StatusChangeSerializer,
+        responses={201: s.DatasetVersionSummarySerializer},
     )
     @action(detail=True, methods=["post"], url_path=r"versions/(?P<number>[0-9]+)/restore")
-    def restore(self, request: Request, pk: str | None = None, number: str | None = None,
-                version: str | None = None) -> Response:
+    def restore(
+        self, request: Request, pk: str | None = None, number: str | None = None, version: str | None = None
+    ) -> Response:
         """Restore an earlier version as a new version."""
         dataset = self.get_object()
         old = get_object_or_404(dataset.versions, number=number)
         ser = s.StatusChangeSerializer(data=request.data)
         ser.is_valid(raise_exception=True)
         try:
-            new, created = dataset_version_restore(actor=request.user, version=old,  # type: ignore[arg-type]
-                                                   reason=ser.validated_data["reason"])
+            new, created = dataset_version_restore(
+                actor=cast(User, request.user),
+                version=old,
+                reason=ser.validated_data["reason"],
+            )
         except DjangoPermissionDenied as exc:
             raise PermissionDenied(str(exc)) from exc
-        return Response(s.DatasetVersionSummarySerializer(new).data,
-                        status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
+        return Response(
+            s.DatasetVersionSummarySerializer(new).data,
+            status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
+        )
 
     @extend_schema(
         parameters=[OpenApiParameter("fmt", str, enum=["csv", "xlsx"])],
@@ -234,14 +261,16 @@ class DatasetViewSet(viewsets.ReadOnlyModelViewSet):
     def export(self, request: Request, pk: str | None = None, version: str | None = None) -> HttpResponse:
         """The current version's rows as CSV or XLSX (spreadsheet formulas neutralised)."""
         dataset = self.get_object()
-        fmt = request.query_params.get("fmt", "csv")
-        if fmt not in ("csv", "xlsx"):
-            raise ValidationError({"fmt": "Use csv or xlsx."})
+        fmt = _format(request)
         current = dataset.current_version
         rows = current.rows if current else []
         columns = current.columns if current else []
         content = export_rows(rows, columns, fmt=fmt)
-        return _download(content, f"{dataset.centre.code}-{dataset.outcome.code}-v{current.number if current else 0}.{fmt}", fmt)
+        return _download(
+            content,
+            f"{dataset.centre.code}-{dataset.outcome.code}-v{current.number if current else 0}.{fmt}",
+            fmt,
+        )
 
 
 class AnalysisViewSet(viewsets.ModelViewSet):
@@ -251,14 +280,13 @@ class AnalysisViewSet(viewsets.ModelViewSet):
     http_method_names = ["get", "post", "patch", "head", "options"]
     filterset_fields = {"outcome__code": ["exact"], "is_default": ["exact"]}
 
-    def get_permissions(self) -> list[Any]:
-        return [p() for p in (*BASE_PERMISSIONS, SteeringWrites)] + super().get_permissions()
+    permission_classes = [IsAuthenticated, ApiClientsReadOnly, SteeringWrites]
 
     def get_queryset(self) -> Any:
         return Analysis.objects.visible_to(self.request.user).select_related("outcome", "current_result")
 
     def get_serializer_context(self) -> dict[str, Any]:
-        context = super().get_serializer_context()
+        context = dict(super().get_serializer_context())
         if not roles.reads_unreleased_results(self.request.user):
             context["visible_result_ids"] = set(
                 AnalysisResult.objects.visible_to(self.request.user).values_list("pk", flat=True)
@@ -286,11 +314,14 @@ class AnalysisViewSet(viewsets.ModelViewSet):
 class AnalysisResultViewSet(viewsets.ReadOnlyModelViewSet):
     """Immutable result snapshots with full provenance. Non-steering users see released ones only."""
 
-    filterset_fields = {"analysis": ["exact"], "status": ["exact"], "released": ["exact"],
-                        "analysis__outcome__code": ["exact"]}
+    filterset_fields = {
+        "analysis": ["exact"],
+        "status": ["exact"],
+        "released": ["exact"],
+        "analysis__outcome__code": ["exact"],
+    }
 
-    def get_permissions(self) -> list[Any]:
-        return [p() for p in BASE_PERMISSIONS] + super().get_permissions()
+    permission_classes = [IsAuthenticated, ApiClientsReadOnly]
 
     def get_serializer_class(self) -> type[serializers.BaseSerializer]:
         return s.AnalysisResultSerializer if self.action == "retrieve" else s.AnalysisResultSummarySerializer
@@ -299,7 +330,7 @@ class AnalysisResultViewSet(viewsets.ReadOnlyModelViewSet):
         return AnalysisResult.objects.visible_to(self.request.user).order_by("-id")
 
     @extend_schema(request=None, responses=s.AnalysisResultSummarySerializer)
-    @action(detail=True, methods=["post"], permission_classes=[SteeringOnly])
+    @action(detail=True, methods=["post"], permission_classes=[IsAuthenticated, SteeringOnly])
     def release(self, request: Request, pk: str | None = None, version: str | None = None) -> Response:
         """Release a result to members and API clients (steering group)."""
         result = self.get_object()
@@ -316,8 +347,7 @@ class AuditEventViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
     serializer_class = s.AuditEventSerializer
     filterset_fields = {"action": ["exact"], "centre__code": ["exact"], "object_type": ["exact"]}
 
-    def get_permissions(self) -> list[Any]:
-        return [p() for p in (*BASE_PERMISSIONS, SteeringOnly)] + super().get_permissions()
+    permission_classes = [IsAuthenticated, ApiClientsReadOnly, SteeringOnly]
 
     def get_queryset(self) -> Any:
         if not roles.is_steering(self.request.user):
@@ -330,10 +360,25 @@ class AuditEventViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
         """The whole audit trail as CSV."""
         buffer = io.StringIO()
         writer = csv.writer(buffer)
-        writer.writerow(["id", "at", "actor", "action", "object_type", "object_id", "centre", "before", "after"])
+        writer.writerow(
+            ["id", "at", "actor", "action", "object_type", "object_id", "centre", "before", "after"]
+        )
         for e in self.filter_queryset(self.get_queryset()):
-            writer.writerow(_neutralise([e.pk, e.at.isoformat(), e.actor_username, e.action, e.object_type,
-                                         e.object_id, e.centre.code if e.centre else "", e.before, e.after]))
+            writer.writerow(
+                _neutralise(
+                    [
+                        e.pk,
+                        e.at.isoformat(),
+                        e.actor_username,
+                        e.action,
+                        e.object_type,
+                        e.object_id,
+                        e.centre.code if e.centre else "",
+                        e.before,
+                        e.after,
+                    ]
+                )
+            )
         return _download(buffer.getvalue().encode(), "audit-trail.csv", "csv")
 
 

@@ -47,23 +47,80 @@ class DemoOutcome:
 
 
 OUTCOMES = [
-    DemoOutcome("reflective-functioning", "Parental reflective functioning",
-                "The parent's capacity to understand the infant's and their own behaviour in terms of mental states.",
-                "SMD", "higher", ("PRFQ", "RFS"), 0.32, 0.22, 0.55),
-    DemoOutcome("postnatal-depression", "Postnatal depression (parent)",
-                "Depressive symptoms of the parent after birth; lower scores are better.",
-                "SMD", "lower", ("EPDS", "BDI-II", "PHQ-9"), -0.24, 0.18, 0.75),
-    DemoOutcome("infant-social-emotional", "Infant social-emotional functioning",
-                "The infant's social-emotional behaviour and development.",
-                "SMD", "higher", ("ASQ:SE", "BITSEA"), 0.18, 0.12, 0.6),
-    DemoOutcome("secure-attachment", "Secure parent-child attachment",
-                "Infants classified as securely attached (events) in the Strange Situation Procedure.",
-                "RR", "higher", ("SSP",), 0.22, 0.15, 0.45),
+    DemoOutcome(
+        "reflective-functioning",
+        "Parental reflective functioning",
+        "The parent's capacity to understand the infant's and their own behaviour in terms of mental states.",
+        "SMD",
+        "higher",
+        ("PRFQ", "RFS"),
+        0.32,
+        0.22,
+        0.55,
+    ),
+    DemoOutcome(
+        "postnatal-depression",
+        "Postnatal depression (parent)",
+        "Depressive symptoms of the parent after birth; lower scores are better.",
+        "SMD",
+        "lower",
+        ("EPDS", "BDI-II", "PHQ-9"),
+        -0.24,
+        0.18,
+        0.75,
+    ),
+    DemoOutcome(
+        "infant-social-emotional",
+        "Infant social-emotional functioning",
+        "The infant's social-emotional behaviour and development.",
+        "SMD",
+        "higher",
+        ("ASQ:SE", "BITSEA"),
+        0.18,
+        0.12,
+        0.6,
+    ),
+    DemoOutcome(
+        "secure-attachment",
+        "Secure parent-child attachment",
+        "Infants classified as securely attached (events) in the Strange Situation Procedure.",
+        "RR",
+        "higher",
+        ("SSP",),
+        0.22,
+        0.15,
+        0.45,
+    ),
 ]
 
-SURNAMES = ["Abbott", "Berg", "Castillo", "Dahl", "Eriksen", "Fischer", "Gupta", "Hale", "Ito", "Jansen",
-            "Kowalski", "Lindqvist", "Moreau", "Nakamura", "Okafor", "Petrov", "Quinn", "Rossi", "Silva",
-            "Tanaka", "Urban", "Varga", "Weber", "Xu", "Yilmaz", "Zeller"]
+SURNAMES = [
+    "Abbott",
+    "Berg",
+    "Castillo",
+    "Dahl",
+    "Eriksen",
+    "Fischer",
+    "Gupta",
+    "Hale",
+    "Ito",
+    "Jansen",
+    "Kowalski",
+    "Lindqvist",
+    "Moreau",
+    "Nakamura",
+    "Okafor",
+    "Petrov",
+    "Quinn",
+    "Rossi",
+    "Silva",
+    "Tanaka",
+    "Urban",
+    "Varga",
+    "Weber",
+    "Xu",
+    "Yilmaz",
+    "Zeller",
+]
 INTERVENTIONS = ["parent-infant psychotherapy", "video feedback", "mentalization-based"]
 SETTINGS = ["home", "clinic"]
 RISK = ["high", "universal"]
@@ -103,12 +160,16 @@ def demo_rows() -> dict[tuple[str, str], list[dict[str, Any]]]:
                     sd = 10.0
                     m2 = 50 + rng.normal(0, sd / np.sqrt(n2))
                     m1 = 50 + theta * sd + rng.normal(0, sd / np.sqrt(n1))
-                    row.update({
-                        "m1i": round(float(m1), 2), "sd1i": round(float(sd * np.sqrt(rng.chisquare(n1 - 1) / (n1 - 1))), 2),
-                        "n1i": n1,
-                        "m2i": round(float(m2), 2), "sd2i": round(float(sd * np.sqrt(rng.chisquare(n2 - 1) / (n2 - 1))), 2),
-                        "n2i": n2,
-                    })
+                    row.update(
+                        {
+                            "m1i": round(float(m1), 2),
+                            "sd1i": round(float(sd * np.sqrt(rng.chisquare(n1 - 1) / (n1 - 1))), 2),
+                            "n1i": n1,
+                            "m2i": round(float(m2), 2),
+                            "sd2i": round(float(sd * np.sqrt(rng.chisquare(n2 - 1) / (n2 - 1))), 2),
+                            "n2i": n2,
+                        }
+                    )
                 else:
                     p2 = 0.45
                     p1 = min(0.95, p2 * float(np.exp(theta)))

@@ -76,7 +76,9 @@ class ConsortiumRole(models.Model):
     class Role(models.TextChoices):
         STEERING = "steering", "Steering group"
 
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="consortium_roles")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="consortium_roles"
+    )
     role = models.CharField(max_length=20, choices=Role.choices)
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -118,10 +120,16 @@ class Outcome(models.Model):
     description = models.TextField(blank=True)
     measure = models.CharField(max_length=4, choices=MEASURE_CHOICES)
     direction = models.CharField(max_length=6, choices=Direction.choices, default=Direction.HIGHER_IS_BETTER)
-    instruments = models.JSONField(default=list, blank=True, help_text="Allowed instruments; empty allows any.")
-    timepoints = models.JSONField(default=list, blank=True, help_text="Allowed time points; empty allows any.")
+    instruments = models.JSONField(
+        default=list, blank=True, help_text="Allowed instruments; empty allows any."
+    )
+    timepoints = models.JSONField(
+        default=list, blank=True, help_text="Allowed time points; empty allows any."
+    )
     moderators = models.JSONField(
-        default=list, blank=True, help_text='Recorded moderator columns: [{"name": ..., "kind": "numeric"|"categorical"}]'
+        default=list,
+        blank=True,
+        help_text='Recorded moderator columns: [{"name": ..., "kind": "numeric"|"categorical"}]',
     )
     created_at = models.DateTimeField(auto_now_add=True)
 

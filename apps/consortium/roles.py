@@ -36,7 +36,7 @@ def api_client_of(user: AnyUser) -> ApiClient | None:
     if not user.is_authenticated:
         return None
     try:
-        return user.api_client  # type: ignore[union-attr]
+        return user.api_client
     except ApiClient.DoesNotExist:
         return None
 
@@ -61,13 +61,17 @@ def centres_changeable(user: AnyUser) -> QuerySet[Centre]:
         return Centre.objects.none()
     if is_administrator(user):
         return Centre.objects.all()
-    return get_objects_for_user(user, "consortium.change_centre_data", klass=Centre, accept_global_perms=False)
+    return get_objects_for_user(
+        user, "consortium.change_centre_data", klass=Centre, accept_global_perms=False
+    )
 
 
 def can_change_centre(user: AnyUser, centre: Centre) -> bool:
     if is_administrator(user):
         return True
-    return bool(user.is_authenticated and user.is_active and user.has_perm("consortium.change_centre_data", centre))
+    return bool(
+        user.is_authenticated and user.is_active and user.has_perm("consortium.change_centre_data", centre)
+    )
 
 
 def reads_all_submitted_data(user: AnyUser) -> bool:

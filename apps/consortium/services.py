@@ -43,8 +43,12 @@ def membership_set(*, actor: User | None, user: User, centre: Centre, role: str)
     _sync_perms(user, centre, role)
     if before != {"role": role}:
         audit_record(
-            actor=actor, action="membership.set", obj=membership, centre=centre,
-            before=before, after={"user": user.username, "centre": centre.code, "role": role},
+            actor=actor,
+            action="membership.set",
+            obj=membership,
+            centre=centre,
+            before=before,
+            after={"user": user.username, "centre": centre.code, "role": role},
         )
     return membership
 
@@ -56,7 +60,12 @@ def membership_remove(*, actor: User | None, membership: Membership) -> None:
     membership.delete()
     _sync_perms(user, centre, None)
     audit_record(
-        actor=actor, action="membership.remove", obj=None, object_type="consortium.membership",
-        object_id=str(membership.pk), centre=centre,
-        before={"user": user.username, "centre": centre.code, "role": role}, after=None,
+        actor=actor,
+        action="membership.remove",
+        obj=None,
+        object_type="consortium.membership",
+        object_id=str(membership.pk),
+        centre=centre,
+        before={"user": user.username, "centre": centre.code, "role": role},
+        after=None,
     )

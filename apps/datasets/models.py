@@ -41,7 +41,9 @@ class Study(models.Model):
 
     class Meta:
         ordering = ["centre", "label"]
-        constraints = [models.UniqueConstraint(fields=["centre", "label"], name="unique_study_label_per_centre")]
+        constraints = [
+            models.UniqueConstraint(fields=["centre", "label"], name="unique_study_label_per_centre")
+        ]
 
     def __str__(self) -> str:
         return self.label
@@ -72,7 +74,9 @@ class Dataset(models.Model):
 
     class Meta:
         ordering = ["outcome__code", "centre__code"]
-        constraints = [models.UniqueConstraint(fields=["centre", "outcome"], name="one_dataset_per_centre_outcome")]
+        constraints = [
+            models.UniqueConstraint(fields=["centre", "outcome"], name="one_dataset_per_centre_outcome")
+        ]
 
     def __str__(self) -> str:
         return f"{self.centre.code} / {self.outcome.code}"

@@ -38,6 +38,10 @@ def dataset_version_diff(*, old: DatasetVersion, new: DatasetVersion) -> dict[st
         "added": added,
         "removed": removed,
         "changed": changed,
-        "summary": {"added": len(added), "removed": len(removed), "changed": len(changed),
-                    "unchanged": len(new_rows) - len(added) - len(changed)},
+        "summary": {
+            "added": len(added),
+            "removed": len(removed),
+            "changed": len(changed),
+            "unchanged": len(new_rows) - len(added) - len(changed),
+        },
     }

@@ -29,7 +29,9 @@ def upload_spec_for(outcome: Outcome) -> UploadSpec:
         measure=outcome.measure,
         instruments=frozenset(outcome.instruments or ()),
         timepoints=frozenset(outcome.timepoints or ()),
-        moderators=tuple(ModeratorSpec(name=m["name"], kind=m.get("kind", "categorical")) for m in outcome.moderators),
+        moderators=tuple(
+            ModeratorSpec(name=m["name"], kind=m.get("kind", "categorical")) for m in outcome.moderators
+        ),
         max_bytes=settings.UPLOAD_MAX_BYTES,
         max_rows=settings.UPLOAD_MAX_ROWS,
         max_xlsx_uncompressed_bytes=settings.UPLOAD_MAX_XLSX_UNCOMPRESSED_BYTES,
@@ -103,10 +105,18 @@ def _version_create(
     dataset.save(update_fields=["current_version", "updated_at"])
     _register_studies(dataset.centre, rows)
     audit_record(
-        actor=actor, action="dataset.version_create" if restored_from is None else "dataset.version_restore",
-        obj=dataset, centre=dataset.centre, before=before,
-        after={"version": number, "checksum": checksum, "rows": len(rows), "reason": reason,
-               "restored_from": restored_from.number if restored_from else None},
+        actor=actor,
+        action="dataset.version_create" if restored_from is None else "dataset.version_restore",
+        obj=dataset,
+        centre=dataset.centre,
+        before=before,
+        after={
+            "version": number,
+            "checksum": checksum,
+            "rows": len(rows),
+            "reason": reason,
+            "restored_from": restored_from.number if restored_from else None,
+        },
     )
     if dataset.status == Dataset.Status.SUBMITTED:
         _request_recompute(dataset.outcome)
@@ -117,8 +127,11 @@ def _register_studies(centre: Centre, rows: list[dict[str, Any]]) -> None:
     labels = {str(r["study"]): r.get("year") for r in rows if r.get("study")}
     existing = set(Study.objects.filter(centre=centre, label__in=labels).values_list("label", flat=True))
     Study.objects.bulk_create(
-        [Study(centre=centre, label=label, year=year if isinstance(year, int) else None)
-         for label, year in labels.items() if label not in existing],
+        [
+            Study(centre=centre, label=label, year=year if isinstance(year, int) else None)
+            for label, year in labels.items()
+            if label not in existing
+        ],
         ignore_conflicts=True,
     )
 
@@ -148,12 +161,16 @@ def dataset_version_create(
         _assert_can_change(actor, centre)
         dataset, _ = Dataset.objects.get_or_create(centre=centre, outcome=outcome)
         # Serialise concurrent uploads to one dataset so version numbers stay dense and ordered.
-        dataset = Dataset.objects.select_for_update(of=("self",)).select_related("current_version", "outcome", "centre").get(
-            pk=dataset.pk
+        dataset = (
+            Dataset.objects.select_for_update(of=("self",))
+            .select_related("current_version", "outcome", "centre")
+            .get(pk=dataset.pk)
         )
         stored_file, file_sha = ("", "")
         if content is not None:
-            stored_file, file_sha = _store_original(centre=centre, outcome=outcome, content=content, filename=filename)
+            stored_file, file_sha = _store_original(
+                centre=centre, outcome=outcome, content=content, filename=filename
+            )
         return _version_create(
             actor=actor,
             dataset=dataset,
@@ -179,7 +196,11 @@ _TRANSITIONS = {
 def dataset_set_status(*, actor: User | None, dataset: Dataset, status: str, reason: str = "") -> Dataset:
     """Move a dataset through its lifecycle (draft -> submitted -> withdrawn -> submitted/draft)."""
     with transaction.atomic():
-        dataset = Dataset.objects.select_for_update(of=("self",)).select_related("centre", "outcome").get(pk=dataset.pk)
+        dataset = (
+            Dataset.objects.select_for_update(of=("self",))
+            .select_related("centre", "outcome")
+            .get(pk=dataset.pk)
+        )
         _assert_can_change(actor, dataset.centre)
         old = dataset.status
         if old == status:
@@ -190,18 +211,28 @@ def dataset_set_status(*, actor: User | None, dataset: Dataset, status: str, rea
             raise ValidationError("A dataset without any version cannot be submitted.", code="no_version")
         dataset.status = status
         dataset.save(update_fields=["status", "updated_at"])
-        audit_record(actor=actor, action="dataset.status", obj=dataset, centre=dataset.centre,
-                     before={"status": old}, after={"status": status, "reason": reason})
+        audit_record(
+            actor=actor,
+            action="dataset.status",
+            obj=dataset,
+            centre=dataset.centre,
+            before={"status": old},
+            after={"status": status, "reason": reason},
+        )
         if Dataset.Status.SUBMITTED in (old, status):
             _request_recompute(dataset.outcome)
         return dataset
 
 
-def dataset_version_restore(*, actor: User | None, version: DatasetVersion, reason: str = "") -> tuple[DatasetVersion, bool]:
+def dataset_version_restore(
+    *, actor: User | None, version: DatasetVersion, reason: str = ""
+) -> tuple[DatasetVersion, bool]:
     """Restore an earlier version's rows as a new version (history is never rewritten)."""
     with transaction.atomic():
-        dataset = Dataset.objects.select_for_update(of=("self",)).select_related("current_version", "centre", "outcome").get(
-            pk=version.dataset_id
+        dataset = (
+            Dataset.objects.select_for_update(of=("self",))
+            .select_related("current_version", "centre", "outcome")
+            .get(pk=version.dataset_id)
         )
         _assert_can_change(actor, dataset.centre)
         return _version_create(

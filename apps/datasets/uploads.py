@@ -39,10 +39,17 @@ def upload_target(*, user: User, centre_code: str, outcome_code: str) -> tuple[C
         raise PermissionDenied("Only the centre's data managers may upload its data.")
     outcome = Outcome.objects.filter(code=outcome_code).first()
     if outcome is None:
-        raise UploadRejected([
-            UploadError(row=None, column="outcome", value=outcome_code, code="unknown_outcome",
-                        message=f"There is no outcome '{outcome_code}' in the data dictionary."),
-        ])
+        raise UploadRejected(
+            [
+                UploadError(
+                    row=None,
+                    column="outcome",
+                    value=outcome_code,
+                    code="unknown_outcome",
+                    message=f"There is no outcome '{outcome_code}' in the data dictionary.",
+                ),
+            ]
+        )
     return centre, outcome
 
 
@@ -66,7 +73,12 @@ def upload_receive(
         assert content is not None
         parsed = parse_upload(content, filename=filename, spec=spec, content_type=content_type)
     version, created = dataset_version_create(
-        actor=user, centre=centre, outcome=outcome, parsed=parsed, content=content,
-        filename=filename or "rows.json", reason=reason,
+        actor=user,
+        centre=centre,
+        outcome=outcome,
+        parsed=parsed,
+        content=content,
+        filename=filename or "rows.json",
+        reason=reason,
     )
     return UploadOutcome(version=version, created=created, parsed=parsed)

@@ -55,11 +55,17 @@ def forest_svg(blocks: dict[str, Any], studies: list[str], *, direction: str, me
         cy = top + i * row_h
         size = 3 + 6 * math.sqrt((1 / se) / max_w)
         parts.append(f'<text x="4" y="{cy + 4}" class="label">{escape(name[:34])}</text>')
-        parts.append(f'<line x1="{x(y - z * se):.1f}" y1="{cy}" x2="{x(y + z * se):.1f}" y2="{cy}" class="ci"/>')
-        parts.append(f'<rect x="{x(y) - size / 2:.1f}" y="{cy - size / 2:.1f}" width="{size:.1f}" '
-                     f'height="{size:.1f}" class="box"/>')
-        parts.append(f'<text x="{label_w + plot_w + 8}" y="{cy + 4}" class="num">{_fmt(y)} '
-                     f'[{_fmt(y - z * se)}, {_fmt(y + z * se)}]</text>')
+        parts.append(
+            f'<line x1="{x(y - z * se):.1f}" y1="{cy}" x2="{x(y + z * se):.1f}" y2="{cy}" class="ci"/>'
+        )
+        parts.append(
+            f'<rect x="{x(y) - size / 2:.1f}" y="{cy - size / 2:.1f}" width="{size:.1f}" '
+            f'height="{size:.1f}" class="box"/>'
+        )
+        parts.append(
+            f'<text x="{label_w + plot_w + 8}" y="{cy + 4}" class="num">{_fmt(y)} '
+            f"[{_fmt(y - z * se)}, {_fmt(y + z * se)}]</text>"
+        )
     cy = top + (len(rows) + 1) * row_h
     if est is not None and ci_lb is not None and ci_ub is not None:
         if pi_lb is not None and pi_ub is not None:
@@ -69,18 +75,24 @@ def forest_svg(blocks: dict[str, Any], studies: list[str], *, direction: str, me
             f'class="diamond"/>'
         )
         parts.append(f'<text x="4" y="{cy + 4}" class="label pooled">Pooled (RE model)</text>')
-        parts.append(f'<text x="{label_w + plot_w + 8}" y="{cy + 4}" class="num pooled">{_fmt(est)} '
-                     f'[{_fmt(ci_lb)}, {_fmt(ci_ub)}]</text>')
+        parts.append(
+            f'<text x="{label_w + plot_w + 8}" y="{cy + 4}" class="num pooled">{_fmt(est)} '
+            f"[{_fmt(ci_lb)}, {_fmt(ci_ub)}]</text>"
+        )
     axis_y = height - 26
     parts.append(f'<line x1="{label_w}" y1="{axis_y}" x2="{label_w + plot_w}" y2="{axis_y}" class="axis"/>')
     for tick in _ticks(lo, hi):
-        parts.append(f'<line x1="{x(tick):.1f}" y1="{axis_y}" x2="{x(tick):.1f}" y2="{axis_y + 4}" class="axis"/>')
+        parts.append(
+            f'<line x1="{x(tick):.1f}" y1="{axis_y}" x2="{x(tick):.1f}" y2="{axis_y + 4}" class="axis"/>'
+        )
         parts.append(f'<text x="{x(tick):.1f}" y="{axis_y + 14}" class="tick">{tick:g}</text>')
     # Which side favours the intervention: higher-is-better outcomes to the right of zero.
     right_favours = "intervention" if direction == "higher" else "control"
     left_favours = "control" if direction == "higher" else "intervention"
     parts.append(f'<text x="{label_w + 4}" y="{height - 4}" class="favours">← favours {left_favours}</text>')
-    parts.append(f'<text x="{label_w + plot_w - 4}" y="{height - 4}" class="favours end">favours {right_favours} →</text>')
+    parts.append(
+        f'<text x="{label_w + plot_w - 4}" y="{height - 4}" class="favours end">favours {right_favours} →</text>'
+    )
     parts.append(f'<text x="{label_w + plot_w / 2}" y="{top - 16}" class="tick">{escape(measure)}</text>')
     parts.append("</svg>")
     return "".join(parts)
@@ -90,8 +102,11 @@ def funnel_svg(blocks: dict[str, Any]) -> str:
     """A funnel plot: effect against standard error (inverted), with the pseudo 95 % region."""
     es = blocks.get("effect_sizes") or {}
     fit = blocks.get("fit") or {}
-    pts = [(y, math.sqrt(v)) for y, v in zip(es.get("yi") or [], es.get("vi") or [], strict=False)
-           if y is not None and v is not None and v > 0]
+    pts = [
+        (y, math.sqrt(v))
+        for y, v in zip(es.get("yi") or [], es.get("vi") or [], strict=False)
+        if y is not None and v is not None and v > 0
+    ]
     est = (fit.get("beta") or [None])[0]
     if not pts or est is None:
         return ""
@@ -156,8 +171,9 @@ def _ticks(lo: float, hi: float) -> list[float]:
         if span / (step * mult) <= 6:
             step *= mult
             break
-    start = math.ceil(lo / step) * step
-    ticks, t = [], start
+    start = float(math.ceil(lo / step) * step)
+    ticks: list[float] = []
+    t = start
     while t <= hi + 1e-12:
         ticks.append(round(t, 10))
         t += step

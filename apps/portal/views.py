@@ -45,25 +45,43 @@ def home(request: HttpRequest) -> HttpResponse:
         return render(request, "portal/welcome.html")
     visible = AnalysisResult.objects.visible_to(request.user)
     cards = []
-    for analysis in Analysis.objects.visible_to(request.user).filter(is_default=True).select_related(
-        "outcome", "current_result"
+    for analysis in (
+        Analysis.objects.visible_to(request.user)
+        .filter(is_default=True)
+        .select_related("outcome", "current_result")
     ):
         result = analysis.current_result
         if result is not None and not visible.filter(pk=result.pk).exists():
-            result = visible.filter(analysis=analysis, status=AnalysisResult.Status.DONE).order_by("-seq").first()
-        cards.append({"analysis": analysis, "outcome": analysis.outcome, "result": result,
-                      "pooled": result.pooled if result else None})
-    return render(request, "portal/home.html", {
-        "cards": cards,
-        "is_steering": roles.is_steering(request.user),
-        "datasets": Dataset.objects.visible_to(request.user).select_related("centre", "outcome", "current_version"),
-    })
+            result = (
+                visible.filter(analysis=analysis, status=AnalysisResult.Status.DONE).order_by("-seq").first()
+            )
+        cards.append(
+            {
+                "analysis": analysis,
+                "outcome": analysis.outcome,
+                "result": result,
+                "pooled": result.pooled if result else None,
+            }
+        )
+    return render(
+        request,
+        "portal/home.html",
+        {
+            "cards": cards,
+            "is_steering": roles.is_steering(request.user),
+            "datasets": Dataset.objects.visible_to(request.user).select_related(
+                "centre", "outcome", "current_version"
+            ),
+        },
+    )
 
 
 @login_required
 def outcome_detail(request: HttpRequest, code: str) -> HttpResponse:
     outcome = get_object_or_404(Outcome, code=code)
-    analyses = list(Analysis.objects.visible_to(request.user).filter(outcome=outcome).select_related("current_result"))
+    analyses = list(
+        Analysis.objects.visible_to(request.user).filter(outcome=outcome).select_related("current_result")
+    )
     selected_id = request.GET.get("analysis")
     analysis = next((a for a in analyses if str(a.pk) == selected_id), None) or next(
         (a for a in analyses if a.is_default), analyses[0] if analyses else None
@@ -77,21 +95,32 @@ def outcome_detail(request: HttpRequest, code: str) -> HttpResponse:
         if analysis.current_result_id and any(r.pk == analysis.current_result_id for r in history):
             result = next(r for r in history if r.pk == analysis.current_result_id)
     context: dict[str, Any] = {
-        "outcome": outcome, "analyses": analyses, "analysis": analysis, "result": result,
+        "outcome": outcome,
+        "analyses": analyses,
+        "analysis": analysis,
+        "result": result,
         "is_steering": roles.is_steering(request.user),
     }
     if result is not None and result.status == AnalysisResult.Status.DONE:
         labels = _study_labels(result)
-        context.update({
-            "pooled": result.pooled,
-            "forest": forest_svg(result.blocks, labels, direction=outcome.direction, measure=outcome.measure),
-            "funnel": funnel_svg(result.blocks),
-            "blocks": result.blocks,
-            "leave1out_rows": _zip_rows(result.blocks.get("leave1out"), _included_labels(result)),
-        })
-    points = [(str(r.seq), r.pooled["estimate"], r.pooled["ci_lb"], r.pooled["ci_ub"])
-              for r in history if r.status == AnalysisResult.Status.DONE and r.pooled
-              and None not in (r.pooled["estimate"], r.pooled["ci_lb"], r.pooled["ci_ub"])]
+        context.update(
+            {
+                "pooled": result.pooled,
+                "forest": forest_svg(
+                    result.blocks, labels, direction=outcome.direction, measure=outcome.measure
+                ),
+                "funnel": funnel_svg(result.blocks),
+                "blocks": result.blocks,
+                "leave1out_rows": _zip_rows(result.blocks.get("leave1out"), _included_labels(result)),
+            }
+        )
+    points = [
+        (str(r.seq), r.pooled["estimate"], r.pooled["ci_lb"], r.pooled["ci_ub"])
+        for r in history
+        if r.status == AnalysisResult.Status.DONE
+        and r.pooled
+        and None not in (r.pooled["estimate"], r.pooled["ci_lb"], r.pooled["ci_ub"])
+    ]
     context["history_svg"] = history_svg(points)
     context["history"] = list(reversed(history))[:25]
     return render(request, "portal/outcome.html", context)
@@ -103,18 +132,26 @@ def _zip_rows(block: dict[str, Any] | None, included: list[str]) -> list[dict[st
     # Per-study columns are lists; scalars (method, test, level) describe the whole block.
     keys = [k for k, v in block.items() if isinstance(v, list)]
     n = len(block[keys[0]]) if keys else 0
-    return [{"study": included[i] if i < len(included) else str(i + 1), **{k: block[k][i] for k in keys}}
-            for i in range(n)]
+    return [
+        {"study": included[i] if i < len(included) else str(i + 1), **{k: block[k][i] for k in keys}}
+        for i in range(n)
+    ]
 
 
 @login_required
 def dataset_list(request: HttpRequest) -> HttpResponse:
     datasets = Dataset.objects.visible_to(request.user).select_related("centre", "outcome", "current_version")
-    return render(request, "portal/datasets.html", {
-        "datasets": datasets,
-        "upload_centres": roles.centres_changeable(request.user) if roles.api_client_of(request.user) is None else [],
-        "outcomes": Outcome.objects.all(),
-    })
+    return render(
+        request,
+        "portal/datasets.html",
+        {
+            "datasets": datasets,
+            "upload_centres": roles.centres_changeable(request.user)
+            if roles.api_client_of(request.user) is None
+            else [],
+            "outcomes": Outcome.objects.all(),
+        },
+    )
 
 
 @login_required
@@ -131,11 +168,17 @@ def dataset_detail(request: HttpRequest, pk: int) -> HttpResponse:
         except (ValueError, dataset.versions.model.DoesNotExist) as exc:
             raise Http404("No such version.") from exc
         diff = dataset_version_diff(old=old, new=new)
-    return render(request, "portal/dataset.html", {
-        "dataset": dataset, "versions": versions, "diff": diff,
-        "can_change": roles.can_change_centre(request.user, dataset.centre)
-        and roles.api_client_of(request.user) is None,
-    })
+    return render(
+        request,
+        "portal/dataset.html",
+        {
+            "dataset": dataset,
+            "versions": versions,
+            "diff": diff,
+            "can_change": roles.can_change_centre(request.user, dataset.centre)
+            and roles.api_client_of(request.user) is None,
+        },
+    )
 
 
 @login_required
@@ -151,8 +194,12 @@ def dataset_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
         elif action == "restore":
             version = get_object_or_404(dataset.versions, number=request.POST.get("number"))
             new, created = dataset_version_restore(actor=request.user, version=version, reason=reason)  # type: ignore[arg-type]
-            messages.success(request, f"Version {version.number} restored as version {new.number}." if created
-                             else "That version is already the current content.")
+            messages.success(
+                request,
+                f"Version {version.number} restored as version {new.number}."
+                if created
+                else "That version is already the current content.",
+            )
         else:
             raise Http404("Unknown action.")
     except PermissionDenied:
@@ -170,23 +217,37 @@ def upload(request: HttpRequest) -> HttpResponse:
         f = request.FILES.get("file")
         context["selected"] = {"centre": request.POST.get("centre"), "outcome": request.POST.get("outcome")}
         if f is None:
-            context["errors"] = [{"row": None, "column": None, "value": None, "code": "no_file",
-                                  "message": "Choose a CSV or XLSX file to upload."}]
+            context["errors"] = [
+                {
+                    "row": None,
+                    "column": None,
+                    "value": None,
+                    "code": "no_file",
+                    "message": "Choose a CSV or XLSX file to upload.",
+                }
+            ]
             return render(request, "portal/upload.html", context, status=400)
         try:
             outcome = upload_receive(
                 user=request.user,  # type: ignore[arg-type]
-                centre_code=request.POST.get("centre", ""), outcome_code=request.POST.get("outcome", ""),
-                content=f.read(), filename=f.name, content_type=f.content_type, reason=request.POST.get("reason", ""),
+                centre_code=request.POST.get("centre", ""),
+                outcome_code=request.POST.get("outcome", ""),
+                content=f.read(),
+                filename=f.name or "",
+                content_type=f.content_type,
+                reason=request.POST.get("reason", ""),
             )
         except UploadRejected as exc:
             context["errors"] = [e.to_dict() for e in exc.errors]
             return render(request, "portal/upload.html", context, status=400)
         if outcome.created:
-            messages.success(request, f"Stored as version {outcome.version.number} "
-                                      f"({outcome.version.row_count} rows).")
+            messages.success(
+                request, f"Stored as version {outcome.version.number} ({outcome.version.row_count} rows)."
+            )
         else:
-            messages.info(request, "This content is identical to the current version; no new version was created.")
+            messages.info(
+                request, "This content is identical to the current version; no new version was created."
+            )
         request.session["last_mapping"] = [
             {"source": m.source, "target": m.target, "kind": m.kind} for m in outcome.parsed.mapping
         ]

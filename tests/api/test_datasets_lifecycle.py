@@ -18,8 +18,11 @@ pytestmark = pytest.mark.django_db
 
 
 def _upload(client: Any, rows: list[dict[str, Any]], *, reason: str = "") -> Any:
-    return client.post("/api/v1/datasets/upload/", {"centre": "alpha", "outcome": "rf", "rows": rows,
-                                                    "reason": reason}, format="json")
+    return client.post(
+        "/api/v1/datasets/upload/",
+        {"centre": "alpha", "outcome": "rf", "rows": rows, "reason": reason},
+        format="json",
+    )
 
 
 def test_versions_are_immutable_and_identical_content_creates_none(cast: Any, tmp_media: Any) -> None:
@@ -45,8 +48,18 @@ def test_diff_restore_and_history_through_the_api(cast: Any, tmp_media: Any) -> 
     _upload(dm, SMD_ROWS, reason="initial")
     changed = [dict(r) for r in SMD_ROWS[:3]]
     changed[1]["sd1i"] = 7.5
-    changed.append({"study": "Evans 2021", "m1i": 9.0, "sd1i": 3.0, "n1i": 22, "m2i": 8.1, "sd2i": 3.1, "n2i": 20,
-                    "year": 2021})
+    changed.append(
+        {
+            "study": "Evans 2021",
+            "m1i": 9.0,
+            "sd1i": 3.0,
+            "n1i": 22,
+            "m2i": 8.1,
+            "sd2i": 3.1,
+            "n2i": 20,
+            "year": 2021,
+        }
+    )
     resp = _upload(dm, changed, reason="corrected SD, added Evans, dropped Diaz")
     assert resp.status_code == 201
     dataset_id = resp.json()["dataset"]["id"]
@@ -57,7 +70,9 @@ def test_diff_restore_and_history_through_the_api(cast: Any, tmp_media: Any) -> 
     assert diff["changed"] == [{"key": "Baker 2017", "cells": [{"column": "sd1i", "old": 6.1, "new": 7.5}]}]
     assert diff["summary"] == {"added": 1, "removed": 1, "changed": 1, "unchanged": 2}
 
-    restored = dm.post(f"/api/v1/datasets/{dataset_id}/versions/1/restore/", {"reason": "undo"}, format="json")
+    restored = dm.post(
+        f"/api/v1/datasets/{dataset_id}/versions/1/restore/", {"reason": "undo"}, format="json"
+    )
     assert restored.status_code == 201
     assert restored.json()["number"] == 3
     assert restored.json()["restored_from"] == DatasetVersion.objects.get(dataset_id=dataset_id, number=1).pk
@@ -66,7 +81,10 @@ def test_diff_restore_and_history_through_the_api(cast: Any, tmp_media: Any) -> 
     assert v3["rows"] == v1["rows"] and v3["checksum"] == v1["checksum"]
     history = dm.get(f"/api/v1/datasets/{dataset_id}/versions/").json()
     assert [(v["number"], v["reason"]) for v in history] == [
-        (3, "undo"), (2, "corrected SD, added Evans, dropped Diaz"), (1, "initial")]
+        (3, "undo"),
+        (2, "corrected SD, added Evans, dropped Diaz"),
+        (1, "initial"),
+    ]
 
 
 def test_lifecycle_controls_what_is_analysed(cast: Any, tmp_media: Any) -> None:
@@ -78,8 +96,12 @@ def test_lifecycle_controls_what_is_analysed(cast: Any, tmp_media: Any) -> None:
 
     # A draft is not analysed: uploading to it requests no recompute.
     assert Analysis.objects.get(pk=analysis.pk).requested_seq == before
-    assert dm.post(f"/api/v1/datasets/{dataset_id}/withdraw/", {}).status_code == 400  # draft -> withdrawn is not allowed
-    assert dm.post(f"/api/v1/datasets/{dataset_id}/submit/", {"reason": "ready"}).json()["status"] == "submitted"
+    assert (
+        dm.post(f"/api/v1/datasets/{dataset_id}/withdraw/", {}).status_code == 400
+    )  # draft -> withdrawn is not allowed
+    assert (
+        dm.post(f"/api/v1/datasets/{dataset_id}/submit/", {"reason": "ready"}).json()["status"] == "submitted"
+    )
     assert Analysis.objects.get(pk=analysis.pk).requested_seq == before + 1
     assert OutboxEvent.objects.filter(analysis=analysis, seq=before + 1).exists()
 
@@ -125,10 +147,14 @@ def test_portal_upload_versions_diff_restore_and_lifecycle(cast: Any, tmp_media:
 
     def csv_file(rows: list[dict[str, Any]]) -> SimpleUploadedFile:
         cols = ["study", "m1i", "sd1i", "n1i", "m2i", "sd2i", "n2i"]
-        text = "\n".join([";".join(cols)] + [";".join(str(r[c]).replace(".", ",") for c in cols) for r in rows])
+        text = "\n".join(
+            [";".join(cols)] + [";".join(str(r[c]).replace(".", ",") for c in cols) for r in rows]
+        )
         return SimpleUploadedFile("data.csv", text.encode("latin-1"), content_type="text/csv")
 
-    resp = client.post("/upload/", {"centre": "alpha", "outcome": "rf", "file": csv_file(SMD_ROWS), "reason": "v1"})
+    resp = client.post(
+        "/upload/", {"centre": "alpha", "outcome": "rf", "file": csv_file(SMD_ROWS), "reason": "v1"}
+    )
     assert resp.status_code == 302
     dataset = Dataset.objects.get(centre=cast["centre_a"], outcome=cast["outcome"])
     assert dataset.current_version.rows[0]["sd1i"] == 4.2  # decimal comma, semicolon delimiter
@@ -141,8 +167,10 @@ def test_portal_upload_versions_diff_restore_and_lifecycle(cast: Any, tmp_media:
     assert "sd_not_positive" in page and "Nothing was changed" in page
     assert dataset.versions.count() == 1
 
-    client.post("/upload/", {"centre": "alpha", "outcome": "rf",
-                             "file": csv_file([dict(r, n1i=r["n1i"] + 1) for r in SMD_ROWS])})
+    client.post(
+        "/upload/",
+        {"centre": "alpha", "outcome": "rf", "file": csv_file([dict(r, n1i=r["n1i"] + 1) for r in SMD_ROWS])},
+    )
     page = client.get(f"/datasets/{dataset.pk}/?from=1&to=2").content.decode()
     assert "4 changed" in page
     assert client.post(f"/datasets/{dataset.pk}/restore/", {"number": 1}).status_code == 302

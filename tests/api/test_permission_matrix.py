@@ -22,23 +22,23 @@ OBJECTS = ["a_draft", "a_submitted", "b_draft", "b_submitted"]
 # May the user read the dataset?  (1 = yes, 0 = no)
 VISIBLE = {
     #              a_draft a_sub b_draft b_sub
-    "anonymous":  (0,      0,    0,      0),
-    "dm_a":       (1,      1,    0,      0),
-    "member_a":   (1,      1,    0,      0),
-    "dm_b":       (0,      0,    1,      1),
-    "steering":   (0,      1,    0,      1),
-    "api_client": (0,      0,    0,      0),  # results:read scope only
-    "admin":      (1,      1,    1,      1),
+    "anonymous": (0, 0, 0, 0),
+    "dm_a": (1, 1, 0, 0),
+    "member_a": (1, 1, 0, 0),
+    "dm_b": (0, 0, 1, 1),
+    "steering": (0, 1, 0, 1),
+    "api_client": (0, 0, 0, 0),  # results:read scope only
+    "admin": (1, 1, 1, 1),
 }
 # May the user change the dataset (upload, submit, withdraw, restore)?
 CHANGE = {
-    "anonymous":  (0, 0, 0, 0),
-    "dm_a":       (1, 1, 0, 0),
-    "member_a":   (0, 0, 0, 0),
-    "dm_b":       (0, 0, 1, 1),
-    "steering":   (0, 0, 0, 0),
+    "anonymous": (0, 0, 0, 0),
+    "dm_a": (1, 1, 0, 0),
+    "member_a": (0, 0, 0, 0),
+    "dm_b": (0, 0, 1, 1),
+    "steering": (0, 0, 0, 0),
     "api_client": (0, 0, 0, 0),
-    "admin":      (1, 1, 1, 1),
+    "admin": (1, 1, 1, 1),
 }
 
 
@@ -136,9 +136,13 @@ def test_upload(user: str, centre_index: int, tmp_media: Any) -> None:
     obj_index = 0 if centre_index == 0 else 2  # the centre's draft dataset for outcome rf
     client = api_client_for(cast, user)
     rows = [dict(r, m2i=r["m2i"] - 0.5) for r in SMD_ROWS]
-    resp = client.post("/api/v1/datasets/upload/", {"centre": centre, "outcome": "rf", "rows": rows}, format="json")
+    resp = client.post(
+        "/api/v1/datasets/upload/", {"centre": centre, "outcome": "rf", "rows": rows}, format="json"
+    )
     # Whether a centre is visible for upload purposes follows the draft dataset's row of the tables.
-    expected = _write_status(user, VISIBLE[user][obj_index] or CHANGE[user][obj_index], CHANGE[user][obj_index])
+    expected = _write_status(
+        user, VISIBLE[user][obj_index] or CHANGE[user][obj_index], CHANGE[user][obj_index]
+    )
     assert resp.status_code == (201 if expected == 200 else expected), resp.content
     dataset = cast["objects"]["a_draft" if centre_index == 0 else "b_draft"]
     assert dataset.versions.count() == (2 if expected == 200 else 1)
@@ -199,7 +203,9 @@ def test_results_unreleased_only_for_steering_and_admin(user: str, tmp_media: An
     first = analysis_recompute(analysis_id=analysis.pk)
     assert first is not None
     result_release(actor=cast["users"]["steering"], result=first)
-    store_rows(centre=cast["centre_a"], outcome=cast["outcome2"], rows=[dict(r, m1i=r["m1i"] + 2) for r in SMD_ROWS])
+    store_rows(
+        centre=cast["centre_a"], outcome=cast["outcome2"], rows=[dict(r, m1i=r["m1i"] + 2) for r in SMD_ROWS]
+    )
     unreleased = analysis_recompute(analysis_id=analysis.pk)
     assert unreleased is not None and not unreleased.released
     client = api_client_for(cast, user)

@@ -31,8 +31,12 @@ pytestmark = pytest.mark.django_db
 
 def _outcome(measure: str) -> Outcome:
     outcome = Outcome.objects.create(
-        code=CORPUS_OUTCOME, name="Depression", measure=measure, direction="lower",
-        instruments=sorted(CORPUS_INSTRUMENTS), timepoints=sorted(CORPUS_TIMEPOINTS),
+        code=CORPUS_OUTCOME,
+        name="Depression",
+        measure=measure,
+        direction="lower",
+        instruments=sorted(CORPUS_INSTRUMENTS),
+        timepoints=sorted(CORPUS_TIMEPOINTS),
         moderators=[{"name": m.name, "kind": m.kind} for m in CORPUS_MODERATORS],
     )
     analysis_create_default(outcome=outcome)
@@ -67,18 +71,26 @@ def test_malformed_upload_is_rejected_and_changes_nothing(
     _outcome(case.measure)
     before, files_before = _snapshot(), _files(tmp_media)
     client = api_client_for(cast, "dm_a")
-    upload = SimpleUploadedFile(case.filename, case.content,
-                                content_type=case.content_type or "application/octet-stream")
+    upload = SimpleUploadedFile(
+        case.filename, case.content, content_type=case.content_type or "application/octet-stream"
+    )
     with django_capture_on_commit_callbacks() as callbacks:
-        resp = client.post("/api/v1/datasets/upload/", {"centre": "alpha", "outcome": CORPUS_OUTCOME,
-                                                       "file": upload}, format="multipart")
+        resp = client.post(
+            "/api/v1/datasets/upload/",
+            {"centre": "alpha", "outcome": CORPUS_OUTCOME, "file": upload},
+            format="multipart",
+        )
     assert 400 <= resp.status_code < 500, resp.content[:500]
     body = resp.json()
     codes = {e["code"] for e in body["errors"]}
     assert codes == set(case.expected_codes), body["errors"][:5]
     for row, column, code in case.locations:
         assert any(e["row"] == row and e["column"] == column and e["code"] == code for e in body["errors"]), (
-            row, column, code, body["errors"][:5])
+            row,
+            column,
+            code,
+            body["errors"][:5],
+        )
     if case.expected_count is not None:
         assert len(body["errors"]) == case.expected_count
     assert all(e["message"] for e in body["errors"])
@@ -89,12 +101,17 @@ def test_malformed_upload_is_rejected_and_changes_nothing(
 
 
 @pytest.mark.parametrize("case", valid_cases, ids=[c.name for c in valid_cases])
-def test_messy_but_valid_upload_is_stored_with_its_mapping(case: ValidCase, cast: Any, tmp_media: Path) -> None:
+def test_messy_but_valid_upload_is_stored_with_its_mapping(
+    case: ValidCase, cast: Any, tmp_media: Path
+) -> None:
     _outcome(case.measure)
     client = api_client_for(cast, "dm_a")
     upload = SimpleUploadedFile(case.filename, case.content, content_type=case.content_type or "text/csv")
-    resp = client.post("/api/v1/datasets/upload/", {"centre": "alpha", "outcome": CORPUS_OUTCOME, "file": upload,
-                                                   "reason": case.name}, format="multipart")
+    resp = client.post(
+        "/api/v1/datasets/upload/",
+        {"centre": "alpha", "outcome": CORPUS_OUTCOME, "file": upload, "reason": case.name},
+        format="multipart",
+    )
     assert resp.status_code == 201, resp.content[:800]
     body = resp.json()
     version = DatasetVersion.objects.get(pk=body["version"]["id"])
@@ -107,9 +124,15 @@ def test_messy_but_valid_upload_is_stored_with_its_mapping(case: ValidCase, cast
     stored = tmp_media / version.stored_file
     assert stored.read_bytes() == case.content
     # re-uploading the same content creates no new version
-    again = client.post("/api/v1/datasets/upload/", {"centre": "alpha", "outcome": CORPUS_OUTCOME,
-                                                    "file": SimpleUploadedFile(case.filename, case.content)},
-                        format="multipart")
+    again = client.post(
+        "/api/v1/datasets/upload/",
+        {
+            "centre": "alpha",
+            "outcome": CORPUS_OUTCOME,
+            "file": SimpleUploadedFile(case.filename, case.content),
+        },
+        format="multipart",
+    )
     assert again.status_code == 200 and again.json()["created"] is False
     assert DatasetVersion.objects.count() == 1
 
@@ -126,15 +149,28 @@ def test_export_neutralises_spreadsheet_formulas(cast: Any, tmp_media: Path) -> 
     # Uploads refuse formula-like cells, so store such rows directly (as older data or an import
     # might hold them): the export must neutralise whatever is stored.
     rows = [dict(r) for r in SMD_ROWS]
-    rows[0]["setting"] = "=HYPERLINK(\"http://evil\")"
+    rows[0]["setting"] = '=HYPERLINK("http://evil")'
     rows[1]["setting"] = "@SUM(A1)"
     rows[2]["setting"] = "+cmd"
     rows[3]["setting"] = "home"
     columns = (*SMD_ROWS[0].keys(), "setting")
-    parsed = ParsedUpload(rows=tuple(rows), columns=columns, mapping=(), warnings=(), source_format="json",
-                          encoding=None, delimiter=None)
-    version, _ = dataset_version_create(actor=None, centre=cast["centre_a"], outcome=cast["outcome"],
-                                        parsed=parsed, content=None, filename="import.json")
+    parsed = ParsedUpload(
+        rows=tuple(rows),
+        columns=columns,
+        mapping=(),
+        warnings=(),
+        source_format="json",
+        encoding=None,
+        delimiter=None,
+    )
+    version, _ = dataset_version_create(
+        actor=None,
+        centre=cast["centre_a"],
+        outcome=cast["outcome"],
+        parsed=parsed,
+        content=None,
+        filename="import.json",
+    )
     dataset = version.dataset
     client = api_client_for(cast, "dm_a")
     text = client.get(f"/api/v1/datasets/{dataset.pk}/export/?fmt=csv").content.decode("utf-8-sig")
@@ -143,6 +179,6 @@ def test_export_neutralises_spreadsheet_formulas(cast: Any, tmp_media: Path) -> 
     xlsx = client.get(f"/api/v1/datasets/{dataset.pk}/export/?fmt=xlsx").content
     sheet = openpyxl.load_workbook(io.BytesIO(xlsx)).active
     values = [c.value for row in sheet.iter_rows() for c in row]
-    assert "'=HYPERLINK(\"http://evil\")" in values
+    assert '\'=HYPERLINK("http://evil")' in values
     assert not any(isinstance(v, str) and v.startswith("=") for v in values)
     assert 12.1 in values  # numbers stay numbers

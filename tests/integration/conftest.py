@@ -58,12 +58,34 @@ class WorkerProcess:
             **self.extra_env,
         }
         self._log_handle = self.log.open("ab")
-        self.proc = subprocess.Popen(  # noqa: S603
-            [CELERY, "-A", "workers.celery", "worker", "--beat", "--schedule", str(self.tmp / "beat-schedule"),
-             "--concurrency", str(self.concurrency), "--pool", "prefork", "-Q", "recompute",
-             "--without-gossip", "--without-mingle", "--without-heartbeat", "--loglevel", "INFO",
-             "-n", f"test-{uuid.uuid4().hex[:8]}@%h"],
-            cwd=ROOT, env=env, stdout=self._log_handle, stderr=subprocess.STDOUT, start_new_session=True,
+        self.proc = subprocess.Popen(
+            [
+                CELERY,
+                "-A",
+                "workers.celery",
+                "worker",
+                "--beat",
+                "--schedule",
+                str(self.tmp / "beat-schedule"),
+                "--concurrency",
+                str(self.concurrency),
+                "--pool",
+                "prefork",
+                "-Q",
+                "recompute",
+                "--without-gossip",
+                "--without-mingle",
+                "--without-heartbeat",
+                "--loglevel",
+                "INFO",
+                "-n",
+                f"test-{uuid.uuid4().hex[:8]}@%h",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=self._log_handle,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -121,7 +143,9 @@ def live_worker(worker_factory: Callable[..., WorkerProcess]) -> WorkerProcess:
     return worker_factory()
 
 
-def wait_until(predicate: Callable[[], Any], *, timeout: float, interval: float = 0.05, what: str = "") -> Any:
+def wait_until(
+    predicate: Callable[[], Any], *, timeout: float, interval: float = 0.05, what: str = ""
+) -> Any:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = predicate()
@@ -154,10 +178,25 @@ class PrivateRedis:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        self.proc = subprocess.Popen(  # noqa: S603
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.dir),
-             "--appendonly", "yes", "--appendfsync", "always", "--save", ""],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        self.proc = subprocess.Popen(
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--dir",
+                str(self.dir),
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+                "--save",
+                "",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
         )
         import redis
 

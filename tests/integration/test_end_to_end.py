@@ -28,7 +28,9 @@ def _current(client: Any, outcome: str) -> dict[str, Any] | None:
     return None
 
 
-def test_upload_flows_through_the_worker_to_the_api_and_the_outcome_page(live_worker: Any, tmp_media: Any) -> None:
+def test_upload_flows_through_the_worker_to_the_api_and_the_outcome_page(
+    live_worker: Any, tmp_media: Any
+) -> None:
     from django.core.files.uploadedfile import SimpleUploadedFile
 
     cast = make_cast()
@@ -37,8 +39,11 @@ def test_upload_flows_through_the_worker_to_the_api_and_the_outcome_page(live_wo
 
     # Given a data manager's CSV for one outcome
     upload = SimpleUploadedFile("alpha-rf.csv", _csv(SMD_ROWS), content_type="text/csv")
-    resp = dm.post("/api/v1/datasets/upload/", {"centre": "alpha", "outcome": "rf", "file": upload,
-                                               "reason": "first upload"}, format="multipart")
+    resp = dm.post(
+        "/api/v1/datasets/upload/",
+        {"centre": "alpha", "outcome": "rf", "file": upload, "reason": "first upload"},
+        format="multipart",
+    )
     assert resp.status_code == 201, resp.content
     dataset_id = resp.json()["dataset"]["id"]
     version = resp.json()["version"]
@@ -51,7 +56,9 @@ def test_upload_flows_through_the_worker_to_the_api_and_the_outcome_page(live_wo
     result = steering.get(f"/api/v1/results/{data['current_result']['id']}/").json()
     assert result["status"] == "done"
     assert result["k"] == 4
-    assert [(v["version"], v["checksum"]) for v in result["dataset_versions"]] == [(version["id"], version["checksum"])]
+    assert [(v["version"], v["checksum"]) for v in result["dataset_versions"]] == [
+        (version["id"], version["checksum"])
+    ]
     assert result["spec"]["method"] == "REML"
     expected = run_analysis(AnalysisSpec(measure="SMD", method="REML"), SMD_ROWS).to_dict()["blocks"]["fit"]
     assert result["blocks"]["fit"]["beta"][0] == pytest.approx(expected["beta"][0], rel=1e-12)
@@ -61,8 +68,9 @@ def test_upload_flows_through_the_worker_to_the_api_and_the_outcome_page(live_wo
     corrected = [dict(r) for r in SMD_ROWS]
     corrected[0]["m1i"] = 14.0
     upload = SimpleUploadedFile("alpha-rf.csv", _csv(corrected), content_type="text/csv")
-    resp = dm.post("/api/v1/datasets/upload/", {"centre": "alpha", "outcome": "rf", "file": upload},
-                   format="multipart")
+    resp = dm.post(
+        "/api/v1/datasets/upload/", {"centre": "alpha", "outcome": "rf", "file": upload}, format="multipart"
+    )
     assert resp.status_code == 201
     v2 = resp.json()["version"]
     assert v2["number"] == 2

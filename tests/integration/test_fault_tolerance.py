@@ -40,10 +40,15 @@ def _assert_results_match_a_fresh_recompute(*, tol: float = 1e-12) -> None:
             continue
         assert result is not None, analysis
         assert [(v["version"], v["checksum"]) for v in result.dataset_versions] == [
-            (v["version"], v["checksum"]) for v in provenance]
+            (v["version"], v["checksum"]) for v in provenance
+        ]
         spec = analysis.spec()
-        fresh = run_analysis(AnalysisSpec(measure=spec["measure"], method=spec["method"], test=spec["test"],
-                                          level=spec["level"]), rows).to_dict()["blocks"]["fit"]
+        fresh = run_analysis(
+            AnalysisSpec(
+                measure=spec["measure"], method=spec["method"], test=spec["test"], level=spec["level"]
+            ),
+            rows,
+        ).to_dict()["blocks"]["fit"]
         stored = result.blocks["fit"]
         assert stored["beta"][0] == pytest.approx(fresh["beta"][0], rel=tol, abs=tol)
         assert stored["se"][0] == pytest.approx(fresh["se"][0], rel=tol, abs=tol)
@@ -56,7 +61,9 @@ def _vary(rows: list[dict[str, Any]], i: int) -> list[dict[str, Any]]:
     return out
 
 
-def test_killing_a_worker_child_mid_recompute_never_loses_the_result(worker_factory: Any, tmp_media: Any) -> None:
+def test_killing_a_worker_child_mid_recompute_never_loses_the_result(
+    worker_factory: Any, tmp_media: Any
+) -> None:
     cast = make_cast()
     dataset = store_rows(centre=cast["centre_a"], outcome=cast["outcome"], rows=SMD_ROWS, submit=True)
     analysis = Analysis.objects.get(outcome=cast["outcome"], is_default=True)
@@ -66,23 +73,30 @@ def test_killing_a_worker_child_mid_recompute_never_loses_the_result(worker_fact
         # Given a recompute in progress
         store_rows(centre=dataset.centre, outcome=dataset.outcome, rows=_vary(SMD_ROWS, trial))
         seq = Analysis.objects.get(pk=analysis.pk).requested_seq
-        wait_until(lambda: Analysis.objects.filter(pk=analysis.pk, running_since__isnull=False).exists(),
-                   timeout=30, what="the recompute to start")
+        wait_until(
+            lambda: Analysis.objects.filter(pk=analysis.pk, running_since__isnull=False).exists(),
+            timeout=30,
+            what="the recompute to start",
+        )
         # When the child computing it is killed
         children = worker.children()
         assert children, "the prefork pool has a child"
         for pid in children:
             os.kill(pid, signal.SIGKILL)
         # Then the result still lands
-        wait_until(lambda s=seq: Analysis.objects.filter(pk=analysis.pk, computed_seq__gte=s).exists(),
-                   timeout=60, what=f"trial {trial}: the result after the kill")
+        wait_until(
+            lambda s=seq: Analysis.objects.filter(pk=analysis.pk, computed_seq__gte=s).exists(),
+            timeout=60,
+            what=f"trial {trial}: the result after the kill",
+        )
         landed += 1
     assert landed == 10
     _assert_results_match_a_fresh_recompute()
 
 
-def test_broker_outage_delays_but_never_fails_or_drops_uploads(private_redis: Any, worker_factory: Any,
-                                                                tmp_media: Any) -> None:
+def test_broker_outage_delays_but_never_fails_or_drops_uploads(
+    private_redis: Any, worker_factory: Any, tmp_media: Any
+) -> None:
     cast = make_cast()
     for outcome in (cast["outcome"], cast["outcome2"]):
         store_rows(centre=cast["centre_a"], outcome=outcome, rows=SMD_ROWS, submit=True)
@@ -106,26 +120,34 @@ def test_broker_outage_delays_but_never_fails_or_drops_uploads(private_redis: An
         centre = "alpha" if i % 2 == 0 else "beta"
         outcome = "rf" if (i // 2) % 2 == 0 else "dep"
         t0 = time.perf_counter()
-        resp = clients[centre].post("/api/v1/datasets/upload/", {"centre": centre, "outcome": outcome,
-                                                                  "rows": _vary(SMD_ROWS, i)}, format="json")
+        resp = clients[centre].post(
+            "/api/v1/datasets/upload/",
+            {"centre": centre, "outcome": outcome, "rows": _vary(SMD_ROWS, i)},
+            format="json",
+        )
         durations.append(time.perf_counter() - t0)
         statuses.append(resp.status_code)
         if stopped_at and not restarted_at:
-            time.sleep(max(0.0, min(0.06, 15 - (time.monotonic() - stopped_at))))  # spread uploads over the outage
+            time.sleep(
+                max(0.0, min(0.06, 15 - (time.monotonic() - stopped_at)))
+            )  # spread uploads over the outage
         del elapsed
     if not restarted_at:
         time.sleep(max(0.0, 15 - (time.monotonic() - stopped_at)))
         private_redis.start()
     # Then no upload failed or waited on the broker
     assert statuses.count(201) == 300, {s: statuses.count(s) for s in set(statuses)}
-    assert max(durations) < 0.5, f"slowest upload {max(durations):.3f}s, median {statistics.median(durations):.3f}s"
+    assert max(durations) < 0.5, (
+        f"slowest upload {max(durations):.3f}s, median {statistics.median(durations):.3f}s"
+    )
     # And once the broker is back, every analysis reflects every upload
     wait_until(_all_current, timeout=120, interval=0.5, what="every analysis to catch up after the outage")
     _assert_results_match_a_fresh_recompute()
 
 
-def test_burst_of_1000_uploads_with_a_worker_killed_ends_exactly_current(worker_factory: Any, tmp_media: Any,
-                                                                          capsys: Any) -> None:
+def test_burst_of_1000_uploads_with_a_worker_killed_ends_exactly_current(
+    worker_factory: Any, tmp_media: Any, capsys: Any
+) -> None:
     from django.core.management import call_command
 
     call_command("load_demo", "--no-compute", stdout=open(os.devnull, "w"))  # noqa: SIM115
@@ -152,8 +174,11 @@ def test_burst_of_1000_uploads_with_a_worker_killed_ends_exactly_current(worker_
         else:
             rows[j]["ai"] = max(0, min(rows[j]["ai"] + ((i % 3) - 1), rows[j]["ai"] + rows[j]["bi"]))
             rows[j]["bi"] = d.current_version.rows[j]["ai"] + d.current_version.rows[j]["bi"] - rows[j]["ai"]
-        resp = clients[d.centre.code].post("/api/v1/datasets/upload/", {
-            "centre": d.centre.code, "outcome": d.outcome.code, "rows": rows}, format="json")
+        resp = clients[d.centre.code].post(
+            "/api/v1/datasets/upload/",
+            {"centre": d.centre.code, "outcome": d.outcome.code, "rows": rows},
+            format="json",
+        )
         assert resp.status_code in (200, 201), resp.content
         d.refresh_from_db()
         if i == 400:

@@ -34,7 +34,9 @@ def test_engine_imports_nothing_from_django() -> None:
         "sys.exit(1 if bad else 0)\n"
     )
     env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
-    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, env=env, check=False)
+    proc = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, env=env, check=False
+    )
     assert proc.returncode == 0, f"engine imported Django modules: {proc.stdout} {proc.stderr}"
 
 
@@ -59,18 +61,33 @@ def test_compose_file_defines_the_stack_with_health_checks_and_persistence() -> 
 
 
 def _run_manage(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    base = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "SECRET_KEY", "DATABASE_URL",
-                                                                        "CELERY_BROKER_URL"))}
-    return subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, capture_output=True, text=True,
-                          env={**base, **env}, check=False, timeout=120)
+    base = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("DJANGO_", "SECRET_KEY", "DATABASE_URL", "CELERY_BROKER_URL"))
+    }
+    return subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={**base, **env},
+        check=False,
+        timeout=120,
+    )
 
 
 def test_production_refuses_to_start_without_secret_and_services() -> None:
     proc = _run_manage(["check"], {"DJANGO_SETTINGS_MODULE": "apps.config.settings.production"})
     assert proc.returncode != 0
     assert "SECRET_KEY" in proc.stderr
-    proc = _run_manage(["check"], {"DJANGO_SETTINGS_MODULE": "apps.config.settings.production",
-                                   "SECRET_KEY": "x" * 10 + "abcdefghijklmnopqrstuvwxyz0123456789ABCDEF"})
+    proc = _run_manage(
+        ["check"],
+        {
+            "DJANGO_SETTINGS_MODULE": "apps.config.settings.production",
+            "SECRET_KEY": "x" * 10 + "abcdefghijklmnopqrstuvwxyz0123456789ABCDEF",
+        },
+    )
     assert proc.returncode != 0
     assert "DATABASE_URL" in proc.stderr
 
@@ -91,7 +108,9 @@ def test_production_passes_check_deploy_without_warnings() -> None:
 
 
 @pytest.mark.parametrize("value", ["ture", "maybe", "2"])
-def test_boolean_settings_reject_anything_but_true_or_false(value: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_boolean_settings_reject_anything_but_true_or_false(
+    value: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from django.core.exceptions import ImproperlyConfigured
 
     from apps.config.env import env_bool
@@ -102,16 +121,21 @@ def test_boolean_settings_reject_anything_but_true_or_false(value: str, monkeypa
 
 
 def test_embedded_default_needs_no_server() -> None:
-    code = ("from django.conf import settings; import django; django.setup();"
-            "print(settings.DATABASES['default']['ENGINE'], settings.CELERY_BROKER_URL)")
+    code = (
+        "from django.conf import settings; import django; django.setup();"
+        "print(settings.DATABASES['default']['ENGINE'], settings.CELERY_BROKER_URL)"
+    )
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "CELERY_BROKER_URL")}
     env["DJANGO_SETTINGS_MODULE"] = "apps.config.settings.local"
-    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, env=env, check=False)
+    proc = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, env=env, check=False
+    )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == ["django.db.backends.sqlite3", "filesystem://"]
 
 
 def test_migrations_are_complete() -> None:
-    proc = _run_manage(["makemigrations", "--check", "--dry-run"],
-                       {"DJANGO_SETTINGS_MODULE": "apps.config.settings.test"})
+    proc = _run_manage(
+        ["makemigrations", "--check", "--dry-run"], {"DJANGO_SETTINGS_MODULE": "apps.config.settings.test"}
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr

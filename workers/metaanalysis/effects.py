@@ -13,7 +13,13 @@ from typing import Any
 
 import numpy as np
 
-from .effect_sizes import MEASURE_COLUMNS, EffectSizes, InvalidStudyDataError, compute_effect_sizes, read_study_table
+from .effect_sizes import (
+    MEASURE_COLUMNS,
+    EffectSizes,
+    InvalidStudyDataError,
+    compute_effect_sizes,
+    read_study_table,
+)
 from .errors import EngineError
 from .results import ResultBase
 
@@ -49,8 +55,9 @@ def included(es: EffectSizes) -> np.ndarray:
     return es.usable
 
 
-def escalc(measure: str, data: Mapping[str, Any], *, add: float = 0.5, to: Any = "only0",
-           drop00: bool = False) -> EffectSizes:
+def escalc(
+    measure: str, data: Mapping[str, Any], *, add: float = 0.5, to: Any = "only0", drop00: bool = False
+) -> EffectSizes:
     """Effect sizes per row as metafor's ``escalc()``; see :func:`effect_sizes.compute_effect_sizes`."""
     return compute_effect_sizes(measure, data, add=add, to=to, drop00=drop00)
 

@@ -12,8 +12,9 @@ class EngineError(ValueError):
 
     code = "engine_error"
 
-    def __init__(self, message: str, *, code: str | None = None, row: int | None = None,
-                 column: str | None = None) -> None:
+    def __init__(
+        self, message: str, *, code: str | None = None, row: int | None = None, column: str | None = None
+    ) -> None:
         super().__init__(message)
         self.message = message
         if code is not None:

@@ -6,10 +6,20 @@ from typing import Any
 
 from .mantel_haenszel import MH_MEASURES, MantelHaenszelResult, PetoResult, rma_mh, rma_peto
 
-__all__ = ["MH_MEASURES", "MantelHaenszelResult", "PetoResult", "mantel_haenszel", "peto", "rma_mh", "rma_peto"]
+__all__ = [
+    "MH_MEASURES",
+    "MantelHaenszelResult",
+    "PetoResult",
+    "mantel_haenszel",
+    "peto",
+    "rma_mh",
+    "rma_peto",
+]
 
 
-def mantel_haenszel(measure: str, ai: Any, bi: Any, ci: Any, di: Any, *, level: float = 95.0) -> MantelHaenszelResult:
+def mantel_haenszel(
+    measure: str, ai: Any, bi: Any, ci: Any, di: Any, *, level: float = 95.0
+) -> MantelHaenszelResult:
     """Mantel-Haenszel pooling of 2x2 tables (metafor ``rma.mh``)."""
     return rma_mh(measure, {"ai": ai, "bi": bi, "ci": ci, "di": di}, level=level)
 

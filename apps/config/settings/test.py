@@ -5,14 +5,12 @@ The database is ``DATABASE_URL`` when set (``make test`` and CI point it at Post
 """
 
 import os
-
-from apps.config.env import env_bool
-from apps.config.settings.base import *  # noqa: F403
-
 import socket
 
 import dj_database_url
 
+from apps.config.env import env_bool
+from apps.config.settings.base import *  # noqa: F403
 from apps.config.settings.base import VAR_DIR
 
 CI = env_bool("CI", False)

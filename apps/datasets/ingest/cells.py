@@ -75,8 +75,8 @@ def read_number(cell: Any, decimal_mark: str | None) -> tuple[float | None, Prob
     number = classify(text)
     if number.kind == "invalid":
         return None, "formula" if looks_like_formula(text) else "text"
-    value = resolve(number, decimal_mark)
-    return (value, None) if value is not None else (None, "ambiguous")
+    resolved = resolve(number, decimal_mark)
+    return (resolved, None) if resolved is not None else (None, "ambiguous")
 
 
 def read_text(cell: Any) -> tuple[str | None, Problem | None]:

@@ -26,6 +26,7 @@ from typing import Any
 from .columns import known_header_keys
 from .errors import UploadError, UploadRejected
 from .naming import column_letter, header_key
+from .numbers import DecimalMark
 from .spec import SourceFormat, UploadSpec
 
 MIB = 1024 * 1024
@@ -114,7 +115,7 @@ class RawTable:
     source_format: SourceFormat
     encoding: str | None = None
     delimiter: str | None = None
-    default_decimal: str | None = "."
+    default_decimal: DecimalMark | None = "."
     errors: list[UploadError] = field(default_factory=list)
     warnings: list[UploadError] = field(default_factory=list)
     item: str = "Row"
@@ -198,7 +199,8 @@ def read_rows_object(rows: object, *, spec: UploadSpec) -> RawTable:
     and a key absent from an object is a blank cell.
     """
     if not isinstance(rows, list):
-        kind = {dict: "an object", str: "a string"}.get(type(rows), type(rows).__name__)
+        kinds: dict[type, str] = {dict: "an object", str: "a string"}
+        kind = kinds.get(type(rows), type(rows).__name__)
         raise _reject(
             "invalid_json",
             f'The JSON must be a list of objects, one per row (e.g. [{{"study": "Smith 2020", ...}}]), '
@@ -538,10 +540,10 @@ def _read_csv(content: bytes, *, spec: UploadSpec) -> RawTable:
                     f"{column_letter(width - 1)}).{hint}",
                 )
             )
-    hint = None
+    one_column_hint: str | None = None
     named = [h for h in header if h.strip()]
     if len(named) == 1:
-        hint = (
+        one_column_hint = (
             f"Only one column was found ('{_short(named[0].strip(), 60)}'): the file may use a delimiter "
             "other than comma, semicolon, tab or pipe."
         )
@@ -555,7 +557,7 @@ def _read_csv(content: bytes, *, spec: UploadSpec) -> RawTable:
         default_decimal="." if delimiter == "," else None,
         errors=errors,
         warnings=warnings_,
-        single_column_hint=hint,
+        single_column_hint=one_column_hint,
     )
 
 

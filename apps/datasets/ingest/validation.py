@@ -500,12 +500,12 @@ class _Validator:
                     empty_arms.append(arm)
             if empty_arms:
                 which = "both groups have" if len(empty_arms) == 2 else f"the {empty_arms[0]} group has"
-                col = self.by_target.get("ai") or self.by_target.get("ci")
+                arm_col = self.by_target.get("ai") or self.by_target.get("ci")
                 self._error(
                     state,
                     "effect_not_computable",
                     raw.number,
-                    col,
+                    arm_col,
                     None,
                     f"{which} no participants (events and non-events are all 0), so no effect size can "
                     "be computed. Check the counts.",
