@@ -183,3 +183,25 @@ def test_leave1out_huge_k_is_batched_and_consistent() -> None:
         ref = rma(np.delete(y, i), np.delete(v, i))
         assert res.tau2[i] == pytest.approx(ref.tau2, rel=1e-9)
         assert res.estimate[i] == pytest.approx(ref.beta[0], rel=1e-9)
+
+
+def test_leave_one_out_series_equals_masked_sums() -> None:
+    from workers.metaanalysis.estimators import Family, Problem
+
+    rng = np.random.default_rng(9)
+    k = 600
+    v = rng.uniform(0.01, 0.5, k)
+    v[7] = 1e-9  # a study with almost all the weight: its row must fall back to the exact sums
+    y = rng.normal(0.3, 0.5, k)
+    fam = Family(Problem(y, v), "loo")
+    idx = np.arange(k)
+    for centre in (0.0, 0.05, 5.0):
+        t = np.abs(centre + rng.normal(0, 1e-3, k))
+        t[11] = centre + 50.0  # far from the others: slow series, exact fallback
+        series = fam.var(idx, t, (1, 2, 3))
+        exact = fam._exact(idx, t, (1, 2, 3))
+        for n, (a, b) in enumerate(zip(series, exact, strict=True), start=1):
+            W = (1.0 / (v[None, :] + t[:, None])) ** n
+            W[idx, idx] = 0.0
+            scale = W @ np.abs(fam.pr.G)
+            assert np.max(np.abs(a - b) / scale) < 1e-13, (centre, n)
