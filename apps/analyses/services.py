@@ -311,6 +311,15 @@ def analysis_recompute(*, analysis_id: int) -> AnalysisResult | None:
                 logger.info("Result for analysis %s request %s was superseded; discarded.", analysis_id, seq)
                 continue
             stored = result
+            logger.info(
+                "Analysis %s: result #%s (%s, k=%s) from %d dataset versions in %.1f ms",
+                analysis_id,
+                seq,
+                status,
+                report.get("k"),
+                len(provenance),
+                compute_ms,
+            )
         Analysis.objects.filter(pk=analysis_id, requested_seq__lte=F("computed_seq")).update(
             running_since=None
         )
