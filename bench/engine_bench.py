@@ -29,6 +29,7 @@ import contextlib
 import cProfile
 import dataclasses
 import datetime as dt
+import functools
 import gc
 import io
 import math
@@ -598,8 +599,8 @@ def run(settings: Settings) -> tuple[list[Row], list[tuple[str, float]]]:
     gen_rows = rows_of({"yi": y, "vi": v})
     spec_gen = AnalysisSpec(measure="GEN", sensitivity=True, bias=True)
     _log(f"(a) whole set, GEN, k = {k}")
-    fn = lambda: run_analysis(spec_gen, gen_rows)  # noqa: E731
-    report = fn().to_dict()
+    fn: Callable[[], Any] = functools.partial(run_analysis, spec_gen, gen_rows)
+    report = run_analysis(spec_gen, gen_rows).to_dict()
     missing = {"fit", "leave1out", "cumulative", "influence", "egger", "trimfill"} - set(report["blocks"])
     if missing:
         raise RuntimeError(f"run_analysis did not compute {sorted(missing)}: {report['notes']}")
@@ -624,8 +625,8 @@ def run(settings: Settings) -> tuple[list[Row], list[tuple[str, float]]]:
     smd_rows = rows_of(cols)
     spec_smd = AnalysisSpec(measure="SMD", sensitivity=True, bias=True)
     _log(f"(a) whole set, SMD, k = {k}")
-    fn = lambda: run_analysis(spec_smd, smd_rows)  # noqa: E731
-    report = fn().to_dict()
+    fn = functools.partial(run_analysis, spec_smd, smd_rows)
+    report = run_analysis(spec_smd, smd_rows).to_dict()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         engine, pm, sm = settings.together(
@@ -651,9 +652,9 @@ def run(settings: Settings) -> tuple[list[Row], list[tuple[str, float]]]:
     for k in settings.k_reml:
         y, v = simulate_gen(k, settings.seed)
         _log(f"(b) REML fit, k = {k}")
-        fn = lambda y=y, v=v: rma(y, v, method="REML")  # noqa: E731
+        fn = functools.partial(rma, y, v, method="REML")
         engine, pm, sm = settings.together(
-            fn, lambda y=y, v=v: _pymare_fit(y, v), lambda y=y, v=v: _sm_fit(y, v)
+            fn, functools.partial(_pymare_fit, y, v), functools.partial(_sm_fit, y, v)
         )
         row = Row("reml", "(b) one REML fit", k, engine, engine_fn=fn)
         row.pymare, row.sm, row.sm_label = pm, sm, "iterated PM"
@@ -661,7 +662,7 @@ def run(settings: Settings) -> tuple[list[Row], list[tuple[str, float]]]:
         agreement.append(
             (
                 f"(b) REML tau², engine vs PyMARE, k = {k:,}",
-                reldiff(_pymare_tau2(_pymare_fit(y, v)), fn().tau2),
+                reldiff(_pymare_tau2(_pymare_fit(y, v)), rma(y, v, method="REML").tau2),
             )
         )
         agreement.append(
@@ -675,7 +676,8 @@ def run(settings: Settings) -> tuple[list[Row], list[tuple[str, float]]]:
     k = settings.k_large
     y, v = simulate_gen(k, settings.seed)
     _log(f"(c) DL fit, k = {k}")
-    fn = lambda: rma(y, v, method="DL")  # noqa: E731
+    fn = functools.partial(rma, y, v, method="DL")
+    dl_tau2 = rma(y, v, method="DL").tau2
     engine, pm, sm = settings.together(
         fn, lambda: _pymare_fit(y, v, method="DL"), lambda: _sm_fit(y, v, method_re="chi2")
     )
@@ -685,16 +687,20 @@ def run(settings: Settings) -> tuple[list[Row], list[tuple[str, float]]]:
     agreement.append(
         (
             f"(c) DL tau², engine vs PyMARE, k = {k:,}",
-            reldiff(_pymare_tau2(_pymare_fit(y, v, method="DL")), fn().tau2),
+            reldiff(_pymare_tau2(_pymare_fit(y, v, method="DL")), dl_tau2),
         )
     )
     agreement.append(
-        (f"(c) DL tau², engine vs statsmodels, k = {k:,}", reldiff(_sm_fit(y, v, "chi2").tau2, fn().tau2))
+        (f"(c) DL tau², engine vs statsmodels, k = {k:,}", reldiff(_sm_fit(y, v, "chi2").tau2, dl_tau2))
     )
 
     # (d) leave-one-out
     _log(f"(d) leave-one-out, k = {k}")
-    fn = lambda: leave1out(rma(y, v, method="REML"))  # noqa: E731
+
+    def run_loo() -> Any:
+        return leave1out(rma(y, v, method="REML"))
+
+    fn = run_loo
     row = Row(
         "loo",
         "(d) leave-one-out (REML), incl. the full fit",
@@ -717,7 +723,7 @@ def run(settings: Settings) -> tuple[list[Row], list[tuple[str, float]]]:
     _log("    statsmodels loop")
     row.sm, row.sm_label = settings.looped(sm_one, k), "iterated PM"
     rows.append(row)
-    loo = fn()
+    loo = run_loo()
     probe = np.linspace(0, k - 1, 5).round().astype(int)
     agreement.append(
         (

@@ -437,10 +437,10 @@ def describe_engine_error(exc: EngineError, labels: Sequence[str] | None = None)
                 where.append(f"column {p.column}")
             items.append((", ".join(where) + ": " if where else "") + p.message)
         return f"[{exc.code}] " + _join_problems("invalid values", items)
-    where = ""
+    place = ""
     if exc.row is not None:
-        where = f" ({_label(exc.row, labels)}" + (f", column {exc.column})" if exc.column else ")")
-    return f"[{exc.code}] {exc.message}{where}"
+        place = f" ({_label(exc.row, labels)}" + (f", column {exc.column})" if exc.column else ")")
+    return f"[{exc.code}] {exc.message}{place}"
 
 
 # ----------------------------------------------------------------------------------------------
