@@ -930,7 +930,8 @@ def format_report(report: Mapping[str, Any], rows: Sequence[Mapping[str, Any]] =
         for n in notes:
             block = n.get("block")
             out.append(f"  {block + ': ' if block else ''}{n.get('message', '')} [{n.get('code', '')}]")
-    return "\n".join(out).rstrip() + "\n"
+    lines = [line for i, line in enumerate(out) if line or (i > 0 and out[i - 1])]  # no double blank lines
+    return "\n".join(lines).rstrip() + "\n"
 
 
 def _jsonable(value: Any) -> Any:
