@@ -6,6 +6,7 @@ may not see an object gets 404.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from django.contrib import messages
@@ -39,6 +40,22 @@ def _included_labels(result: AnalysisResult) -> list[str]:
     return [label for i, label in enumerate(_study_labels(result)) if i not in omitted]
 
 
+RATIO_MEASURES = {"OR": "OR", "RR": "RR", "ROM": "ratio of means", "IRR": "IRR"}
+
+
+def _ratio(measure: str, pooled: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Ratio measures are pooled on the log scale; readers want the ratio itself as well."""
+    if measure not in RATIO_MEASURES or not pooled:
+        return None
+    values = {k: pooled.get(k) for k in ("estimate", "ci_lb", "ci_ub", "pi_lb", "pi_ub")}
+    if any(v is None for v in (values["estimate"], values["ci_lb"], values["ci_ub"])):
+        return None
+    return {
+        "label": RATIO_MEASURES[measure],
+        **{k: math.exp(v) if v is not None else None for k, v in values.items()},
+    }
+
+
 def home(request: HttpRequest) -> HttpResponse:
     """The dashboard: every outcome's pooled estimate from its default analysis."""
     if not request.user.is_authenticated:
@@ -55,12 +72,14 @@ def home(request: HttpRequest) -> HttpResponse:
             result = (
                 visible.filter(analysis=analysis, status=AnalysisResult.Status.DONE).order_by("-seq").first()
             )
+        pooled = result.pooled if result else None
         cards.append(
             {
                 "analysis": analysis,
                 "outcome": analysis.outcome,
                 "result": result,
-                "pooled": result.pooled if result else None,
+                "pooled": pooled,
+                "ratio": _ratio(analysis.outcome.measure, pooled),
             }
         )
     return render(
@@ -106,6 +125,7 @@ def outcome_detail(request: HttpRequest, code: str) -> HttpResponse:
         context.update(
             {
                 "pooled": result.pooled,
+                "ratio": _ratio(outcome.measure, result.pooled),
                 "forest": forest_svg(
                     result.blocks, labels, direction=outcome.direction, measure=outcome.measure
                 ),

@@ -56,6 +56,13 @@ def test_steering_dashboard_shows_pooled_results_for_all_four_outcomes(demo_load
         assert f'<div class="big pooled-estimate">{estimate:.2f}</div>' in card
         assert "95% CI" in card and "I²" in card
     assert html.count("pooled-estimate") == 4
+    # the log risk ratio is also shown as a risk ratio
+    import math
+
+    attachment = Analysis.objects.get(
+        outcome__code="secure-attachment", is_default=True
+    ).current_result.pooled
+    assert f"RR {math.exp(attachment['estimate']):.2f} (95% CI {math.exp(attachment['ci_lb']):.2f}" in html
 
 
 def test_outcome_page_has_forest_and_funnel_plots_and_provenance(demo_loaded: None) -> None:
