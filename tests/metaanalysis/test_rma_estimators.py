@@ -200,3 +200,21 @@ def test_pm_root_is_exact() -> None:
 def test_ml_tau2_is_not_above_reml() -> None:
     y, v, _ = _data(12, 13, spread=0.4)
     assert rma(y, v, method="ML").tau2 <= rma(y, v, method="REML").tau2
+
+
+@pytest.mark.parametrize("method", ["REML", "ML", "EB"])
+def test_iterations_reach_metafors_fixed_point_near_the_boundary(method: str) -> None:
+    # small k and little heterogeneity: many fits end at (or creep towards) tau² = 0, where
+    # metafor's step halving approaches 0 geometrically; the engine must land within metafor's
+    # convergence threshold of metafor's value in every case
+    rng = np.random.default_rng(123)
+    hits_zero = 0
+    for _ in range(80):
+        k = int(rng.integers(3, 12))
+        v = rng.uniform(0.01, 0.3, k)
+        y = rng.normal(0, np.sqrt(v * rng.uniform(0.3, 2.0)))
+        got = rma(y, v, method=method).tau2
+        exp = dense_rma(y, v, np.ones((k, 1)), method)["tau2"]
+        assert got == pytest.approx(exp, abs=1e-11)
+        hits_zero += got == 0.0
+    assert hits_zero > 5  # the boundary case was exercised

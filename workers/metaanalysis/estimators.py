@@ -16,6 +16,14 @@ O(k), and sums with tau²-dependent weights are evaluated in row chunks of a (su
 weight matrix whose excluded entries are zeroed, i.e. every subset's sum runs over exactly its
 own studies (no "total minus own term" cancellation).
 
+Iteration follows metafor (Fisher scoring from max(0, HE), step halving at tau² = 0, the check
+that tau² = 0 does not have a larger likelihood) with two changes that leave the converged value
+unchanged up to metafor's own convergence threshold: under a tight threshold the iterations take
+Newton steps where those agree with the Fisher step (quadratic instead of linear convergence), and
+BOUNDARY: when a step has to be halved to keep tau² >= 0 and the score is not positive at tau² =
+0, the iteration goes to 0 directly (metafor's halving creeps towards 0 geometrically and stops
+within its threshold of it, e.g. at 1e-14, which the engine reports as 0).
+
 Numerically, y is centred at its mean (as metafor's ``Ymc``) and the moderator columns are
 centred and scaled; because the intercept is always in the model this is a reparametrisation
 that leaves P unchanged, and it keeps X'WX well conditioned. Coefficients and their covariance
@@ -61,6 +69,13 @@ DEFAULT_CONTROL = Control()
 #: metafor's own defaults (``threshold = 1e-5``, ``tol = .Machine$double.eps^0.25``,
 #: ``maxiter = 100``): used where metafor refits without passing ``control`` on (trimfill).
 METAFOR_DEFAULTS = Control(threshold=1e-5, tol=float(np.finfo(float).eps) ** 0.25, maxiter=100)
+
+#: Below this convergence threshold the iterations take Newton steps where they are
+#: safe (see :func:`_newton_ok`): the converged value is the same root, reached in a few
+#: iterations where Fisher scoring converges linearly (30+ iterations to 1e-13 are common). With
+#: metafor's default threshold (1e-5) the Fisher path itself decides where iteration stops, so it
+#: is followed exactly.
+NEWTON_BELOW_THRESHOLD = 1e-8
 
 
 def alpha_from_level(level: float) -> float:
@@ -664,6 +679,9 @@ def _fisher_scoring(fam: Family, method: str, ctl: Control, start: np.ndarray | 
     kb = fam.kb
     reason: list[str | None] = [None] * B
     ok = np.ones(B, dtype=bool)
+    if ctl.threshold >= NEWTON_BELOW_THRESHOLD:
+        # loose threshold: where iteration stops depends on the path, so follow metafor's exactly
+        start, newton = None, False
     if start is None:
         t = np.maximum(0.0, _he(fam))
         t[~np.isfinite(t)] = 0.0
@@ -688,13 +706,22 @@ def _fisher_scoring(fam: Family, method: str, ctl: Control, start: np.ndarray | 
         # halving only ends when the step underflows, so that case is short-cut to a zero step
         adj[(ta == 0.0) & (adj < 0.0)] = 0.0
         neg = ta + adj < 0.0
+        at_zero = np.zeros(active.size, dtype=bool)
+        if newton and np.any(neg):
+            # the boundary rule of _fisher1: a score <= 0 at tau² = 0 means halving converges to 0
+            rows = np.flatnonzero(neg)
+            score0 = _score_parts(fam, active[rows], np.zeros(rows.size), method, False)[0]
+            at_zero[rows[score0 <= 0.0]] = True
+            adj[at_zero] = -ta[at_zero]
+            neg &= ~at_zero
         while np.any(neg):
             adj[neg] *= 0.5
             neg = ta + adj < 0.0
         tn = ta + adj
+        tn[at_zero] = 0.0
         change = np.abs(tn - ta)
         t[active] = tn
-        conv = change <= np.maximum(ctl.threshold, 8.0 * _EPS * tn)
+        conv = at_zero | (change <= np.maximum(ctl.threshold, 8.0 * _EPS * tn))
         active = active[~conv]
         if it >= ctl.maxiter and active.size:
             for i in active:
@@ -1374,35 +1401,73 @@ def _he1(S: IntOnly) -> float:
     return (rss - (sv - sv / k)) / (k - 1)
 
 
+def _newton_ok(adj: float, nadj: float, dscore: float) -> bool:
+    """Use the Newton step when the score decreases and the step agrees with Fisher's to 10x."""
+    if not dscore < 0.0 or adj == 0.0:
+        return False
+    ratio = nadj / adj
+    return 0.1 < ratio < 10.0
+
+
+def _score1(s: list[list[float]], method: str, k: int, newton: bool) -> tuple[float, float, float | None]:
+    """(score, Fisher information, derivative of the score) of one intercept-only model from its
+    sums; the Fisher step is score/information (metafor's ``adj``)."""
+    s1 = s[0]
+    sw = s1[0]
+    mu = s1[1] / sw
+    if method == "EB":
+        score = _ypy(s1) * k / (k - 1) - k
+        dscore = None
+        if newton:
+            s2 = s[1]
+            dscore = -(s2[2] - 2.0 * mu * s2[1] + mu * mu * s2[0]) * k / (k - 1)
+        return score, sw, dscore
+    s2 = s[1]
+    yppy = s2[2] - 2.0 * mu * s2[1] + mu * mu * s2[0]
+    if method == "ML":
+        score, info = yppy - sw, s2[0]
+    else:
+        r = s2[0] / sw
+        info = s2[0] - 2.0 * s[2][0] / sw + r * r
+        score = yppy - (sw - r)
+    dscore = None
+    if newton:
+        s3 = s[2]
+        u = s2[1] - s2[0] * mu
+        ypppy = s3[2] - 2.0 * mu * s3[1] + mu * mu * s3[0] - u * u / sw
+        dscore = -2.0 * ypppy + (s2[0] if method == "ML" else info)
+    return score, info, dscore
+
+
 def _fisher1(S: IntOnly, method: str, ctl: Control) -> tuple[float, bool, str | None]:
     """metafor's Fisher scoring for one intercept-only model (see :func:`_fisher_scoring`)."""
     k = S.m
     t = max(0.0, _he1(S))
-    n = 1 if method == "EB" else 3 if method == "REML" else 2
+    newton = ctl.threshold < NEWTON_BELOW_THRESHOLD
+    n = (2 if newton else 1) if method == "EB" else 3 if (method == "REML" or newton) else 2
     it = 0
     while True:
         it += 1
-        s = S.sums(t, n)
-        s1 = s[0]
-        sw = s1[0]
-        mu = s1[1] / sw
-        if method == "EB":
-            adj = (_ypy(s1) * k / (k - 1) - k) / sw
-        else:
-            s2 = s[1]
-            yppy = s2[2] - 2.0 * mu * s2[1] + mu * mu * s2[0]
-            if method == "ML":
-                adj = (yppy - sw) / s2[0]
-            else:
-                r = s2[0] / sw
-                trpp = s2[0] - 2.0 * s[2][0] / sw + r * r
-                adj = (yppy - (sw - r)) / trpp
+        score, info, dscore = _score1(S.sums(t, n), method, k, newton)
+        adj = score / info
+        if dscore is not None and dscore != 0.0:
+            nadj = -score / dscore
+            if _newton_ok(adj, nadj, dscore):
+                adj = nadj
         if adj != adj:  # NaN
             adj = 0.0
         if t == 0.0 and adj < 0.0:
             adj = 0.0
-        while t + adj < 0.0:
-            adj *= 0.5
+        if t + adj < 0.0:
+            # step halving would creep geometrically towards 0; when the score is not positive at
+            # 0 that is where it converges, so go there directly (see BOUNDARY in the module
+            # docstring; not under metafor's loose default threshold, where the crawl's stopping
+            # point is part of the result)
+            if newton and _score1(S.sums(0.0, n), method, k, False)[0] <= 0.0:
+                t = 0.0
+                break
+            while t + adj < 0.0:
+                adj *= 0.5
         tn = t + adj
         change = abs(tn - t)
         t = tn
@@ -1683,36 +1748,60 @@ def fit_general_single(
     )
 
 
-def _fisher_gen(S: GenOnly, method: str, ctl: Control, t: float) -> tuple[float, bool, str | None]:
-    """metafor's Fisher scoring for one meta-regression (see :func:`_fisher_scoring`)."""
+def _score_gen(S: GenOnly, M: np.ndarray, method: str, newton: bool) -> tuple[float, float, float | None]:
+    """(score, Fisher information, derivative of the score) of one meta-regression."""
     k, p = S.k, S.p
-    n = 1 if method == "EB" else 3 if method == "REML" else 2
+    A, b, ypy, _, _ = S.wls(M[0])
+    sw = float(M[0][0])
+    if method == "EB":
+        score = ypy * k / (k - p) - k
+        dscore = None
+        if newton:
+            XX2, Xy2, yy2 = S.unpack(M[1])
+            dscore = -_resq(b, XX2, Xy2, yy2) * k / (k - p)
+        return score, sw, dscore
+    XX2, Xy2, yy2 = S.unpack(M[1])
+    yppy = _resq(b, XX2, Xy2, yy2)
+    if method == "ML":
+        score, info = yppy - sw, float(M[1][0])
+    else:
+        AX2 = A @ XX2
+        trp = sw - float(np.trace(AX2))
+        info = float(M[1][0]) - 2.0 * float(np.sum(A * S.unpack(M[2])[0])) + float(np.sum(AX2 * AX2.T))
+        score = yppy - trp
+    dscore = None
+    if newton:
+        XX3, Xy3, yy3 = S.unpack(M[2])
+        u = Xy2 - XX2 @ b  # X'W^2 r
+        ypppy = _resq(b, XX3, Xy3, yy3) - float(u @ A @ u)
+        dscore = -2.0 * ypppy + (float(M[1][0]) if method == "ML" else info)
+    return score, info, dscore
+
+
+def _fisher_gen(S: GenOnly, method: str, ctl: Control, t: float) -> tuple[float, bool, str | None]:
+    """metafor's Fisher scoring for one meta-regression (see :func:`_fisher_scoring`), with the
+    Newton steps and the boundary rule of :func:`_fisher1`."""
+    newton = ctl.threshold < NEWTON_BELOW_THRESHOLD
+    n = (2 if newton else 1) if method == "EB" else 3 if (method == "REML" or newton) else 2
     it = 0
     while True:
         it += 1
-        M = S.sums(t, n)
-        A, b, ypy, _, _ = S.wls(M[0])
-        sw = float(M[0][0])
-        if method == "EB":
-            adj = (ypy * k / (k - p) - k) / sw
-        else:
-            XX2, Xy2, yy2 = S.unpack(M[1])
-            yppy = _resq(b, XX2, Xy2, yy2)
-            if method == "ML":
-                adj = (yppy - sw) / float(M[1][0])
-            else:
-                AX2 = A @ XX2
-                trp = sw - float(np.trace(AX2))
-                trpp = (
-                    float(M[1][0]) - 2.0 * float(np.sum(A * S.unpack(M[2])[0])) + float(np.sum(AX2 * AX2.T))
-                )
-                adj = (yppy - trp) / trpp
+        score, info, dscore = _score_gen(S, S.sums(t, n), method, newton)
+        adj = score / info
+        if dscore is not None and dscore != 0.0:
+            nadj = -score / dscore
+            if _newton_ok(adj, nadj, dscore):
+                adj = nadj
         if adj != adj:
             adj = 0.0
         if t == 0.0 and adj < 0.0:
             adj = 0.0
-        while t + adj < 0.0:
-            adj *= 0.5
+        if t + adj < 0.0:
+            if newton and _score_gen(S, S.sums(0.0, n), method, False)[0] <= 0.0:
+                t = 0.0
+                break
+            while t + adj < 0.0:
+                adj *= 0.5
         tn = t + adj
         change = abs(tn - t)
         t = tn
