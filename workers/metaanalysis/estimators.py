@@ -17,12 +17,10 @@ weight matrix whose excluded entries are zeroed, i.e. every subset's sum runs ov
 own studies (no "total minus own term" cancellation).
 
 Iteration follows metafor (Fisher scoring from max(0, HE), step halving at tau² = 0, the check
-that tau² = 0 does not have a larger likelihood) with two changes that leave the converged value
-unchanged up to metafor's own convergence threshold: under a tight threshold the iterations take
-Newton steps where those agree with the Fisher step (quadratic instead of linear convergence), and
-BOUNDARY: when a step has to be halved to keep tau² >= 0 and the score is not positive at tau² =
-0, the iteration goes to 0 directly (metafor's halving creeps towards 0 geometrically and stops
-within its threshold of it, e.g. at 1e-14, which the engine reports as 0).
+that tau² = 0 does not have a larger likelihood). Under a tight threshold the iterations take
+Newton steps where those agree with the Fisher step (quadratic instead of linear convergence):
+the converged value is the same root up to metafor's threshold. Under metafor's loose default
+threshold (1e-5) the stopping point depends on the path, so metafor's path is followed exactly.
 
 Numerically, y is centred at its mean (as metafor's ``Ymc``) and the moderator columns are
 centred and scaled; because the intercept is always in the model this is a reparametrisation
@@ -706,23 +704,26 @@ def _fisher_scoring(fam: Family, method: str, ctl: Control, start: np.ndarray | 
         # halving only ends when the step underflows, so that case is short-cut to a zero step
         adj[(ta == 0.0) & (adj < 0.0)] = 0.0
         neg = ta + adj < 0.0
-        at_zero = np.zeros(active.size, dtype=bool)
-        if newton and np.any(neg):
-            # the boundary rule of _fisher1: a score <= 0 at tau² = 0 means halving converges to 0
-            rows = np.flatnonzero(neg)
-            score0 = _score_parts(fam, active[rows], np.zeros(rows.size), method, False)[0]
-            at_zero[rows[score0 <= 0.0]] = True
-            adj[at_zero] = -ta[at_zero]
-            neg &= ~at_zero
         while np.any(neg):
             adj[neg] *= 0.5
             neg = ta + adj < 0.0
         tn = ta + adj
-        tn[at_zero] = 0.0
         change = np.abs(tn - ta)
         t[active] = tn
-        conv = at_zero | (change <= np.maximum(ctl.threshold, 8.0 * _EPS * tn))
+        conv = change <= np.maximum(ctl.threshold, 8.0 * _EPS * tn)
         active = active[~conv]
+        if 0 < active.size <= _HANDOFF_ROWS and it < ctl.maxiter:
+            # a few slow subsets left (typically creeping towards tau² = 0 by step halving, one
+            # halving per iteration): finish them one by one on the cheaper single-model path,
+            # continuing the same iteration
+            for i in active:
+                ti, oki, why = _finish_one(fam, int(i), method, ctl, float(t[i]), it)
+                t[i] = ti
+                if not oki:
+                    ok[i] = False
+                    reason[i] = why
+            active = active[:0]
+            break
         if it >= ctl.maxiter and active.size:
             for i in active:
                 ok[i] = False
@@ -732,6 +733,29 @@ def _fisher_scoring(fam: Family, method: str, ctl: Control, start: np.ndarray | 
     if method in ("ML", "REML"):
         _ll0check(fam, t, ok, method, ctl)
     return t, ok, reason, it
+
+
+#: Below this many unfinished subsets the batched iteration hands them to the single-model code.
+_HANDOFF_ROWS = 4
+
+
+def _finish_one(
+    fam: Family, i: int, method: str, ctl: Control, t: float, it: int
+) -> tuple[float, bool, str | None]:
+    """Continue subset i's iteration from tau² = t after ``it`` iterations, on its own data."""
+    pr = fam.pr
+    if fam.kind == "full":
+        keep = np.arange(pr.k)
+    elif fam.kind == "loo":
+        keep = np.delete(np.arange(pr.k), i)
+    else:
+        keep = np.arange(i + 1)
+    if pr.p == 1:
+        t1, ok, why = _fisher1(IntOnly(pr.y[keep], pr.v[keep]), method, ctl, start=t, it=it, ll0=False)
+    else:
+        sub = Problem(pr.y[keep], pr.v[keep], pr.X[keep])
+        t1, ok, why = _fisher_gen(GenOnly(sub), method, ctl, t, it=it, ll0=False)
+    return (t1 if ok else math.nan), ok, why
 
 
 def _loglik(fam: Family, idx: np.ndarray, t: np.ndarray, method: str) -> np.ndarray:
@@ -1439,13 +1463,18 @@ def _score1(s: list[list[float]], method: str, k: int, newton: bool) -> tuple[fl
     return score, info, dscore
 
 
-def _fisher1(S: IntOnly, method: str, ctl: Control) -> tuple[float, bool, str | None]:
-    """metafor's Fisher scoring for one intercept-only model (see :func:`_fisher_scoring`)."""
+def _fisher1(
+    S: IntOnly, method: str, ctl: Control, start: float | None = None, it: int = 0, ll0: bool = True
+) -> tuple[float, bool, str | None]:
+    """metafor's Fisher scoring for one intercept-only model (see :func:`_fisher_scoring`).
+
+    ``start``/``it`` continue an iteration begun elsewhere (the batched solver hands its last
+    few subsets over); ``ll0 = False`` leaves metafor's tau² = 0 likelihood check to the caller.
+    """
     k = S.m
-    t = max(0.0, _he1(S))
+    t = max(0.0, _he1(S)) if start is None else start
     newton = ctl.threshold < NEWTON_BELOW_THRESHOLD
     n = (2 if newton else 1) if method == "EB" else 3 if (method == "REML" or newton) else 2
-    it = 0
     while True:
         it += 1
         score, info, dscore = _score1(S.sums(t, n), method, k, newton)
@@ -1458,16 +1487,8 @@ def _fisher1(S: IntOnly, method: str, ctl: Control) -> tuple[float, bool, str | 
             adj = 0.0
         if t == 0.0 and adj < 0.0:
             adj = 0.0
-        if t + adj < 0.0:
-            # step halving would creep geometrically towards 0; when the score is not positive at
-            # 0 that is where it converges, so go there directly (see BOUNDARY in the module
-            # docstring; not under metafor's loose default threshold, where the crawl's stopping
-            # point is part of the result)
-            if newton and _score1(S.sums(0.0, n), method, k, False)[0] <= 0.0:
-                t = 0.0
-                break
-            while t + adj < 0.0:
-                adj *= 0.5
+        while t + adj < 0.0:  # step halving keeps tau² >= 0
+            adj *= 0.5
         tn = t + adj
         change = abs(tn - t)
         t = tn
@@ -1475,11 +1496,13 @@ def _fisher1(S: IntOnly, method: str, ctl: Control) -> tuple[float, bool, str | 
             break
         if it >= ctl.maxiter:
             return math.nan, False, f"Fisher scoring did not converge in {ctl.maxiter} iterations"
-    if method in ("ML", "REML") and t > ctl.threshold:
-        ll0 = _ll1(S, 0.0, method)
-        ll1 = _ll1(S, t, method)
-        if ll0 - ll1 > ctl.tol:
-            t = 0.0
+    if (
+        ll0
+        and method in ("ML", "REML")
+        and t > ctl.threshold
+        and _ll1(S, 0.0, method) - _ll1(S, t, method) > ctl.tol
+    ):
+        t = 0.0
     return t, True, None
 
 
@@ -1778,12 +1801,13 @@ def _score_gen(S: GenOnly, M: np.ndarray, method: str, newton: bool) -> tuple[fl
     return score, info, dscore
 
 
-def _fisher_gen(S: GenOnly, method: str, ctl: Control, t: float) -> tuple[float, bool, str | None]:
+def _fisher_gen(
+    S: GenOnly, method: str, ctl: Control, t: float, it: int = 0, ll0: bool = True
+) -> tuple[float, bool, str | None]:
     """metafor's Fisher scoring for one meta-regression (see :func:`_fisher_scoring`), with the
-    Newton steps and the boundary rule of :func:`_fisher1`."""
+    Newton steps of :func:`_fisher1`."""
     newton = ctl.threshold < NEWTON_BELOW_THRESHOLD
     n = (2 if newton else 1) if method == "EB" else 3 if (method == "REML" or newton) else 2
-    it = 0
     while True:
         it += 1
         score, info, dscore = _score_gen(S, S.sums(t, n), method, newton)
@@ -1796,12 +1820,8 @@ def _fisher_gen(S: GenOnly, method: str, ctl: Control, t: float) -> tuple[float,
             adj = 0.0
         if t == 0.0 and adj < 0.0:
             adj = 0.0
-        if t + adj < 0.0:
-            if newton and _score_gen(S, S.sums(0.0, n), method, False)[0] <= 0.0:
-                t = 0.0
-                break
-            while t + adj < 0.0:
-                adj *= 0.5
+        while t + adj < 0.0:
+            adj *= 0.5
         tn = t + adj
         change = abs(tn - t)
         t = tn
@@ -1810,7 +1830,8 @@ def _fisher_gen(S: GenOnly, method: str, ctl: Control, t: float) -> tuple[float,
         if it >= ctl.maxiter:
             return math.nan, False, f"Fisher scoring did not converge in {ctl.maxiter} iterations"
     if (
-        method in ("ML", "REML")
+        ll0
+        and method in ("ML", "REML")
         and t > ctl.threshold
         and _ll_gen(S, 0.0, method) - _ll_gen(S, t, method) > ctl.tol
     ):
