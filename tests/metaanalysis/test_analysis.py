@@ -226,3 +226,18 @@ def test_run_analysis_rejects_bad_spec_and_bad_data(bcg_rows) -> None:
     rows[0]["ai"] = -1
     with pytest.raises(InvalidInputError):
         run_analysis(AnalysisSpec(measure="RR"), rows)
+
+
+def test_singular_moderators_leave_the_model_out_with_the_columns_named(bcg_rows) -> None:
+    rows = [{**r, "ablat2": 2 * r["ablat"]} for r in bcg_rows]
+    report = run_analysis(AnalysisSpec(measure="RR", mods=("ablat", "ablat2")), rows).to_dict()
+    assert "fit" not in report["blocks"]
+    note = _notes(report, "fit")[0]
+    assert note["code"] == "singular_model" and "ablat2" in note["message"]
+
+
+def test_report_is_deterministic(bcg_rows) -> None:
+    spec = AnalysisSpec(measure="RR", subgroup="alloc", cumulative_order="year")
+    a = json.dumps(run_analysis(spec, bcg_rows).to_dict(), sort_keys=True)
+    b = json.dumps(run_analysis(spec, bcg_rows).to_dict(), sort_keys=True)
+    assert a == b

@@ -704,9 +704,19 @@ def _fisher_scoring(fam: Family, method: str, ctl: Control, start: np.ndarray | 
         # halving only ends when the step underflows, so that case is short-cut to a zero step
         adj[(ta == 0.0) & (adj < 0.0)] = 0.0
         neg = ta + adj < 0.0
-        while np.any(neg):
-            adj[neg] *= 0.5
-            neg = ta + adj < 0.0
+        if np.any(neg):
+            # metafor halves the step until tau² + step >= 0; jump to the number of halvings
+            # (scaling by powers of two is exact, so this is the same step as repeated halving)
+            r = np.flatnonzero(neg)
+            with np.errstate(divide="ignore"):
+                h = np.maximum(1, np.ceil(np.log2(-adj[r] / ta[r])) - 1).astype(int)
+            step = np.ldexp(adj[r], -h)
+            short = ta[r] + step < 0.0
+            while np.any(short):
+                h[short] += 1
+                step[short] = np.ldexp(adj[r][short], -h[short])
+                short = ta[r] + step < 0.0
+            adj[r] = step
         tn = ta + adj
         change = np.abs(tn - ta)
         t[active] = tn
@@ -1621,9 +1631,21 @@ class GenOnly:
     def wls(self, row: np.ndarray) -> tuple[np.ndarray, np.ndarray, float, np.ndarray, np.ndarray]:
         """(A, beta, y'Py, XX, Xy) for the sums of weight w."""
         XX, Xy, yy = self.unpack(row)
-        A = np.linalg.inv(XX)
+        A = _inv_small(XX)
         b = A @ Xy
         return A, b, yy - float(b @ Xy), XX, Xy
+
+
+def _inv_small(M: np.ndarray) -> np.ndarray:
+    """Inverse of a symmetric p x p matrix; closed form for 2 x 2 (Egger's and most regressions
+    with one moderator), where ``np.linalg.inv``'s call overhead dominates."""
+    if M.shape[0] == 2:
+        a, b, d = float(M[0, 0]), float(M[0, 1]), float(M[1, 1])
+        det = a * d - b * b
+        if det == 0.0 or not math.isfinite(det):
+            return np.linalg.inv(M)  # raises LinAlgError for a singular matrix
+        return np.array([[d / det, -b / det], [-b / det, a / det]])
+    return np.linalg.inv(M)
 
 
 def _resq(b: np.ndarray, XX: np.ndarray, Xy: np.ndarray, yy: float) -> float:
