@@ -49,7 +49,9 @@ def test_quick_run_covers_every_task_and_agrees() -> None:
     values = dict(agreement)
     assert len(values) == len(agreement)
     for name, diff in values.items():
-        if "DL tau²" in name:
+        if "refits" in name:
+            assert diff < 1e-8, name  # the engine's batched leave-one-out against its own refits
+        elif "DL tau²" in name:
             assert diff < 1e-10, name  # closed form
         elif "tau²" in name:
             assert diff < 1e-4, name  # PyMARE and statsmodels stop iterating at looser tolerances
