@@ -241,3 +241,21 @@ def test_report_is_deterministic(bcg_rows) -> None:
     a = json.dumps(run_analysis(spec, bcg_rows).to_dict(), sort_keys=True)
     b = json.dumps(run_analysis(spec, bcg_rows).to_dict(), sort_keys=True)
     assert a == b
+
+
+def test_tables_given_with_group_sizes(bcg_rows) -> None:
+    rows = [
+        {
+            "study": r["study"],
+            "ai": r["ai"],
+            "n1i": r["ai"] + r["bi"],
+            "ci": r["ci"],
+            "n2i": r["ci"] + r["di"],
+        }
+        for r in bcg_rows
+    ]
+    a = run_analysis(AnalysisSpec(measure="OR", sensitivity=False, bias=False), rows).to_dict()["blocks"]
+    b = run_analysis(AnalysisSpec(measure="OR", sensitivity=False, bias=False), bcg_rows).to_dict()["blocks"]
+    assert a["mantel_haenszel"]["beta"] == b["mantel_haenszel"]["beta"]
+    assert a["peto"]["beta"] == b["peto"]["beta"]
+    assert a["fit"]["beta"] == b["fit"]["beta"]

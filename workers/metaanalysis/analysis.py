@@ -317,9 +317,15 @@ def _table_blocks(
         return
     from . import mh
 
-    cells = {}
-    for name in ("ai", "bi", "ci", "di"):
-        cells[name] = data.get(name)
+    cells = {name: data.get(name) for name in ("ai", "bi", "ci", "di")}
+    # tables given as events and group sizes (ai, n1i, ci, n2i), as escalc accepts them
+    for part, total, events in (("bi", "n1i", "ai"), ("di", "n2i", "ci")):
+        ev = cells[events]
+        if cells[part] is None and total in data and ev is not None:
+            cells[part] = [
+                None if is_missing(n) or is_missing(a) else n - a  # type: ignore[operator]
+                for n, a in zip(data[total], ev, strict=True)
+            ]
     if any(c is None for c in cells.values()):
         notes.add(
             "mantel_haenszel", "not_applicable", "Mantel-Haenszel pooling needs the columns ai, bi, ci, di"

@@ -12,9 +12,13 @@ Every quantity metafor computes from the k x k matrix ``P = W - W X (X'WX)^-1 X'
 here with weighted sums ``sum_j c_j G_j`` of the per-study products ``G_j = (x_j x_j', x_j y_j,
 y_j^2)``, so a fit costs O(k p^2) per iteration and never forms a k x k matrix. For a family of
 subsets, sums with fixed weights (1/v, 1, v, ...) come from prefix/suffix cumulative sums in
-O(k), and sums with tau²-dependent weights are evaluated in row chunks of a (subset x study)
-weight matrix whose excluded entries are zeroed, i.e. every subset's sum runs over exactly its
-own studies (no "total minus own term" cancellation).
+O(k). Sums with tau²-dependent weights are evaluated in cache-sized row chunks of a (subset x
+study) weight matrix whose excluded entries are zeroed, so every subset's sum runs over exactly
+its own studies; for large leave-one-out families an exact Taylor series in tau² around a common
+centre gives the same sums in O(k) per subset (:meth:`Family._loo_series`, with the masked sums
+as fallback wherever the series or the subtraction of the study's own term could lose digits).
+Single models use lighter scalar (:class:`IntOnly`) and p x p (:class:`GenOnly`) versions of the
+same formulas.
 
 Iteration follows metafor (Fisher scoring from max(0, HE), step halving at tau² = 0, the check
 that tau² = 0 does not have a larger likelihood). Under a tight threshold the iterations take
@@ -1206,32 +1210,6 @@ class SingleFit:
     ddf: float
     ok: bool
     reason: str | None
-
-
-def single_from_family(ff: FamilyFit) -> SingleFit:
-    """The one fit of a ``full`` family as a :class:`SingleFit`."""
-    t0 = ff.tau2_info.tau2_0
-    return SingleFit(
-        tau2=float(ff.tau2[0]),
-        tau2_0=math.nan if t0 is None else float(t0[0]),
-        se_tau2=None,
-        beta=ff.beta[0],
-        vb=ff.vb[0],
-        se=ff.se[0],
-        zval=ff.zval[0],
-        pval=ff.pval[0],
-        ci_lb=ff.ci_lb[0],
-        ci_ub=ff.ci_ub[0],
-        QE=float(ff.QE[0]),
-        QEp=float(ff.QEp[0]),
-        I2=float(ff.I2[0]),
-        H2=float(ff.H2[0]),
-        vt=float(ff.vt[0]),
-        s2w=float(ff.s2w[0]),
-        ddf=float(ff.ddf[0]),
-        ok=bool(ff.ok[0]),
-        reason=ff.reason[0],
-    )
 
 
 class IntOnly:

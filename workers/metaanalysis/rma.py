@@ -9,6 +9,7 @@ J Stat Softw 36(3)); the numerical work is in :mod:`workers.metaanalysis.estimat
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -697,8 +698,10 @@ def _q_profile_fun(pr: Problem):
     return q
 
 
-def _shift(qd: tuple[float, float], target: float) -> tuple[float, float]:
-    return qd[0] - target, qd[1]
+def _bound_fun(S: IntOnly, target: float, t: float) -> tuple[float, float]:
+    """Q(t) - target and its derivative, for the Q-profile bound searches."""
+    q, dq = S.q_profile(t)
+    return q - target, dq
 
 
 def confint(fit: FitResult, *, level: float | None = None) -> ConfintResult:
@@ -783,11 +786,12 @@ def confint(fit: FitResult, *, level: float | None = None) -> ConfintResult:
             lb_sign = "<"
     else:
         search.append(("lb", crit_u))
-    # both bounds are searched at once (vectorised over the targets), to machine precision
+    # safeguarded Newton to machine precision: intercept-only, one cheap scalar search per bound
+    # on O(k) sums; with moderators both bounds at once (vectorised over the targets)
     results: list[tuple[float, bool]]
     if fit.p == 1:
         results = [
-            solve_decreasing_scalar(lambda x, c=c: _shift(S1.q_profile(x), c), tau2_min, tau2_max, tau2_min)
+            solve_decreasing_scalar(functools.partial(_bound_fun, S1, c), tau2_min, tau2_max, tau2_min)
             for _, c in search
         ]
     elif search:
