@@ -9,6 +9,7 @@ from typing import Any, Literal, cast
 from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import transaction
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
@@ -22,10 +23,16 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from apps.analyses.models import Analysis, AnalysisResult
-from apps.analyses.services import analysis_request_recompute_many, result_release
+from apps.analyses.services import (
+    analyses_request_recompute,
+    analysis_create_default,
+    analysis_request_recompute_many,
+    result_release,
+)
 from apps.api import serializers as s
 from apps.api.permissions import ApiClientsReadOnly, SteeringOnly, SteeringWrites
 from apps.audit.models import AuditEvent
+from apps.audit.services import audit_record
 from apps.consortium import roles
 from apps.consortium.models import Centre, Outcome
 from apps.datasets.ingest import UploadRejected, export_rows, template_for
@@ -61,6 +68,26 @@ class OutcomeViewSet(viewsets.ModelViewSet):
     lookup_field = "code"
     queryset = Outcome.objects.all()
     http_method_names = ["get", "post", "patch", "head", "options"]
+
+    @transaction.atomic
+    def perform_create(self, serializer: serializers.BaseSerializer) -> None:
+        outcome = serializer.save()
+        analysis_create_default(outcome=outcome)
+        audit_record(actor=self.request.user, action="outcome.create", obj=outcome, after=serializer.data)
+
+    @transaction.atomic
+    def perform_update(self, serializer: serializers.BaseSerializer) -> None:
+        before = s.OutcomeSerializer(serializer.instance).data
+        outcome = serializer.save()
+        audit_record(
+            actor=self.request.user,
+            action="outcome.update",
+            obj=outcome,
+            before=before,
+            after=serializer.data,
+        )
+        # The measure, direction or dictionary may have changed what the analyses compute.
+        analyses_request_recompute(outcome=outcome)
 
     permission_classes = [IsAuthenticated, ApiClientsReadOnly, SteeringWrites]
 
@@ -293,12 +320,23 @@ class AnalysisViewSet(viewsets.ModelViewSet):
             )
         return context
 
+    @transaction.atomic
     def perform_create(self, serializer: serializers.BaseSerializer) -> None:
         analysis = serializer.save()
+        audit_record(actor=self.request.user, action="analysis.create", obj=analysis, after=analysis.spec())
         analysis_request_recompute_many(analysis_ids=[analysis.pk])
 
+    @transaction.atomic
     def perform_update(self, serializer: serializers.BaseSerializer) -> None:
+        before = serializer.instance.spec() if serializer.instance is not None else None
         analysis = serializer.save()
+        audit_record(
+            actor=self.request.user,
+            action="analysis.update",
+            obj=analysis,
+            before=before,
+            after=analysis.spec(),
+        )
         analysis_request_recompute_many(analysis_ids=[analysis.pk])
 
     @extend_schema(responses=s.AnalysisResultSummarySerializer(many=True))

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 from apps.audit.models import AuditEvent
 
 if TYPE_CHECKING:
-    from django.contrib.auth.models import User
+    from django.contrib.auth.models import AnonymousUser, User
     from django.db.models import Model
 
     from apps.consortium.models import Centre
@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 
 def audit_record(
     *,
-    actor: User | None,
+    actor: User | AnonymousUser | None,
     action: str,
     obj: Model | None,
     centre: Centre | None = None,

@@ -241,3 +241,77 @@ def test_audit_trail_only_for_steering_and_admin(user: str, tmp_media: Any) -> N
     if allowed:
         actions = {e["action"] for e in resp.json()["results"]}
         assert {"dataset.version_create", "dataset.status", "membership.set"} <= actions
+
+
+# Steering-group writes: the data dictionary and analysis specifications.
+STEERING_WRITE = {
+    "anonymous": 401,
+    "dm_a": 403,
+    "member_a": 403,
+    "dm_b": 403,
+    "steering": 0,
+    "api_client": 403,
+    "admin": 0,
+}
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("user", USERS)
+def test_outcome_and_analysis_writes_are_for_the_steering_group(user: str, tmp_media: Any) -> None:
+    from apps.audit.models import AuditEvent
+    from apps.consortium.models import Outcome
+
+    cast = _world()
+    client = api_client_for(cast, user)
+    expected = STEERING_WRITE[user]
+    created = client.post(
+        "/api/v1/outcomes/",
+        {"code": "anxiety", "name": "Anxiety", "measure": "SMD", "direction": "lower"},
+        format="json",
+    )
+    assert created.status_code == (expected or 201), created.content
+    patched = client.patch("/api/v1/outcomes/rf/", {"description": "changed"}, format="json")
+    assert patched.status_code == (expected or 200)
+    analysis = Analysis.objects.get(outcome=cast["outcome"], is_default=True)
+    seq = analysis.requested_seq
+    spec = client.patch(f"/api/v1/analyses/{analysis.pk}/", {"method": "DL", "test": "knha"}, format="json")
+    assert spec.status_code == (expected or 200)
+    new = client.post(
+        "/api/v1/analyses/", {"outcome": "rf", "name": "Sensitivity: PM", "method": "PM"}, format="json"
+    )
+    assert new.status_code == (expected or 201)
+    analysis.refresh_from_db()
+    if expected:
+        assert not Outcome.objects.filter(code="anxiety").exists()
+        assert analysis.method == "REML" and analysis.requested_seq == seq
+    else:
+        # a new outcome gets its default analysis; a changed specification is recomputed; all audited
+        assert Analysis.objects.filter(outcome__code="anxiety", is_default=True).exists()
+        assert analysis.method == "DL" and analysis.requested_seq > seq
+        actions = set(AuditEvent.objects.values_list("action", flat=True))
+        assert {"outcome.create", "outcome.update", "analysis.update", "analysis.create"} <= actions
+    # reads of the dictionary and templates are for every signed-in user
+    read = client.get("/api/v1/outcomes/rf/template/?fmt=xlsx")
+    assert read.status_code == (401 if user == "anonymous" else 200)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("user", USERS)
+@pytest.mark.parametrize("obj_index", range(4), ids=OBJECTS)
+def test_admin_pages_are_for_administrators_only(user: str, obj_index: int, tmp_media: Any) -> None:
+    from django.test import Client
+
+    cast = _world()
+    dataset = cast["objects"][OBJECTS[obj_index]]
+    client = Client()
+    if user != "anonymous":
+        client.force_login(cast["users"][user])
+    resp = client.get(f"/admin/datasets/dataset/{dataset.pk}/change/")
+    if user == "admin":
+        assert resp.status_code == 200
+        # versions are immutable: the admin shows them read-only
+        assert (
+            client.post(f"/admin/datasets/dataset/{dataset.pk}/delete/", {"post": "yes"}).status_code == 403
+        )
+    else:
+        assert resp.status_code == 302 and "/admin/login/" in resp["Location"]
