@@ -11,7 +11,7 @@ REFERENCE ?= tests/metaanalysis/cases
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -56,7 +56,6 @@ validate: $(STAMP)
 bench: bench-engine bench-e2e
 
 bench-engine: $(STAMP)
-	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
 	$(BIN)/python -m bench.engine_bench --out bench/RESULTS.md
 
 bench-e2e: $(STAMP)
