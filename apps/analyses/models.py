@@ -96,7 +96,15 @@ class Analysis(models.Model):
 
     @property
     def state(self) -> str:
-        if self.running_since is not None:
+        """current, queued or running. A computation silent for longer than the stale lease (its
+        worker died) counts as queued again: the redelivered task or the sweep will take it."""
+        from datetime import timedelta
+
+        from django.conf import settings
+        from django.utils import timezone
+
+        lease = timedelta(seconds=settings.RECOMPUTE_STALE_AFTER_SECONDS)
+        if self.running_since is not None and self.running_since > timezone.now() - lease:
             return "running"
         if self.requested_seq > self.computed_seq:
             return "queued"

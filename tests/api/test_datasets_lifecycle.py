@@ -184,3 +184,31 @@ def test_portal_upload_versions_diff_restore_and_lifecycle(cast: Any, tmp_media:
     member = Client()
     member.force_login(cast["users"]["member_a"])
     assert member.post(f"/datasets/{dataset.pk}/submit/").status_code == 403
+
+
+def test_analysis_state_reports_queued_running_and_current(cast: Any, tmp_media: Any, settings: Any) -> None:
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from apps.analyses.services import analysis_recompute
+    from tests.conftest import store_rows
+
+    store_rows(centre=cast["centre_a"], outcome=cast["outcome"], rows=SMD_ROWS, submit=True)
+    analysis = Analysis.objects.get(outcome=cast["outcome"], is_default=True)
+    assert analysis.state == "queued"
+    Analysis.objects.filter(pk=analysis.pk).update(running_since=timezone.now())
+    analysis.refresh_from_db()
+    assert analysis.state == "running"
+    # a worker that died mid-computation: after the lease its work counts as queued again
+    Analysis.objects.filter(pk=analysis.pk).update(
+        running_since=timezone.now() - timedelta(seconds=settings.RECOMPUTE_STALE_AFTER_SECONDS + 1)
+    )
+    analysis.refresh_from_db()
+    assert analysis.state == "queued"
+    analysis_recompute(analysis_id=analysis.pk)
+    analysis.refresh_from_db()
+    assert analysis.state == "current" and analysis.running_since is None
+    assert (
+        api_client_for(cast, "steering").get(f"/api/v1/analyses/{analysis.pk}/").json()["state"] == "current"
+    )
