@@ -233,3 +233,81 @@ def test_r2_is_truncated_at_zero_and_defined_for_ee() -> None:
     rss = np.sum(w * (y - f) ** 2)
     adj = 1 - (1 - mss / (mss + rss)) * 19 / 18
     assert pytest.approx(max(0.0, 100 * adj), abs=1e-10) == ee.R2
+
+
+def _random_rows(rng: np.random.Generator, kind: int, k: int) -> tuple[str, list[dict]]:
+    if kind == 0:  # generic effects, heterogeneous
+        return "GEN", [
+            {
+                "study": f"s{i}",
+                "yi": float(rng.normal(0, 1)),
+                "vi": float(rng.uniform(0.001, 1)),
+                "x": float(rng.normal()),
+                "g": str(rng.choice(list("ab"))),
+                "yr": int(rng.integers(1990, 2000)),
+            }
+            for i in range(k)
+        ]
+    if kind == 1:  # identical studies
+        return "GEN", [
+            {"study": f"s{i}", "yi": 0.5, "vi": 0.1, "x": float(i), "g": "a", "yr": 1} for i in range(k)
+        ]
+    if kind == 2:  # sparse 2x2 tables with zero cells
+        rows = []
+        for i in range(k):
+            n1, n2 = int(rng.integers(5, 50)), int(rng.integers(5, 50))
+            a, c = int(rng.integers(0, 4)), int(rng.integers(0, 4))
+            rows.append(
+                {
+                    "study": f"s{i}",
+                    "ai": a,
+                    "bi": n1 - a,
+                    "ci": c,
+                    "di": n2 - c,
+                    "x": float(rng.normal()),
+                    "g": str(rng.choice(list("abc"))),
+                    "yr": i,
+                }
+            )
+        return str(rng.choice(["OR", "RR", "RD"])), rows
+    # homogeneous: tau² at 0
+    return "GEN", [
+        {
+            "study": f"s{i}",
+            "yi": float(rng.normal(0, 0.01)),
+            "vi": float(rng.uniform(0.5, 1)),
+            "x": float(rng.normal()),
+            "g": "a" if i % 2 else "b",
+            "yr": -i,
+        }
+        for i in range(k)
+    ]
+
+
+def test_run_analysis_never_crashes_or_warns_on_small_random_data() -> None:
+    # every estimator x test x design on tiny, degenerate, sparse and homogeneous data: the
+    # report is produced (or a model-level EngineError becomes notes), strictly JSON, and no
+    # numpy warning escapes (pytest turns RuntimeWarnings from workers.* into errors)
+    import json
+
+    from workers.metaanalysis.analysis import AnalysisSpec, run_analysis
+
+    rng = np.random.default_rng(2024)
+    for it in range(270):
+        k = int(rng.integers(1, 9))
+        measure, rows = _random_rows(rng, int(rng.integers(0, 4)), k)
+        mods = () if rng.random() < 0.6 else (("x",) if rng.random() < 0.5 else ("g",))
+        spec = AnalysisSpec(
+            measure=measure,
+            method=METHODS[it % 9],
+            test=("z", "knha")[it % 2],
+            mods=mods,
+            level=float(rng.choice([90.0, 95.0, 99.0])),
+            subgroup="g" if rng.random() < 0.3 else None,
+            cumulative_order="yr" if rng.random() < 0.3 else None,
+        )
+        report = run_analysis(spec, rows).to_dict()
+        json.dumps(report, allow_nan=False)
+        assert "effect_sizes" in report["blocks"]
+        if "fit" not in report["blocks"]:
+            assert any(n["block"] == "fit" for n in report["notes"])

@@ -440,6 +440,9 @@ def trimfill(fit: FitResult, side: str | None = None, maxiter: int = 100) -> Tri
             raise ConvergenceError(f"trim-and-fill did not converge in {maxiter} iterations")
         # only the estimate is needed here (metafor: outlist = "beta=beta"); the truncated data
         # are a prefix of the sorted studies
+        if k - k0 < 1:
+            # metafor: rma() on the empty truncated data stops ("k = 0")
+            raise InsufficientDataError("trim-and-fill estimated that every study is missing (k0 = k)")
         S.m = k - k0
         t2, _, ok, why = tau2_intercept_only(S, fit.method, METAFOR_DEFAULTS)
         if not ok:

@@ -199,6 +199,23 @@ class Family:
         self._fixed_cache: dict[str, np.ndarray] = {}
         self._tri_full: np.ndarray | None = None
 
+    def inestimable(self) -> np.ndarray:
+        """Subsets whose design is singular (a moderator no longer estimable without a study).
+
+        metafor's refit then drops the coefficient and influence()/leave1out() report NA; the
+        check is on the unweighted X'X of each subset, scaled to a correlation-type matrix.
+        """
+        p = self.pr.p
+        if p == 1:
+            return np.zeros(self.B, dtype=bool)
+        XX = self.fixed("one", None)[:, : p * p].reshape(-1, p, p)
+        d = np.sqrt(np.maximum(np.einsum("nii->ni", XX), 0.0))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            R = XX / (d[:, :, None] * d[:, None, :])
+        bad = np.any(d == 0, axis=1) | ~np.all(np.isfinite(R), axis=(1, 2))
+        R[bad] = np.eye(p)
+        return bad | (np.linalg.eigvalsh(R).min(axis=1) <= 1e-10)
+
     def fixed(self, key: str, c: np.ndarray | None) -> np.ndarray:
         """Sums of ``c_j G_j`` over each subset, shape (B, q); ``c`` is a fixed weight vector."""
         hit = self._fixed_cache.get(key)
@@ -559,6 +576,12 @@ def estimate_tau2(
     tau2_0 = None
     iterations = 0
     one = kb == 1
+    # metafor refuses a model with more parameters than studies (p + 1 with tau², p for EE; an
+    # intercept-only model with one study is the exception): such subsets are left out
+    need = p if method == "EE" else p + 1
+    too_few = (kb < need) & ~(one & (p == 1))
+    singular = fam.inestimable() & ~too_few
+    skip = too_few | singular
     with np.errstate(divide="ignore", invalid="ignore"):
         if method == "EE":
             tau2 = np.zeros(B)
@@ -578,19 +601,26 @@ def estimate_tau2(
             tau2 = t0 * rss / (kb - p)
             tau2_0 = t0
         elif method in ("ML", "REML", "EB"):
-            tau2, ok, reason, iterations = _fisher_scoring(fam, method, ctl, start, newton)
+            tau2, ok, reason, iterations = _fisher_scoring(fam, method, ctl, start, newton, skip)
         elif method == "PM":
             if fam.kind == "full":
                 tau2, ok, reason = _paule_mandel_uniroot(fam, ctl)
             else:
-                tau2, ok, reason = _paule_mandel(fam)
+                tau2, ok, reason = _paule_mandel(fam, skip)
         else:
             raise ValueError(f"unknown method {method!r}")
     tau2 = np.where(one & ok, 0.0, tau2)
     if np.any(one):
-        for i in np.flatnonzero(one):
+        for i in np.flatnonzero(one & ~too_few):
             reason[i] = None
             ok[i] = True
+    if np.any(skip):
+        tau2 = np.where(skip, np.nan, tau2)
+        ok = ok & ~skip
+        for i in np.flatnonzero(too_few):
+            reason[i] = f"{int(kb[i])} studies cannot estimate {need} parameters"
+        for i in np.flatnonzero(singular):
+            reason[i] = "a coefficient is not estimable in this subset (singular design)"
     return Tau2Result(tau2=tau2, ok=ok, reason=reason, tau2_0=tau2_0, iterations=iterations)
 
 
@@ -671,7 +701,14 @@ def _score_parts_1(raw: list[np.ndarray], kb: np.ndarray, method: str, newton: b
     return score, info, dscore
 
 
-def _fisher_scoring(fam: Family, method: str, ctl: Control, start: np.ndarray | None, newton: bool):
+def _fisher_scoring(
+    fam: Family,
+    method: str,
+    ctl: Control,
+    start: np.ndarray | None,
+    newton: bool,
+    skip: np.ndarray | None = None,
+):
     """metafor's Fisher scoring for ML/REML/EB with step halving at tau2.min = 0.
 
     Convergence is declared when the change in tau² falls below ``ctl.threshold`` (or a few ulps of
@@ -690,7 +727,7 @@ def _fisher_scoring(fam: Family, method: str, ctl: Control, start: np.ndarray | 
     else:
         t = np.array(start, dtype=float, copy=True)
     t[kb == 1] = 0.0
-    active = np.flatnonzero(kb > 1)
+    active = np.flatnonzero((kb > 1) if skip is None else (kb > 1) & ~skip)
     it = 0
     while active.size:
         it += 1
@@ -703,7 +740,16 @@ def _fisher_scoring(fam: Family, method: str, ctl: Control, start: np.ndarray | 
                 ratio = nadj / adj
             use = (dscore < 0) & np.isfinite(nadj) & (ratio > 0.1) & (ratio < 10.0)
             adj = np.where(use, nadj, adj)
-        adj[np.isnan(adj)] = 0.0
+        adj[np.isnan(adj)] = 0.0  # as metafor (a saturated model gives NaN)
+        diverged = np.isinf(adj)
+        if np.any(diverged):
+            # an infinite step (no information left): metafor would halve it forever
+            for i in active[diverged]:
+                ok[i] = False
+                reason[i] = "Fisher scoring diverged (infinite step)"
+            t[active[diverged]] = np.nan
+            keep = ~diverged
+            active, ta, adj = active[keep], ta[keep], adj[keep]
         # step halving so that tau² stays >= tau2.min = 0; from tau² = 0 with a negative step,
         # halving only ends when the step underflows, so that case is short-cut to a zero step
         adj[(ta == 0.0) & (adj < 0.0)] = 0.0
@@ -922,7 +968,7 @@ def _paule_mandel_uniroot(fam: Family, ctl: Control):
     return np.array([root]), np.ones(1, dtype=bool), reason
 
 
-def _paule_mandel(fam: Family):
+def _paule_mandel(fam: Family, skip: np.ndarray | None = None):
     """Paule-Mandel: the tau² where the generalised Q equals k - p (metafor: uniroot on
     [tau2.min, tau2.max], tau2.max = max(100, 10 mad(y)^2); 0 when Q(0) < k - p)."""
     pr = fam.pr
@@ -934,7 +980,7 @@ def _paule_mandel(fam: Family):
     target = kb - p
     qe, _, _ = _fe_parts(fam)
     tau2 = np.zeros(B)
-    need = np.flatnonzero((qe >= target) & (kb > 1))
+    need = np.flatnonzero((qe >= target) & (kb > 1) & (True if skip is None else ~skip))
     if need.size == 0:
         return tau2, ok, reason
 
@@ -1473,6 +1519,8 @@ def _fisher1(
                 adj = nadj
         if adj != adj:  # NaN
             adj = 0.0
+        if math.isinf(adj):
+            return math.nan, False, "Fisher scoring diverged (infinite step)"
         if t == 0.0 and adj < 0.0:
             adj = 0.0
         while t + adj < 0.0:  # step halving keeps tau² >= 0
@@ -1818,6 +1866,8 @@ def _fisher_gen(
                 adj = nadj
         if adj != adj:
             adj = 0.0
+        if math.isinf(adj):
+            return math.nan, False, "Fisher scoring diverged (infinite step)"
         if t == 0.0 and adj < 0.0:
             adj = 0.0
         while t + adj < 0.0:

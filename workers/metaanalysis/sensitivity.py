@@ -289,22 +289,13 @@ def influence(fit: FitResult, loo: FamilyFit | None = None) -> InfluenceResult:
     if fit.k < 2:
         raise InsufficientDataError("influence diagnostics need at least 2 studies")
     k, p = fit.k, fit.p
-    pr = Problem(fit.yi, fit.vi, fit.X if p > 1 else None)
-    fam = Family(pr, "loo")
-    ok_rows = np.ones(k, dtype=bool)
     failed: dict[int, str] = {}
-    if k - 1 < (p if fit.method == "EE" else p + 1) and not (p == 1 and k - 1 == 1):
-        ok_rows[:] = False
-        for i in range(k):
-            failed[i] = "too few studies left to refit the model"
-    if p > 1:
-        for i in _inestimable(pr, fam):
-            ok_rows[i] = False
-            failed[i] = "a coefficient is not estimable without this study"
+    # refits that fail (too few studies left, a moderator no longer estimable) are NaN with the
+    # reason, as metafor's NA
     ff = loo_fits(fit) if loo is None else loo
     for i, r in _reasons(ff).items():
-        failed.setdefault(i, r)
-    good = ok_rows & ff.ok
+        failed[i] = r
+    good = ff.ok.copy()
     X = fit.X
     w = 1.0 / (fit.vi + fit.tau2)
     if p == 1:
@@ -354,17 +345,3 @@ def influence(fit: FitResult, loo: FamilyFit | None = None) -> InfluenceResult:
         weight=weight,
         failed=failed,
     )
-
-
-def _inestimable(pr: Problem, fam: Family) -> list[int]:
-    """Studies without which X'X is singular (metafor's refit then drops a coefficient: NA)."""
-    S = fam.fixed("one", None)
-    p = pr.p
-    XX = S[:, : p * p].reshape(-1, p, p)
-    d = np.sqrt(np.maximum(np.einsum("nii->ni", XX), 0.0))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        R = XX / (d[:, :, None] * d[:, None, :])
-    bad = np.any(d == 0, axis=1) | ~np.all(np.isfinite(R), axis=(1, 2))
-    R[bad] = np.eye(p)
-    ev = np.linalg.eigvalsh(R).min(axis=1)
-    return np.flatnonzero(bad | (ev <= 1e-10)).tolist()
