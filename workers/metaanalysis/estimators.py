@@ -528,7 +528,6 @@ class Tau2Result:
     ok: np.ndarray
     reason: list[str | None]
     tau2_0: np.ndarray | None = None  # SJ's starting value
-    iterations: int = 0
 
 
 def _he(fam: Family) -> np.ndarray:
@@ -574,7 +573,6 @@ def estimate_tau2(
     reason: list[str | None] = [None] * B
     ok = np.ones(B, dtype=bool)
     tau2_0 = None
-    iterations = 0
     one = kb == 1
     # metafor refuses a model with more parameters than studies (p + 1 with tau², p for EE; an
     # intercept-only model with one study is the exception): such subsets are left out
@@ -601,7 +599,7 @@ def estimate_tau2(
             tau2 = t0 * rss / (kb - p)
             tau2_0 = t0
         elif method in ("ML", "REML", "EB"):
-            tau2, ok, reason, iterations = _fisher_scoring(fam, method, ctl, start, newton, skip)
+            tau2, ok, reason, _ = _fisher_scoring(fam, method, ctl, start, newton, skip)
         elif method == "PM":
             if fam.kind == "full":
                 tau2, ok, reason = _paule_mandel_uniroot(fam, ctl)
@@ -621,7 +619,7 @@ def estimate_tau2(
             reason[i] = f"{int(kb[i])} studies cannot estimate {need} parameters"
         for i in np.flatnonzero(singular):
             reason[i] = "a coefficient is not estimable in this subset (singular design)"
-    return Tau2Result(tau2=tau2, ok=ok, reason=reason, tau2_0=tau2_0, iterations=iterations)
+    return Tau2Result(tau2=tau2, ok=ok, reason=reason, tau2_0=tau2_0)
 
 
 def _score_parts(fam: Family, idx: np.ndarray, t: np.ndarray, method: str, newton: bool):
@@ -1054,9 +1052,6 @@ class FamilyFit:
     s2w: np.ndarray
     ddf: np.ndarray  # NaN under the z test
     test: list[str]
-    A_c: np.ndarray  # (X'WX)^-1 on the centred scale (unscaled)
-    sw: np.ndarray  # sum of the model weights
-    tau2_info: Tau2Result
 
 
 def fit_family(
@@ -1155,9 +1150,6 @@ def fit_family(
         s2w=s2w,
         ddf=ddf,
         test=tests,
-        A_c=A_c,
-        sw=S1.sw,
-        tau2_info=t2,
     )
 
 
