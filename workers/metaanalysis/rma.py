@@ -351,6 +351,11 @@ def rma(
     tau²_RE from the intercept-only model fitted the same way (Raudenbush 2009); for EE, as
     metafor 3.8-1, the adjusted R² of the weighted least-squares regression.
 
+    Under the (default) tight convergence threshold the ML/REML/EB iterations take Newton steps
+    where these agree with the Fisher step; the result is the same root as metafor's Fisher
+    scoring (to within its threshold) in far fewer iterations. PM's root is found with R's
+    ``uniroot()`` algorithm (Brent) at tolerance ``control.tol``.
+
     With k = 1 metafor fits tau² = 0, switches to the z test and reports QE = 0, QEp = 1,
     I² = 0 and H² = 1 (its output for a saturated model); se_tau2 is NA. The engine does the
     same and records the reason in ``na_reasons``/``notes``.

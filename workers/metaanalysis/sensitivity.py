@@ -91,7 +91,13 @@ def _start(fit: FitResult, B: int) -> np.ndarray | None:
 
 
 def loo_fits(fit: FitResult) -> FamilyFit:
-    """The k leave-one-out refits of ``fit`` (shared by :func:`leave1out` and :func:`influence`)."""
+    """The k leave-one-out refits of ``fit`` (shared by :func:`leave1out` and :func:`influence`).
+
+    Each refit is metafor's ``rma.uni(..., subset = -i)`` with the model's method, test, level,
+    control and (for influence) design; all k are computed together (see
+    :mod:`workers.metaanalysis.estimators`), starting the iterative estimators at the full-data
+    tau², which is close to every refit's root.
+    """
     if fit.k < 2:
         raise InsufficientDataError(f"leave-one-out refits need at least 2 studies (k = {fit.k})")
     pr = Problem(fit.yi, fit.vi, fit.X if fit.p > 1 else None)
@@ -120,8 +126,8 @@ def leave1out(fit: FitResult, loo: FamilyFit | None = None) -> LeaveOneOutResult
     Source: metafor 3.8-1 ``leave1out.rma.uni()``: the model is refitted without each study with
     the same ``method``, ``test``, ``level`` and ``control``. A refit with one study left uses
     metafor's k = 1 rules (tau² = 0, z test, QE = 0, I² = 0, H² = 1). Here all k refits are
-    computed together (prefix/suffix sums and a masked weight matrix, Newton steps from the
-    full-data tau²); the roots are those of the separate refits.
+    computed together (prefix/suffix sums, an exact Taylor series in tau² or a masked weight
+    matrix, Newton steps from the full-data tau²); the roots are those of the separate refits.
     """
     _require_int_only(fit, "leave-one-out")
     ff = loo_fits(fit) if loo is None else loo
