@@ -37,6 +37,7 @@ import os
 import platform
 import pstats
 import statistics
+import subprocess
 import sys
 import time
 import warnings
@@ -900,8 +901,27 @@ def machine() -> dict[str, str]:
         "scipy": _version("scipy"),
         "PyMARE": _version("PyMARE"),
         "statsmodels": _version("statsmodels"),
-        "engine": ENGINE_VERSION,
+        "engine": f"{ENGINE_VERSION} ({_engine_revision()})",
     }
+
+
+def _engine_revision() -> str:
+    """The git commit the engine was run from, flagged when workers/metaanalysis has local changes."""
+    root = Path(__file__).resolve().parent.parent
+    git = ["git", "-C", str(root)]
+    try:
+        head = subprocess.run(  # noqa: S603 - fixed git arguments, no shell
+            [*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(  # noqa: S603 - fixed git arguments, no shell
+            [*git, "status", "--porcelain", "--", "workers/metaanalysis"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "commit unknown"
+    return f"commit {head}" + (" with uncommitted changes in workers/metaanalysis" if dirty else "")
 
 
 def profile(fn: Callable[[], Any], seconds: float = 2.0, top: int = 15) -> str:
