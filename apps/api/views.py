@@ -35,7 +35,7 @@ from apps.audit.models import AuditEvent
 from apps.audit.services import audit_record
 from apps.consortium import roles
 from apps.consortium.models import Centre, Outcome
-from apps.datasets.ingest import UploadRejected, export_rows, template_for
+from apps.datasets.ingest import UploadRejected, export_rows, neutralise, template_for
 from apps.datasets.models import Dataset
 from apps.datasets.selectors import dataset_version_diff
 from apps.datasets.services import dataset_set_status, dataset_version_restore, upload_spec_for
@@ -403,7 +403,7 @@ class AuditEventViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
         )
         for e in self.filter_queryset(self.get_queryset()):
             writer.writerow(
-                _neutralise(
+                _audit_cells(
                     [
                         e.pk,
                         e.at.isoformat(),
@@ -420,12 +420,6 @@ class AuditEventViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
         return _download(buffer.getvalue().encode(), "audit-trail.csv", "csv")
 
 
-def _neutralise(values: list[Any]) -> list[Any]:
-    """Spreadsheet-formula neutralisation for text cells (see also ingest.export_rows)."""
-    out = []
-    for v in values:
-        text = v if isinstance(v, (int, float)) else ("" if v is None else str(v))
-        if isinstance(text, str) and text[:1] in ("=", "+", "-", "@", "\t", "\r"):
-            text = "'" + text
-        out.append(text)
-    return out
+def _audit_cells(values: list[Any]) -> list[Any]:
+    """Audit export cells: numbers as numbers, everything else as formula-neutralised text."""
+    return [v if isinstance(v, (int, float)) else neutralise("" if v is None else str(v)) for v in values]
