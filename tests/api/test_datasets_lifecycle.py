@@ -212,3 +212,28 @@ def test_analysis_state_reports_queued_running_and_current(cast: Any, tmp_media:
     assert (
         api_client_for(cast, "steering").get(f"/api/v1/analyses/{analysis.pk}/").json()["state"] == "current"
     )
+
+
+def test_portal_shows_how_aliased_columns_were_read(cast: Any, tmp_media: Any) -> None:
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    client = Client()
+    client.force_login(cast["users"]["dm_a"])
+    header = "Study name;Mean intervention;SD intervention;n1;m2i;SD control;n2i"
+    lines = [
+        f"{r['study']};{r['m1i']};{r['sd1i']};{r['n1i']};{r['m2i']};{r['sd2i']};{r['n2i']}" for r in SMD_ROWS
+    ]
+    upload = SimpleUploadedFile("aliases.csv", "\n".join([header, *lines]).encode())
+    resp = client.post("/upload/", {"centre": "alpha", "outcome": "rf", "file": upload})
+    assert resp.status_code == 302
+    page = client.get(resp["Location"]).content.decode()
+    mapping = page.split('id="column-mapping"', 1)[1].split("</table>", 1)[0]
+    for source, target in [
+        ("Mean intervention", "m1i"),
+        ("SD control", "sd2i"),
+        ("n1", "n1i"),
+        ("Study name", "study"),
+    ]:
+        assert f"<td>{source}</td><td><code>{target}</code>" in mapping
+    dataset = Dataset.objects.get(centre=cast["centre_a"], outcome=cast["outcome"])
+    assert dataset.current_version.rows[0]["m1i"] == SMD_ROWS[0]["m1i"]
