@@ -84,6 +84,18 @@ def outbox_publish_soon(*, event_ids: list[int]) -> None:
         _publisher.submit(_publish_in_thread, event_ids)
 
 
+def outbox_publisher_drain() -> None:
+    """Wait until every publication handed to the background thread has been attempted.
+
+    For orderly shutdown (and tests): whatever was not published stays pending for the relay.
+    """
+    global _publisher
+    with _publisher_lock:
+        publisher, _publisher = _publisher, None
+    if publisher is not None:
+        publisher.shutdown(wait=True)
+
+
 def _publish_in_thread(event_ids: list[int]) -> None:
     try:
         outbox_publish_pending(event_ids=event_ids)

@@ -238,6 +238,11 @@ def test_audit_trail_only_for_steering_and_admin(user: str, tmp_media: Any) -> N
     allowed = user in ("steering", "admin")
     assert resp.status_code == (200 if allowed else 403)
     assert export.status_code == (200 if allowed else 403)
+    from django.test import Client
+
+    page = Client()
+    page.force_login(cast["users"][user])
+    assert page.get("/audit/").status_code == (200 if allowed else 404)
     if allowed:
         actions = {e["action"] for e in resp.json()["results"]}
         assert {"dataset.version_create", "dataset.status", "membership.set"} <= actions

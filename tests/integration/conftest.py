@@ -116,11 +116,15 @@ class WorkerProcess:
 
 
 @pytest.fixture
-def services(transactional_db: Any, settings: Any) -> None:
+def services(transactional_db: Any, settings: Any) -> Iterator[None]:
     """PostgreSQL and Redis must be there (CI=true fails otherwise); publishing after commit is on."""
+    from apps.analyses.services import outbox_publisher_drain
+
     require_services()
     settings.OUTBOX_PUBLISH_ON_COMMIT = True
     purge_broker()
+    yield
+    outbox_publisher_drain()  # no publication may outlive the test database
 
 
 @pytest.fixture
