@@ -42,6 +42,14 @@ class OutcomeSerializer(serializers.ModelSerializer):
             "moderators",
         ]
 
+    def validate_measure(self, value: str) -> str:
+        """The measure fixes what every row's statistics mean: it cannot change once data exist."""
+        if self.instance is not None and value != self.instance.measure and self.instance.datasets.exists():
+            raise serializers.ValidationError(
+                "This outcome already has datasets; its effect measure cannot change. Create a new outcome."
+            )
+        return value
+
 
 class DatasetVersionSummarySerializer(serializers.ModelSerializer):
     created_by: serializers.SlugRelatedField = serializers.SlugRelatedField(

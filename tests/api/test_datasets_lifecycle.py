@@ -237,3 +237,14 @@ def test_portal_shows_how_aliased_columns_were_read(cast: Any, tmp_media: Any) -
         assert f"<td>{source}</td><td><code>{target}</code>" in mapping
     dataset = Dataset.objects.get(centre=cast["centre_a"], outcome=cast["outcome"])
     assert dataset.current_version.rows[0]["m1i"] == SMD_ROWS[0]["m1i"]
+
+
+def test_an_outcome_with_data_keeps_its_measure(cast: Any, tmp_media: Any) -> None:
+    from tests.conftest import store_rows
+
+    steering = api_client_for(cast, "steering")
+    assert steering.patch("/api/v1/outcomes/dep/", {"measure": "MD"}, format="json").status_code == 200
+    store_rows(centre=cast["centre_a"], outcome=cast["outcome"], rows=SMD_ROWS)
+    resp = steering.patch("/api/v1/outcomes/rf/", {"measure": "MD"}, format="json")
+    assert resp.status_code == 400
+    assert "cannot change" in resp.json()["measure"][0]

@@ -139,3 +139,11 @@ def test_migrations_are_complete() -> None:
         ["makemigrations", "--check", "--dry-run"], {"DJANGO_SETTINGS_MODULE": "apps.config.settings.test"}
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_openapi_schema_is_valid_and_free_of_warnings() -> None:
+    proc = _run_manage(
+        ["spectacular", "--validate", "--fail-on-warn", "--file", os.devnull],
+        {"DJANGO_SETTINGS_MODULE": "apps.config.settings.test"},
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
