@@ -320,3 +320,43 @@ def test_admin_pages_are_for_administrators_only(user: str, obj_index: int, tmp_
         )
     else:
         assert resp.status_code == 302 and "/admin/login/" in resp["Location"]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("user", USERS)
+def test_result_history_and_outcome_page_hide_unreleased_results(user: str, tmp_media: Any) -> None:
+    from django.test import Client
+
+    cast = _world()
+    analysis = Analysis.objects.get(outcome=cast["outcome2"], is_default=True)
+    released = analysis_recompute(analysis_id=analysis.pk)
+    assert released is not None
+    result_release(actor=cast["users"]["steering"], result=released)
+    store_rows(
+        centre=cast["centre_a"], outcome=cast["outcome2"], rows=[dict(r, m1i=r["m1i"] + 5) for r in SMD_ROWS]
+    )
+    hidden = analysis_recompute(analysis_id=analysis.pk)
+    assert hidden is not None and hidden.pooled["estimate"] != released.pooled["estimate"]
+    sees_all = user in ("steering", "admin")
+
+    history = api_client_for(cast, user).get(f"/api/v1/analyses/{analysis.pk}/history/")
+    detail = api_client_for(cast, user).get(f"/api/v1/analyses/{analysis.pk}/")
+    if user == "anonymous":
+        assert history.status_code == 401 and detail.status_code == 401
+    else:
+        ids = [r["id"] for r in history.json()["results"]]
+        assert ids == ([hidden.pk, released.pk] if sees_all else [released.pk])
+        current = detail.json()["current_result"]
+        assert (current["id"] if current else None) == (hidden.pk if sees_all else None)
+
+    page = Client()
+    if user != "anonymous":
+        page.force_login(cast["users"][user])
+    resp = page.get("/outcomes/dep/")
+    if user == "anonymous":
+        assert resp.status_code == 302
+        return
+    html = resp.content.decode()
+    shown = hidden if sees_all else released
+    assert f'<div class="big" id="pooled-estimate">{shown.pooled["estimate"]:.3f}</div>' in html
+    assert (f"{hidden.pooled['estimate']:.3f}" in html) == sees_all
