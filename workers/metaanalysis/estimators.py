@@ -1499,11 +1499,38 @@ def _fisher1(
     """
     k = S.m
     t = max(0.0, _he1(S)) if start is None else start
+    return _fisher_loop(
+        t,
+        lambda t, n, newton: _score1(S.sums(t, n), method, k, newton),
+        lambda t: _ll1(S, t, method),
+        method,
+        ctl,
+        it,
+        ll0,
+    )
+
+
+def _fisher_loop(
+    t: float,
+    score_at: Callable[[float, int, bool], tuple[float, float, float | None]],
+    loglik_at: Callable[[float], float],
+    method: str,
+    ctl: Control,
+    it: int,
+    ll0: bool,
+) -> tuple[float, bool, str | None]:
+    """The iteration shared by the intercept-only and the meta-regression fast paths.
+
+    ``score_at(t, n, newton)`` gives the score, the Fisher information and (for Newton steps) the
+    derivative of the score at ``t``; ``loglik_at(t)`` the (restricted) log-likelihood. Steps are
+    metafor's: Fisher (or a safe Newton) step, halved until tau² stays non-negative, stopping when
+    the change is below ``threshold``; with ``ll0``, tau² = 0 wins if its likelihood is higher.
+    """
     newton = ctl.threshold < NEWTON_BELOW_THRESHOLD
     n = (2 if newton else 1) if method == "EB" else 3 if (method == "REML" or newton) else 2
     while True:
         it += 1
-        score, info, dscore = _score1(S.sums(t, n), method, k, newton)
+        score, info, dscore = score_at(t, n, newton)
         adj = score / info
         if dscore is not None and dscore != 0.0:
             nadj = -score / dscore
@@ -1524,12 +1551,7 @@ def _fisher1(
             break
         if it >= ctl.maxiter:
             return math.nan, False, f"Fisher scoring did not converge in {ctl.maxiter} iterations"
-    if (
-        ll0
-        and method in ("ML", "REML")
-        and t > ctl.threshold
-        and _ll1(S, 0.0, method) - _ll1(S, t, method) > ctl.tol
-    ):
+    if ll0 and method in ("ML", "REML") and t > ctl.threshold and loglik_at(0.0) - loglik_at(t) > ctl.tol:
         t = 0.0
     return t, True, None
 
@@ -1846,39 +1868,15 @@ def _fisher_gen(
 ) -> tuple[float, bool, str | None]:
     """metafor's Fisher scoring for one meta-regression (see :func:`_fisher_scoring`), with the
     Newton steps of :func:`_fisher1`."""
-    newton = ctl.threshold < NEWTON_BELOW_THRESHOLD
-    n = (2 if newton else 1) if method == "EB" else 3 if (method == "REML" or newton) else 2
-    while True:
-        it += 1
-        score, info, dscore = _score_gen(S, S.sums(t, n), method, newton)
-        adj = score / info
-        if dscore is not None and dscore != 0.0:
-            nadj = -score / dscore
-            if _newton_ok(adj, nadj, dscore):
-                adj = nadj
-        if adj != adj:
-            adj = 0.0
-        if math.isinf(adj):
-            return math.nan, False, "Fisher scoring diverged (infinite step)"
-        if t == 0.0 and adj < 0.0:
-            adj = 0.0
-        while t + adj < 0.0:
-            adj *= 0.5
-        tn = t + adj
-        change = abs(tn - t)
-        t = tn
-        if change <= max(ctl.threshold, 8.0 * _EPS * t):
-            break
-        if it >= ctl.maxiter:
-            return math.nan, False, f"Fisher scoring did not converge in {ctl.maxiter} iterations"
-    if (
-        ll0
-        and method in ("ML", "REML")
-        and t > ctl.threshold
-        and _ll_gen(S, 0.0, method) - _ll_gen(S, t, method) > ctl.tol
-    ):
-        t = 0.0
-    return t, True, None
+    return _fisher_loop(
+        t,
+        lambda t, n, newton: _score_gen(S, S.sums(t, n), method, newton),
+        lambda t: _ll_gen(S, t, method),
+        method,
+        ctl,
+        it,
+        ll0,
+    )
 
 
 def _ll_gen(S: GenOnly, t: float, method: str) -> float:
