@@ -107,6 +107,26 @@ def loo_fits(fit: FitResult) -> FamilyFit:
     )
 
 
+def _per_model_fields(fit: FitResult, ff: FamilyFit) -> dict[str, Any]:
+    """The per-model columns of a family of refits (leave-one-out or cumulative), as metafor names them."""
+    return {
+        "method": fit.method,
+        "test": fit.test,
+        "estimate": ff.beta[:, 0],
+        "se": ff.se[:, 0],
+        "zval": ff.zval[:, 0],
+        "pval": ff.pval[:, 0],
+        "ci_lb": ff.ci_lb[:, 0],
+        "ci_ub": ff.ci_ub[:, 0],
+        "Q": ff.QE,
+        "Qp": ff.QEp,
+        "tau2": ff.tau2,
+        "I2": ff.I2,
+        "H2": ff.H2,
+        "failed": _reasons(ff),
+    }
+
+
 def leave1out(fit: FitResult, loo: FamilyFit | None = None) -> LeaveOneOutResult:
     """Leave-one-out analysis as metafor's ``leave1out.rma.uni()``.
 
@@ -131,22 +151,7 @@ def leave1out(fit: FitResult, loo: FamilyFit | None = None) -> LeaveOneOutResult
     """
     _require_int_only(fit, "leave-one-out")
     ff = loo_fits(fit) if loo is None else loo
-    return LeaveOneOutResult(
-        method=fit.method,
-        test=fit.test,
-        estimate=ff.beta[:, 0],
-        se=ff.se[:, 0],
-        zval=ff.zval[:, 0],
-        pval=ff.pval[:, 0],
-        ci_lb=ff.ci_lb[:, 0],
-        ci_ub=ff.ci_ub[:, 0],
-        Q=ff.QE,
-        Qp=ff.QEp,
-        tau2=ff.tau2,
-        I2=ff.I2,
-        H2=ff.H2,
-        failed=_reasons(ff),
-    )
+    return LeaveOneOutResult(**_per_model_fields(fit, ff))
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -201,23 +206,7 @@ def cumulative(fit: FitResult, order: Sequence[Any] | None = None) -> Cumulative
     # starts at HE: same root, more iterations)
     start = estimate_tau2(fam, "DL").tau2 if fit.method in ("ML", "REML", "EB") else None
     ff = fit_family(fam, fit.method, fit.test, fit.level, fit.control, start=start, newton=True)
-    return CumulativeResult(
-        method=fit.method,
-        test=fit.test,
-        estimate=ff.beta[:, 0],
-        se=ff.se[:, 0],
-        zval=ff.zval[:, 0],
-        pval=ff.pval[:, 0],
-        ci_lb=ff.ci_lb[:, 0],
-        ci_ub=ff.ci_ub[:, 0],
-        Q=ff.QE,
-        Qp=ff.QEp,
-        tau2=ff.tau2,
-        I2=ff.I2,
-        H2=ff.H2,
-        failed=_reasons(ff),
-        order=perm,
-    )
+    return CumulativeResult(**_per_model_fields(fit, ff), order=perm)
 
 
 def _r_order(keys: list[Any]) -> np.ndarray:
