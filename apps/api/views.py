@@ -6,8 +6,10 @@ import csv
 import io
 from typing import Any, Literal, cast
 
+from django.conf import settings
 from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import RequestDataTooBig
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import transaction
 from django.http import HttpResponse
@@ -35,7 +37,7 @@ from apps.audit.models import AuditEvent
 from apps.audit.services import audit_record
 from apps.consortium import roles
 from apps.consortium.models import Centre, Outcome
-from apps.datasets.ingest import UploadRejected, export_rows, neutralise, template_for
+from apps.datasets.ingest import UploadError, UploadRejected, export_rows, neutralise, template_for
 from apps.datasets.models import Dataset
 from apps.datasets.selectors import dataset_version_diff
 from apps.datasets.services import dataset_set_status, dataset_version_restore, upload_spec_for
@@ -157,7 +159,25 @@ class DatasetViewSet(viewsets.ReadOnlyModelViewSet):
         All-or-nothing: every problem is reported at once (row, column, value, code, message) and a
         rejected upload changes nothing. Identical content creates no new version (200, created=false).
         """
-        ser = s.UploadSerializer(data=request.data)
+        try:
+            body = request.data
+        except RequestDataTooBig:
+            limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+            return _rejected_response(
+                UploadRejected(
+                    [
+                        UploadError(
+                            row=None,
+                            column=None,
+                            value=None,
+                            code="file_too_large",
+                            message=f"The request is larger than the limit of {limit // (1024 * 1024)} MiB. "
+                            "Split the data into smaller uploads or ask an administrator to raise the limit.",
+                        )
+                    ]
+                )
+            )
+        ser = s.UploadSerializer(data=body)
         ser.is_valid(raise_exception=True)
         data = ser.validated_data
         upload = data.get("file")
