@@ -1250,6 +1250,32 @@ class SingleFit:
     reason: str | None
 
 
+def _failed_fit(p: int, tau2_0: float, qe: float, reason: str | None) -> SingleFit:
+    """A fit whose tau² iteration failed: every estimate NaN, with the reason kept."""
+    nan = np.full(p, np.nan)
+    return SingleFit(
+        math.nan,
+        tau2_0,
+        math.nan,
+        nan,
+        np.full((p, p), np.nan),
+        nan,
+        nan,
+        nan,
+        nan,
+        nan,
+        qe,
+        math.nan,
+        math.nan,
+        math.nan,
+        math.nan,
+        math.nan,
+        math.nan,
+        False,
+        reason,
+    )
+
+
 class IntOnly:
     """Weighted sums for one intercept-only model, with buffers reused across iterations.
 
@@ -1360,28 +1386,7 @@ def fit_intercept_only(
     df = k - 1
     tau2, tau2_0, ok, reason = tau2_intercept_only(S, method, ctl, fe)
     if not ok:
-        nan = np.full(1, np.nan)
-        return SingleFit(
-            math.nan,
-            tau2_0,
-            math.nan,
-            nan,
-            nan[:, None],
-            nan,
-            nan,
-            nan,
-            nan,
-            nan,
-            qe,
-            math.nan,
-            math.nan,
-            math.nan,
-            math.nan,
-            math.nan,
-            math.nan,
-            False,
-            reason,
-        )
+        return _failed_fit(1, tau2_0, qe, reason)
     s = S.sums(tau2, 3)
     sw = s[0][0]
     mu = s[0][1] / sw
@@ -1751,28 +1756,7 @@ def fit_general_single(
                 if not ok:
                     reason = "uniroot() for the Paule-Mandel estimator did not converge"
     if not ok:
-        nan = np.full(p, np.nan)
-        return SingleFit(
-            math.nan,
-            tau2_0,
-            math.nan,
-            nan,
-            np.full((p, p), np.nan),
-            nan,
-            nan,
-            nan,
-            nan,
-            nan,
-            qe,
-            math.nan,
-            math.nan,
-            math.nan,
-            math.nan,
-            math.nan,
-            math.nan,
-            False,
-            reason,
-        )
+        return _failed_fit(p, tau2_0, qe, reason)
     A, b_c, rss, _, _ = S.wls(S.sums(tau2, 1)[0])
     s2w = 1.0
     if test == "knha":
