@@ -168,3 +168,14 @@ def api_client_for(cast: dict[str, Any], who: str) -> Any:
 def tmp_media(tmp_path: Any, settings: Any) -> Iterator[Any]:
     settings.MEDIA_ROOT = tmp_path / "uploads"
     yield settings.MEDIA_ROOT
+
+
+@pytest.fixture(autouse=True)
+def _fresh_rate_limits() -> Iterator[None]:
+    """Rate-limit counters live in the cache, which outlives a test's database transaction: each
+    test starts with none, so one test's requests never throttle another's."""
+    from django.core.cache import cache
+
+    cache.clear()
+    yield
+    cache.clear()

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from celery import shared_task
-from django.db import DatabaseError, InterfaceError, OperationalError
+from django.db import InterfaceError, OperationalError
 
-# Transient failures worth retrying: the database went away or timed out. An engine error is not
-# transient and is stored as a failed result instead (see analysis_recompute).
-TRANSIENT = (OperationalError, InterfaceError, DatabaseError)
+# Transient failures worth retrying: the connection to the database was lost, refused or timed out
+# (OperationalError, InterfaceError). Not their parent DatabaseError: an integrity, data or
+# programming error fails the same way every time, so retrying it 20 times only hides it. An
+# engine error is not transient either and is stored as a failed result (see analysis_recompute).
+TRANSIENT = (OperationalError, InterfaceError)
 
 
 @shared_task(

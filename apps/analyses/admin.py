@@ -1,13 +1,61 @@
+from typing import Any
+
+from django import forms
 from django.contrib import admin
+from django.core.exceptions import ValidationError
 
 from apps.analyses.models import Analysis, AnalysisResult, OutboxEvent
+from apps.analyses.services import ANALYSIS_FIELDS, analysis_create, analysis_update, analysis_validate
 from apps.datasets.admin import ReadOnlyAdmin
+
+
+class AnalysisForm(forms.ModelForm):
+    """Checks the specification with the same rules as the API (``analysis_validate``)."""
+
+    class Meta:
+        model = Analysis
+        fields = ["outcome", *ANALYSIS_FIELDS]
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        outcome = data.get("outcome")
+        if self.instance.pk and outcome != self.instance.outcome:
+            self.add_error("outcome", "An analysis stays with its outcome; create a new analysis.")
+            return data
+        if outcome is None:
+            return data
+        fields = {k: v for k, v in data.items() if k in ANALYSIS_FIELDS}
+        try:
+            self.service_data = analysis_validate(
+                outcome=outcome, analysis=self.instance if self.instance.pk else None, data=fields
+            )
+        except ValidationError as exc:
+            for field, messages in exc.message_dict.items():
+                self.add_error(field if field in self.fields else None, messages)
+        return data
 
 
 @admin.register(Analysis)
 class AnalysisAdmin(admin.ModelAdmin):
+    """Edits go through the analysis services: validated, audited and recomputed like the API's."""
+
+    form = AnalysisForm
     list_display = ["outcome", "name", "is_default", "method", "test", "requested_seq", "computed_seq"]
-    readonly_fields = ["requested_seq", "computed_seq", "running_since", "current_result"]
+
+    def save_model(self, request: Any, obj: Analysis, form: Any, change: bool) -> None:
+        if change:
+            saved = analysis_update(
+                actor=request.user, analysis=Analysis.objects.get(pk=obj.pk), changes=form.service_data
+            )
+        else:
+            saved = analysis_create(
+                actor=request.user, outcome=form.cleaned_data["outcome"], data=form.service_data
+            )
+        obj.pk = saved.pk
+        obj._state.adding = False
+
+    def has_delete_permission(self, request: Any, obj: Any = None) -> bool:
+        return False  # results refer to their analysis and are kept for provenance
 
 
 @admin.register(AnalysisResult)

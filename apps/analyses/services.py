@@ -19,6 +19,7 @@ The flow, and why it cannot lose work:
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections.abc import Iterable, Iterator
@@ -28,12 +29,16 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
 from apps.analyses.models import Analysis, AnalysisResult, OutboxEvent
+from apps.audit.services import audit_record
+from apps.consortium import roles
 from apps.consortium.models import Outcome
+from apps.consortium.validators import clean_text
 from apps.datasets.models import Dataset
 from workers.metaanalysis import ENGINE_VERSION
 from workers.metaanalysis.analysis import AnalysisSpec, run_analysis
@@ -347,8 +352,6 @@ class _StaleResultError(Exception):
 
 def result_release(*, actor: Any, result: AnalysisResult) -> AnalysisResult:
     """Release a result to everyone (members, API clients). Releasing is recorded in the audit trail."""
-    from apps.audit.services import audit_record
-
     with transaction.atomic():
         result = AnalysisResult.objects.select_for_update().get(pk=result.pk)
         if result.status != AnalysisResult.Status.DONE:
@@ -368,5 +371,148 @@ def analysis_create_default(*, outcome: Outcome) -> Analysis:
         outcome=outcome, is_default=True, defaults={"name": "Primary analysis (REML)"}
     )
     if created:
+        analysis_request_recompute_many(analysis_ids=[analysis.pk])
+    return analysis
+
+
+# --- specifications ---------------------------------------------------------------------------
+
+ANALYSIS_FIELDS = (
+    "name",
+    "method",
+    "test",
+    "level",
+    "mods",
+    "subgroup",
+    "cumulative_order",
+    "sensitivity",
+    "bias",
+)
+_MAX_MODS = 10
+
+
+def analysis_validate(*, outcome: Outcome, analysis: Analysis | None, data: dict[str, Any]) -> dict[str, Any]:
+    """The complete, cleaned specification that ``data`` (all fields, or changes) would give.
+
+    Moderators, the subgroup and the cumulative order must be columns the outcome records: an
+    unknown column would be accepted and then fail every recompute. Raises ``ValidationError``
+    with a message per field; the API, the portal and the admin all call this.
+    """
+    current = {f: getattr(analysis, f) for f in ANALYSIS_FIELDS} if analysis is not None else {}
+    defaults = {f: Analysis().__dict__[f] for f in ANALYSIS_FIELDS}
+    merged = {**defaults, **current, **{k: v for k, v in data.items() if k in ANALYSIS_FIELDS}}
+    moderators = {m["name"]: m.get("kind", "categorical") for m in outcome.moderators}
+    errors: dict[str, list[str]] = {}
+    cleaned: dict[str, Any] = {}
+
+    def check(field: str, fn: Any) -> None:
+        try:
+            cleaned[field] = fn(merged.get(field))
+        except ValidationError as exc:
+            errors.setdefault(field, []).extend(exc.messages)
+
+    def choice(values: list[str]) -> Any:
+        def fn(value: Any) -> str:
+            if value not in values:
+                raise ValidationError(f"Choose one of {', '.join(values)}.")
+            return str(value)
+
+        return fn
+
+    def level(value: Any) -> float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise ValidationError("The confidence level is a number, e.g. 95.")
+        if not 50 <= value < 100:
+            raise ValidationError("The confidence level is a percentage between 50 and 100.")
+        return float(value)
+
+    def mods(value: Any) -> list[str]:
+        if not isinstance(value, list) or not all(isinstance(m, str) for m in value):
+            raise ValidationError("Moderators are a list of column names.")
+        if len(value) > _MAX_MODS:
+            raise ValidationError(f"A meta-regression takes at most {_MAX_MODS} moderators.")
+        if len(set(value)) != len(value):
+            raise ValidationError("A moderator is listed twice.")
+        unknown = [m for m in value if m not in moderators]
+        if unknown:
+            raise ValidationError(
+                f"{', '.join(map(repr, unknown))} {'is' if len(unknown) == 1 else 'are'} not recorded for "
+                f"this outcome; its moderators are: {', '.join(moderators) or 'none'}."
+            )
+        return list(value)
+
+    def column(kinds: tuple[str, ...], extra: tuple[str, ...] = ()) -> Any:
+        def fn(value: Any) -> str:
+            if value is None or value == "":
+                return ""
+            if not isinstance(value, str):
+                raise ValidationError("Give a column name.")
+            allowed = [*extra, *(name for name, kind in moderators.items() if kind in kinds)]
+            if value not in allowed:
+                raise ValidationError(
+                    f"{value!r} is not a column this outcome records for this purpose; choose one of: "
+                    f"{', '.join(allowed) or 'none'}."
+                )
+            return value
+
+        return fn
+
+    def flag(value: Any) -> bool:
+        if not isinstance(value, bool):
+            raise ValidationError("Give true or false.")
+        return value
+
+    check("name", lambda v: clean_text(v, field="The name", max_length=200))
+    check("method", choice(list(Analysis.Method.values)))
+    check("test", choice(list(Analysis.Test.values)))
+    check("level", level)
+    check("mods", mods)
+    check("subgroup", column(("categorical", "numeric")))
+    check("cumulative_order", column(("numeric",), extra=("year",)))
+    check("sensitivity", flag)
+    check("bias", flag)
+    if errors:
+        raise ValidationError(errors)
+    return cleaned
+
+
+def _assert_steering(actor: Any) -> None:
+    if actor is not None and not roles.is_steering(actor):
+        raise PermissionDenied("Only the steering group may change analyses.")
+
+
+def analysis_create(*, actor: Any, outcome: Outcome, data: dict[str, Any]) -> Analysis:
+    """Add an analysis of ``outcome`` and request its first computation."""
+    with transaction.atomic():
+        _assert_steering(actor)
+        analysis = Analysis.objects.create(
+            outcome=outcome, **analysis_validate(outcome=outcome, analysis=None, data=data)
+        )
+        audit_record(actor=actor, action="analysis.create", obj=analysis, after=analysis.spec())
+        analysis_request_recompute_many(analysis_ids=[analysis.pk])
+    return analysis
+
+
+def analysis_update(*, actor: Any, analysis: Analysis, changes: dict[str, Any]) -> Analysis:
+    """Change an analysis's specification; a change is recomputed, no change does nothing."""
+    with transaction.atomic():
+        analysis = (
+            Analysis.objects.select_for_update(of=("self",)).select_related("outcome").get(pk=analysis.pk)
+        )
+        _assert_steering(actor)
+        cleaned = analysis_validate(outcome=analysis.outcome, analysis=analysis, data=changes)
+        if all(getattr(analysis, f) == v for f, v in cleaned.items()):
+            return analysis
+        before = analysis.spec()
+        for field, value in cleaned.items():
+            setattr(analysis, field, value)
+        analysis.save(
+            update_fields=[
+                *cleaned,
+            ]
+        )
+        audit_record(
+            actor=actor, action="analysis.update", obj=analysis, before=before, after=analysis.spec()
+        )
         analysis_request_recompute_many(analysis_ids=[analysis.pk])
     return analysis

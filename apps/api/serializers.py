@@ -19,14 +19,20 @@ class CentreSerializer(serializers.ModelSerializer):
 
 
 class ModeratorSerializer(serializers.Serializer):
-    name = serializers.CharField()
+    name = serializers.CharField(max_length=40)
     kind = serializers.ChoiceField(choices=["numeric", "categorical"])
 
 
 class OutcomeSerializer(serializers.ModelSerializer):
-    moderators = ModeratorSerializer(many=True, required=False)
-    instruments = serializers.ListField(child=serializers.CharField(), required=False)
-    timepoints = serializers.ListField(child=serializers.CharField(), required=False)
+    """Shapes and types only: the rules of the data dictionary are ``outcome_validate``'s."""
+
+    moderators = serializers.ListField(child=ModeratorSerializer(), required=False, max_length=50)
+    instruments = serializers.ListField(
+        child=serializers.CharField(max_length=100), required=False, max_length=100
+    )
+    timepoints = serializers.ListField(
+        child=serializers.CharField(max_length=100), required=False, max_length=100
+    )
 
     class Meta:
         model = Outcome
@@ -41,14 +47,6 @@ class OutcomeSerializer(serializers.ModelSerializer):
             "timepoints",
             "moderators",
         ]
-
-    def validate_measure(self, value: str) -> str:
-        """The measure fixes what every row's statistics mean: it cannot change once data exist."""
-        if self.instance is not None and value != self.instance.measure and self.instance.datasets.exists():
-            raise serializers.ValidationError(
-                "This outcome already has datasets; its effect measure cannot change. Create a new outcome."
-            )
-        return value
 
 
 class DatasetVersionSummarySerializer(serializers.ModelSerializer):
@@ -73,15 +71,43 @@ class DatasetVersionSummarySerializer(serializers.ModelSerializer):
         ]
 
 
+#: Rows per page of a version read: at the largest row the upload limits allow (200 columns) a
+#: page stays within a few MB.
+VERSION_ROWS_PAGE = 1000
+
+
 class DatasetVersionSerializer(DatasetVersionSummarySerializer):
+    """A version with one page of its rows (``rows_offset``/``rows_limit`` from the context)."""
+
+    rows = serializers.SerializerMethodField()
+    rows_offset = serializers.SerializerMethodField()
+    rows_next = serializers.URLField(read_only=True, allow_null=True, default=None)
+
     class Meta(DatasetVersionSummarySerializer.Meta):
-        fields = [*DatasetVersionSummarySerializer.Meta.fields, "columns", "column_mapping", "rows"]
+        fields = [
+            *DatasetVersionSummarySerializer.Meta.fields,
+            "columns",
+            "column_mapping",
+            "rows",
+            "rows_offset",
+            "rows_next",
+        ]
+
+    def get_rows(self, obj: DatasetVersion) -> list[dict[str, Any]]:
+        offset = self.context.get("rows_offset", 0)
+        return list(obj.rows[offset : offset + self.context.get("rows_limit", VERSION_ROWS_PAGE)])
+
+    def get_rows_offset(self, obj: DatasetVersion) -> int:
+        return int(self.context.get("rows_offset", 0))
 
 
 class DatasetSerializer(serializers.ModelSerializer):
+    """``current_version`` is the version the reader sees (``selectors.with_shown_versions``): for
+    readers outside the centre, the latest submitted one."""
+
     centre: serializers.SlugRelatedField = serializers.SlugRelatedField(slug_field="code", read_only=True)
     outcome: serializers.SlugRelatedField = serializers.SlugRelatedField(slug_field="code", read_only=True)
-    current_version = DatasetVersionSummarySerializer(read_only=True)
+    current_version = DatasetVersionSummarySerializer(source="shown_version", read_only=True, allow_null=True)
 
     class Meta:
         model = Dataset
@@ -163,8 +189,13 @@ class AnalysisResultSerializer(AnalysisResultSummarySerializer):
 
 
 class AnalysisSerializer(serializers.ModelSerializer):
+    """Shapes and types only: the rules of a specification are ``analysis_validate``'s."""
+
     outcome = serializers.SlugRelatedField(slug_field="code", queryset=Outcome.objects.all())
     state = serializers.CharField(read_only=True)
+    mods = serializers.ListField(child=serializers.CharField(max_length=40), required=False, max_length=10)
+    subgroup = serializers.CharField(max_length=40, required=False, allow_blank=True)
+    cumulative_order = serializers.CharField(max_length=40, required=False, allow_blank=True)
     current_result = serializers.SerializerMethodField()
 
     class Meta:
@@ -189,6 +220,11 @@ class AnalysisSerializer(serializers.ModelSerializer):
         ]
         read_only_fields = ["is_default", "requested_seq", "computed_seq"]
 
+    def validate_outcome(self, value: Outcome) -> Outcome:
+        if self.instance is not None and value != self.instance.outcome:
+            raise serializers.ValidationError("An analysis stays with its outcome; create a new analysis.")
+        return value
+
     def get_current_result(self, obj: Analysis) -> dict[str, Any] | None:
         visible = self.context.get("visible_result_ids")
         result = obj.current_result
@@ -197,11 +233,6 @@ class AnalysisSerializer(serializers.ModelSerializer):
         if visible is not None and result.pk not in visible:
             return None
         return AnalysisResultSummarySerializer(result).data
-
-    def validate_level(self, value: float) -> float:
-        if not 50 <= value < 100:
-            raise serializers.ValidationError("The confidence level is a percentage between 50 and 100.")
-        return value
 
 
 class AuditEventSerializer(serializers.ModelSerializer):

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, Literal, cast
 
-from django.conf import settings
 from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
-from django.core.exceptions import RequestDataTooBig
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.db import transaction
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
@@ -19,29 +18,43 @@ from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_sche
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import PermissionDenied, ValidationError
-from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.utils.urls import replace_query_param
 
 from apps.analyses.models import Analysis, AnalysisResult
-from apps.analyses.services import (
-    analyses_request_recompute,
-    analysis_create_default,
-    analysis_request_recompute_many,
-    result_release,
-)
+from apps.analyses.services import analysis_create, analysis_update, result_release
 from apps.api import serializers as s
+from apps.api.parsers import BoundedJSONParser
 from apps.api.permissions import ApiClientsReadOnly, SteeringOnly, SteeringWrites
 from apps.audit.models import AuditEvent
-from apps.audit.services import audit_record
 from apps.consortium import roles
 from apps.consortium.models import Centre, Outcome
-from apps.datasets.ingest import UploadError, UploadRejected, export_rows, neutralise, template_for
-from apps.datasets.models import Dataset
-from apps.datasets.selectors import dataset_version_diff
+from apps.consortium.services import outcome_create, outcome_update
+from apps.datasets.ingest import UploadRejected, export_rows, neutralise, template_for
+from apps.datasets.models import Dataset, DatasetVersion
+from apps.datasets.selectors import dataset_version_diff, with_shown_versions
 from apps.datasets.services import dataset_set_status, dataset_version_restore, upload_spec_for
 from apps.datasets.uploads import upload_receive
+
+
+@contextmanager
+def _service_errors() -> Iterator[None]:
+    """A service's ValidationError (a message per field) becomes the API's 400 body."""
+    try:
+        yield
+    except DjangoValidationError as exc:
+        raise ValidationError(detail=serializers.as_serializer_error(exc)) from exc
+
+
+def _plain(data: Any) -> dict[str, Any]:
+    """Validated data as plain Python (nested serializers give OrderedDicts)."""
+    return {
+        k: [dict(i) if isinstance(i, dict) else i for i in v] if isinstance(v, list) else v
+        for k, v in data.items()
+    }
 
 
 def _rejected_response(exc: UploadRejected) -> Response:
@@ -71,25 +84,19 @@ class OutcomeViewSet(viewsets.ModelViewSet):
     queryset = Outcome.objects.all()
     http_method_names = ["get", "post", "patch", "head", "options"]
 
-    @transaction.atomic
     def perform_create(self, serializer: serializers.BaseSerializer) -> None:
-        outcome = serializer.save()
-        analysis_create_default(outcome=outcome)
-        audit_record(actor=self.request.user, action="outcome.create", obj=outcome, after=serializer.data)
+        with _service_errors():
+            serializer.instance = outcome_create(
+                actor=cast(User, self.request.user), data=_plain(serializer.validated_data)
+            )
 
-    @transaction.atomic
     def perform_update(self, serializer: serializers.BaseSerializer) -> None:
-        before = s.OutcomeSerializer(serializer.instance).data
-        outcome = serializer.save()
-        audit_record(
-            actor=self.request.user,
-            action="outcome.update",
-            obj=outcome,
-            before=before,
-            after=serializer.data,
-        )
-        # The measure, direction or dictionary may have changed what the analyses compute.
-        analyses_request_recompute(outcome=outcome)
+        with _service_errors():
+            serializer.instance = outcome_update(
+                actor=cast(User, self.request.user),
+                outcome=cast(Outcome, serializer.instance),
+                changes=_plain(serializer.validated_data),
+            )
 
     permission_classes = [IsAuthenticated, ApiClientsReadOnly, SteeringWrites]
 
@@ -104,6 +111,15 @@ class OutcomeViewSet(viewsets.ModelViewSet):
         fmt = _format(request)
         content = template_for(upload_spec_for(outcome), fmt=fmt)
         return _download(content, f"{outcome.code}-template.{fmt}", fmt)
+
+
+def _bounded_int(raw: str | None, *, default: int, maximum: int) -> int:
+    """A non-negative query parameter, capped; anything that is not a number is a 400."""
+    if raw in (None, ""):
+        return min(default, maximum) if maximum else default
+    if not raw.isdigit() or len(raw) > 12:
+        raise ValidationError({"detail": f"{raw!r} is not a non-negative whole number."})
+    return min(int(raw), maximum)
 
 
 def _format(request: Request) -> Literal["csv", "xlsx"]:
@@ -142,6 +158,16 @@ class DatasetViewSet(viewsets.ReadOnlyModelViewSet):
             .order_by("outcome__code", "centre__code")
         )
 
+    def get_serializer(self, *args: Any, **kwargs: Any) -> Any:
+        # Readers from outside the centre see the latest submitted version as "current".
+        if args and isinstance(args[0], (list, Dataset)):
+            with_shown_versions(args[0] if isinstance(args[0], list) else [args[0]], self.request.user)
+        return super().get_serializer(*args, **kwargs)
+
+    def _versions(self, dataset: Dataset) -> Any:
+        """The dataset's versions this user may read (drafts never submitted: the centre only)."""
+        return DatasetVersion.objects.visible_to(self.request.user).filter(dataset=dataset)
+
     @extend_schema(
         request={"multipart/form-data": s.UploadSerializer, "application/json": s.UploadSerializer},
         responses={
@@ -152,41 +178,29 @@ class DatasetViewSet(viewsets.ReadOnlyModelViewSet):
             404: OpenApiResponse(description="Centre not visible"),
         },
     )
-    @action(detail=False, methods=["post"], parser_classes=[MultiPartParser, FormParser, JSONParser])
+    @action(detail=False, methods=["post"], parser_classes=[MultiPartParser, FormParser, BoundedJSONParser])
     def upload(self, request: Request, version: str | None = None) -> Response:
         """Upload a CSV/XLSX file or JSON rows for one centre and outcome.
 
         All-or-nothing: every problem is reported at once (row, column, value, code, message) and a
         rejected upload changes nothing. Identical content creates no new version (200, created=false).
         """
-        try:
-            body = request.data
-        except RequestDataTooBig:
-            limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
-            return _rejected_response(
-                UploadRejected(
-                    [
-                        UploadError(
-                            row=None,
-                            column=None,
-                            value=None,
-                            code="file_too_large",
-                            message=f"The request is larger than the limit of {limit // (1024 * 1024)} MiB. "
-                            "Split the data into smaller uploads or ask an administrator to raise the limit.",
-                        )
-                    ]
-                )
-            )
-        ser = s.UploadSerializer(data=body)
+        # Before the body is parsed: someone who may upload nowhere gets 403 without the platform
+        # spending a temporary file on what they sent.
+        user = cast(User, request.user)
+        if roles.api_client_of(user) is not None or not roles.centres_changeable(user).exists():
+            raise PermissionDenied("Only a centre's data managers may upload its data.")
+        # Bodies over REQUEST_MAX_BYTES never get here (RequestBodyLimitMiddleware: 413).
+        ser = s.UploadSerializer(data=request.data)
         ser.is_valid(raise_exception=True)
         data = ser.validated_data
         upload = data.get("file")
         try:
             outcome = upload_receive(
-                user=cast(User, request.user),
+                user=user,
                 centre_code=data["centre"],
                 outcome_code=data["outcome"],
-                content=upload.read() if upload else None,
+                file=upload,
                 filename=upload.name if upload else "",
                 content_type=getattr(upload, "content_type", None),
                 rows=data.get("rows"),
@@ -198,7 +212,7 @@ class DatasetViewSet(viewsets.ReadOnlyModelViewSet):
             raise PermissionDenied(str(exc)) from exc
         payload = {
             "created": outcome.created,
-            "dataset": s.DatasetSerializer(outcome.version.dataset).data,
+            "dataset": self.get_serializer(outcome.version.dataset).data,
             "version": s.DatasetVersionSummarySerializer(outcome.version).data,
             "mapping": [
                 {"source": m.source, "target": m.target, "kind": m.kind} for m in outcome.parsed.mapping
@@ -222,7 +236,7 @@ class DatasetViewSet(viewsets.ReadOnlyModelViewSet):
             raise PermissionDenied(str(exc)) from exc
         except DjangoValidationError as exc:
             raise ValidationError({"detail": exc.messages}) from exc
-        return Response(s.DatasetSerializer(dataset).data)
+        return Response(self.get_serializer(dataset).data)
 
     @extend_schema(request=s.StatusChangeSerializer, responses=s.DatasetSerializer)
     @action(detail=True, methods=["post"])
@@ -241,21 +255,41 @@ class DatasetViewSet(viewsets.ReadOnlyModelViewSet):
     def versions(self, request: Request, pk: str | None = None, version: str | None = None) -> Response:
         """The version history, newest first."""
         dataset = self.get_object()
-        versions = dataset.versions.select_related("created_by").order_by("-number")
+        versions = self._versions(dataset).select_related("created_by").order_by("-number")
         return Response(s.DatasetVersionSummarySerializer(versions, many=True).data)
 
     @extend_schema(
-        parameters=[OpenApiParameter("number", int, OpenApiParameter.PATH)],
+        parameters=[
+            OpenApiParameter("number", int, OpenApiParameter.PATH),
+            OpenApiParameter("offset", int, description="First row of the page (default 0)"),
+            OpenApiParameter(
+                "limit", int, description=f"Rows per page (default and maximum {s.VERSION_ROWS_PAGE})"
+            ),
+        ],
         responses=s.DatasetVersionSerializer,
     )
     @action(detail=True, methods=["get"], url_path=r"versions/(?P<number>[0-9]+)")
     def version_detail(
         self, request: Request, pk: str | None = None, number: str | None = None, version: str | None = None
     ) -> Response:
-        """One version with its rows and column mapping."""
+        """One version with its column mapping and a page of its rows (``rows_next`` links the next
+        page), so that no response grows with the size of a dataset."""
         dataset = self.get_object()
-        v = get_object_or_404(dataset.versions.select_related("created_by"), number=number)
-        return Response(s.DatasetVersionSerializer(v).data)
+        v = get_object_or_404(self._versions(dataset).select_related("created_by"), number=number)
+        offset = _bounded_int(request.query_params.get("offset"), default=0, maximum=v.row_count)
+        limit = _bounded_int(
+            request.query_params.get("limit"), default=s.VERSION_ROWS_PAGE, maximum=s.VERSION_ROWS_PAGE
+        )
+        data = s.DatasetVersionSerializer(v, context={"rows_offset": offset, "rows_limit": limit}).data
+        following = offset + limit
+        data["rows_next"] = (
+            replace_query_param(
+                replace_query_param(request.build_absolute_uri(), "offset", following), "limit", limit
+            )
+            if following < v.row_count
+            else None
+        )
+        return Response(data)
 
     @extend_schema(
         parameters=[OpenApiParameter("from", int, required=True), OpenApiParameter("to", int, required=True)],
@@ -269,8 +303,8 @@ class DatasetViewSet(viewsets.ReadOnlyModelViewSet):
             a, b = int(request.query_params["from"]), int(request.query_params["to"])
         except (KeyError, ValueError) as exc:
             raise ValidationError({"detail": "Give the version numbers as ?from=N&to=M."}) from exc
-        old = get_object_or_404(dataset.versions, number=a)
-        new = get_object_or_404(dataset.versions, number=b)
+        old = get_object_or_404(self._versions(dataset), number=a)
+        new = get_object_or_404(self._versions(dataset), number=b)
         return Response(dataset_version_diff(old=old, new=new))
 
     @extend_schema(
@@ -284,7 +318,7 @@ class DatasetViewSet(viewsets.ReadOnlyModelViewSet):
     ) -> Response:
         """Restore an earlier version as a new version."""
         dataset = self.get_object()
-        old = get_object_or_404(dataset.versions, number=number)
+        old = get_object_or_404(self._versions(dataset), number=number)
         ser = s.StatusChangeSerializer(data=request.data)
         ser.is_valid(raise_exception=True)
         try:
@@ -306,10 +340,12 @@ class DatasetViewSet(viewsets.ReadOnlyModelViewSet):
     )
     @action(detail=True, methods=["get"])
     def export(self, request: Request, pk: str | None = None, version: str | None = None) -> HttpResponse:
-        """The current version's rows as CSV or XLSX (spreadsheet formulas neutralised)."""
+        """The current version's rows as CSV or XLSX (spreadsheet formulas neutralised).
+
+        For readers outside the centre, the latest submitted version."""
         dataset = self.get_object()
         fmt = _format(request)
-        current = dataset.current_version
+        current = with_shown_versions([dataset], request.user)[0].shown_version
         rows = current.rows if current else []
         columns = current.columns if current else []
         content = export_rows(rows, columns, fmt=fmt)
@@ -340,24 +376,21 @@ class AnalysisViewSet(viewsets.ModelViewSet):
             )
         return context
 
-    @transaction.atomic
     def perform_create(self, serializer: serializers.BaseSerializer) -> None:
-        analysis = serializer.save()
-        audit_record(actor=self.request.user, action="analysis.create", obj=analysis, after=analysis.spec())
-        analysis_request_recompute_many(analysis_ids=[analysis.pk])
+        data = _plain(serializer.validated_data)
+        with _service_errors():
+            serializer.instance = analysis_create(
+                actor=cast(User, self.request.user), outcome=data.pop("outcome"), data=data
+            )
 
-    @transaction.atomic
     def perform_update(self, serializer: serializers.BaseSerializer) -> None:
-        before = serializer.instance.spec() if serializer.instance is not None else None
-        analysis = serializer.save()
-        audit_record(
-            actor=self.request.user,
-            action="analysis.update",
-            obj=analysis,
-            before=before,
-            after=analysis.spec(),
-        )
-        analysis_request_recompute_many(analysis_ids=[analysis.pk])
+        data = _plain(serializer.validated_data)
+        data.pop("outcome", None)  # the serializer refuses a change of outcome
+        analysis = cast(Analysis, serializer.instance)
+        with _service_errors():
+            serializer.instance = analysis_update(
+                actor=cast(User, self.request.user), analysis=analysis, changes=data
+            )
 
     @extend_schema(responses=s.AnalysisResultSummarySerializer(many=True))
     @action(detail=True, methods=["get"])

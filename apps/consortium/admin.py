@@ -1,14 +1,28 @@
+"""The admin site is for administrators' housekeeping. Every change it can make goes through the
+same services as the API and the portal: validated, audited and recomputed."""
+
 from typing import Any
 
+from django import forms
 from django.contrib import admin
-from guardian.admin import GuardedModelAdmin
+from django.core.exceptions import ValidationError
 
 from apps.consortium.models import ApiClient, Centre, ConsortiumRole, Membership, Outcome
-from apps.consortium.services import membership_remove, membership_set
+from apps.consortium.services import (
+    OUTCOME_FIELDS,
+    membership_remove,
+    membership_set,
+    outcome_create,
+    outcome_update,
+    outcome_validate,
+)
 
 
 @admin.register(Centre)
-class CentreAdmin(GuardedModelAdmin):
+class CentreAdmin(admin.ModelAdmin):
+    """Centres only: who may see and change a centre's data follows from memberships (below), so
+    object permissions are never granted here directly."""
+
     list_display = ["code", "name", "country"]
     search_fields = ["code", "name"]
 
@@ -42,6 +56,38 @@ class ApiClientAdmin(admin.ModelAdmin):
     list_display = ["name", "user", "scopes", "created_at"]
 
 
+class OutcomeForm(forms.ModelForm):
+    """Checks the entry with the data dictionary's own rules (``outcome_validate``)."""
+
+    class Meta:
+        model = Outcome
+        fields = list(OUTCOME_FIELDS)
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        outcome = self.instance if self.instance.pk else None
+        try:
+            self.service_data = outcome_validate(outcome=outcome, data=data)
+        except ValidationError as exc:
+            for field, messages in exc.message_dict.items():
+                self.add_error(field if field in self.fields else None, messages)
+        return data
+
+
 @admin.register(Outcome)
 class OutcomeAdmin(admin.ModelAdmin):
+    form = OutcomeForm
     list_display = ["code", "name", "measure", "direction"]
+
+    def save_model(self, request: Any, obj: Outcome, form: Any, change: bool) -> None:
+        if change:
+            saved = outcome_update(
+                actor=request.user, outcome=Outcome.objects.get(pk=obj.pk), changes=form.service_data
+            )
+        else:
+            saved = outcome_create(actor=request.user, data=form.service_data)
+        obj.pk = saved.pk
+        obj._state.adding = False
+
+    def has_delete_permission(self, request: Any, obj: Any = None) -> bool:
+        return False  # datasets and results refer to outcomes; they are never deleted

@@ -1,14 +1,21 @@
-"""Writes on the consortium model. Permission grants follow memberships, always in one transaction."""
+"""Writes on the consortium model: memberships (permission grants follow them, always in one
+transaction) and the data dictionary (validated, audited, recomputed, whoever makes the change)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import re
+from typing import TYPE_CHECKING, Any
 
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from guardian.shortcuts import assign_perm, remove_perm
 
+from apps.analyses.services import analyses_request_recompute, analysis_create_default
 from apps.audit.services import audit_record
-from apps.consortium.models import Centre, Membership
+from apps.consortium import roles
+from apps.consortium.models import MEASURE_CHOICES, Centre, Membership, Outcome
+from apps.consortium.validators import MODERATOR_NAME, clean_name_list, clean_text
+from apps.datasets.ingest.naming import header_key
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import User
@@ -69,3 +76,154 @@ def membership_remove(*, actor: User | None, membership: Membership) -> None:
         before={"user": user.username, "centre": centre.code, "role": role},
         after=None,
     )
+
+
+# --- the data dictionary ----------------------------------------------------------------------
+
+OUTCOME_FIELDS = (
+    "code",
+    "name",
+    "description",
+    "measure",
+    "direction",
+    "instruments",
+    "timepoints",
+    "moderators",
+)
+_MAX_MODERATORS = 50
+
+
+def outcome_snapshot(outcome: Outcome) -> dict[str, Any]:
+    """The outcome's dictionary entry as the audit trail records it."""
+    return {f: getattr(outcome, f) for f in OUTCOME_FIELDS}
+
+
+def outcome_validate(*, outcome: Outcome | None, data: dict[str, Any]) -> dict[str, Any]:
+    """The complete, cleaned entry that ``data`` (all fields, or changes to ``outcome``) would give.
+
+    Raises ``ValidationError`` with a message per field. Shared by the API, the portal and the
+    admin, so that one set of rules guards every way in.
+    """
+    current = outcome_snapshot(outcome) if outcome is not None else {}
+    merged = {**current, **{k: v for k, v in data.items() if k in OUTCOME_FIELDS}}
+    errors: dict[str, list[str]] = {}
+    cleaned: dict[str, Any] = {}
+
+    def check(field: str, fn: Any) -> None:
+        try:
+            cleaned[field] = fn(merged.get(field))
+        except ValidationError as exc:
+            errors.setdefault(field, []).extend(exc.messages)
+
+    def code(value: Any) -> str:
+        text = clean_text(value, field="The code", max_length=40)
+        if not re.fullmatch(r"[a-z0-9][a-z0-9_-]*", text):
+            raise ValidationError("The code uses lower-case letters, digits, '-' and '_' only.")
+        if outcome is not None and text != outcome.code:
+            raise ValidationError("The code identifies the outcome in uploads and links; it cannot change.")
+        if outcome is None and Outcome.objects.filter(code=text).exists():
+            raise ValidationError(f"There is already an outcome {text!r}.")
+        return text
+
+    def measure(value: Any) -> str:
+        if value not in dict(MEASURE_CHOICES):
+            raise ValidationError(f"Choose one of {', '.join(dict(MEASURE_CHOICES))}.")
+        if outcome is not None and value != outcome.measure and outcome.datasets.exists():
+            raise ValidationError(
+                "This outcome already has datasets; its effect measure cannot change. Create a new outcome."
+            )
+        return str(value)
+
+    def direction(value: Any) -> str:
+        if value not in Outcome.Direction.values:
+            raise ValidationError(f"Choose one of {', '.join(Outcome.Direction.values)}.")
+        return str(value)
+
+    def moderators(value: Any) -> list[dict[str, str]]:
+        value = [] if value is None else value
+        if not isinstance(value, list) or len(value) > _MAX_MODERATORS:
+            raise ValidationError(
+                f"Moderators are a list of at most {_MAX_MODERATORS} {{name, kind}} entries."
+            )
+        result: list[dict[str, str]] = []
+        keys: dict[str, str] = {}
+        for item in value:
+            if not isinstance(item, dict) or set(item) - {"name", "kind"} or "name" not in item:
+                raise ValidationError('Each moderator is {"name": ..., "kind": "numeric" or "categorical"}.')
+            name = clean_text(item["name"], field="A moderator's name", max_length=40)
+            if not MODERATOR_NAME.fullmatch(name):
+                raise ValidationError(
+                    f"Moderator {name!r}: use a lower-case column name (letters, digits and '_', "
+                    "starting with a letter), as it appears in upload headers."
+                )
+            kind = item.get("kind", "categorical")
+            if kind not in ("numeric", "categorical"):
+                raise ValidationError(f"Moderator {name!r}: kind is numeric or categorical.")
+            key = header_key(name)
+            if key in keys:
+                raise ValidationError(f"Moderators {keys[key]!r} and {name!r} would read the same column.")
+            keys[key] = name
+            result.append({"name": name, "kind": kind})
+        if outcome is not None:
+            kept = {m["name"] for m in result}
+            for analysis in outcome.analyses.all():
+                used = ({*analysis.mods} | {analysis.subgroup, analysis.cumulative_order}) - {
+                    "",
+                    None,
+                    "year",
+                }
+                if used - kept:
+                    raise ValidationError(
+                        f"Analysis {analysis.name!r} uses {', '.join(sorted(used - kept))}: change the analysis first."
+                    )
+        return result
+
+    check("code", code)
+    check("name", lambda v: clean_text(v, field="The name", max_length=200))
+    check(
+        "description",
+        lambda v: clean_text(v or "", field="The description", max_length=5000, multiline=True, blank=True),
+    )
+    check("measure", measure)
+    check("direction", lambda v: direction(v or Outcome.Direction.HIGHER_IS_BETTER))
+    check("instruments", lambda v: clean_name_list(v or [], field="The instruments"))
+    check("timepoints", lambda v: clean_name_list(v or [], field="The time points"))
+    check("moderators", moderators)
+    if errors:
+        raise ValidationError(errors)
+    return cleaned
+
+
+def _assert_steering(actor: User | None) -> None:
+    if actor is not None and not roles.is_steering(actor):
+        raise PermissionDenied("Only the steering group may change the data dictionary.")
+
+
+@transaction.atomic
+def outcome_create(*, actor: User | None, data: dict[str, Any]) -> Outcome:
+    """Add an outcome to the data dictionary, with its default analysis."""
+    _assert_steering(actor)
+    outcome = Outcome.objects.create(**outcome_validate(outcome=None, data=data))
+    analysis_create_default(outcome=outcome)
+    audit_record(actor=actor, action="outcome.create", obj=outcome, after=outcome_snapshot(outcome))
+    return outcome
+
+
+@transaction.atomic
+def outcome_update(*, actor: User | None, outcome: Outcome, changes: dict[str, Any]) -> Outcome:
+    """Change an outcome's entry; every analysis of it is recomputed (its measure, direction or
+    vocabulary may change what they compute)."""
+    outcome = Outcome.objects.select_for_update().get(pk=outcome.pk)
+    _assert_steering(actor)
+    before = outcome_snapshot(outcome)
+    cleaned = outcome_validate(outcome=outcome, data=changes)
+    if cleaned == before:
+        return outcome
+    for field, value in cleaned.items():
+        setattr(outcome, field, value)
+    outcome.save()
+    audit_record(
+        actor=actor, action="outcome.update", obj=outcome, before=before, after=outcome_snapshot(outcome)
+    )
+    analyses_request_recompute(outcome=outcome)
+    return outcome

@@ -31,6 +31,24 @@ class DatasetQuerySet(models.QuerySet["Dataset"]):
         return self.filter(centre__in=roles.centres_changeable(user))
 
 
+class DatasetVersionQuerySet(models.QuerySet["DatasetVersion"]):
+    def visible_to(self, user: Any) -> DatasetVersionQuerySet:
+        """Versions the user may read: every version of their centres' datasets; of other visible
+        datasets, only versions that were submitted. A draft that was replaced before submission
+        (its rows, reason and author) stays with its centre."""
+        from apps.consortium import roles
+
+        if not (user.is_authenticated and user.is_active):
+            return self.none()
+        if roles.is_administrator(user):
+            return self.all()
+        own = models.Q(dataset__centre__in=roles.centres_viewable(user))
+        if roles.reads_all_submitted_data(user):
+            shared = models.Q(submitted_at__isnull=False) & ~models.Q(dataset__status=Dataset.Status.DRAFT)
+            return self.filter(own | shared)
+        return self.filter(own)
+
+
 class Study(models.Model):
     """A study a centre contributes; rows refer to it by its label."""
 
@@ -71,6 +89,8 @@ class Dataset(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
 
     objects = DatasetQuerySet.as_manager()
+    # The version a given reader sees as current (selectors.with_shown_versions sets it).
+    shown_version: DatasetVersion | None
 
     class Meta:
         ordering = ["outcome__code", "centre__code"]
@@ -108,6 +128,13 @@ class DatasetVersion(models.Model):
     restored_from = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.PROTECT, related_name="restorations"
     )
+    # When the version first entered the consortium's analyses (its dataset was submitted with it
+    # current, or it was stored while the dataset was submitted). Set once, by the lifecycle
+    # services with an UPDATE: the content above never changes. Unset means a draft that only its
+    # centre sees.
+    submitted_at = models.DateTimeField(null=True, blank=True)
+
+    objects = DatasetVersionQuerySet.as_manager()
 
     class Meta:
         ordering = ["dataset", "-number"]

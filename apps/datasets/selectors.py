@@ -1,10 +1,38 @@
-"""Reads on datasets: version comparison."""
+"""Reads on datasets: which version a reader sees, version comparison."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
-from apps.datasets.models import DatasetVersion
+from apps.consortium import roles
+from apps.datasets.models import Dataset, DatasetVersion
+
+
+def with_shown_versions(datasets: Iterable[Dataset], user: Any) -> list[Dataset]:
+    """Each dataset with ``shown_version`` set: the version ``user`` sees as current.
+
+    The centre (and administrators) see the current version, draft or not; everyone else who may
+    read the dataset sees its latest submitted version, so a correction still in draft stays with
+    the centre until it is submitted.
+    """
+    datasets = list(datasets)
+    own = set(roles.centres_viewable(user).values_list("pk", flat=True))
+    others = [d.pk for d in datasets if d.centre_id not in own]
+    latest: dict[int, DatasetVersion] = {}
+    if others:
+        for version in (
+            DatasetVersion.objects.filter(dataset_id__in=others, submitted_at__isnull=False)
+            .select_related("created_by")
+            .order_by("dataset_id", "-number")
+        ):
+            latest.setdefault(version.dataset_id, version)
+    for dataset in datasets:
+        dataset.shown_version = (
+            dataset.current_version if dataset.centre_id in own else latest.get(dataset.pk)
+        )
+    return datasets
+
 
 KEY_COLUMNS = ("study", "instrument", "timepoint", "comparison")
 

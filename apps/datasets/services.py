@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
+from django.utils import timezone
 
 from apps.audit.services import audit_record
 from apps.consortium import roles
@@ -99,6 +100,7 @@ def _version_create(
         rows=rows,
         row_count=len(rows),
         restored_from=restored_from,
+        submitted_at=timezone.now() if dataset.status == Dataset.Status.SUBMITTED else None,
     )
     before = {"version": current.number, "checksum": current.checksum} if current else None
     dataset.current_version = version
@@ -211,6 +213,12 @@ def dataset_set_status(*, actor: User | None, dataset: Dataset, status: str, rea
             raise ValidationError("A dataset without any version cannot be submitted.", code="no_version")
         dataset.status = status
         dataset.save(update_fields=["status", "updated_at"])
+        if status == Dataset.Status.SUBMITTED and dataset.current_version_id is not None:
+            # From now on the steering group and API clients may read this version (and only
+            # versions so marked): drafts it replaced stay with the centre.
+            DatasetVersion.objects.filter(pk=dataset.current_version_id, submitted_at__isnull=True).update(
+                submitted_at=timezone.now()
+            )
         audit_record(
             actor=actor,
             action="dataset.status",

@@ -21,8 +21,8 @@ from apps.audit.models import AuditEvent
 from apps.consortium import roles
 from apps.consortium.models import Outcome
 from apps.datasets.ingest import UploadRejected
-from apps.datasets.models import Dataset
-from apps.datasets.selectors import dataset_version_diff
+from apps.datasets.models import Dataset, DatasetVersion
+from apps.datasets.selectors import dataset_version_diff, with_shown_versions
 from apps.datasets.services import dataset_set_status, dataset_version_restore
 from apps.datasets.uploads import upload_receive
 from apps.portal.plots import forest_svg, funnel_svg, history_svg
@@ -88,8 +88,11 @@ def home(request: HttpRequest) -> HttpResponse:
         {
             "cards": cards,
             "is_steering": roles.is_steering(request.user),
-            "datasets": Dataset.objects.visible_to(request.user).select_related(
-                "centre", "outcome", "current_version"
+            "datasets": with_shown_versions(
+                Dataset.objects.visible_to(request.user).select_related(
+                    "centre", "outcome", "current_version"
+                ),
+                request.user,
             ),
         },
     )
@@ -160,7 +163,10 @@ def _zip_rows(block: dict[str, Any] | None, included: list[str]) -> list[dict[st
 
 @login_required
 def dataset_list(request: HttpRequest) -> HttpResponse:
-    datasets = Dataset.objects.visible_to(request.user).select_related("centre", "outcome", "current_version")
+    datasets = with_shown_versions(
+        Dataset.objects.visible_to(request.user).select_related("centre", "outcome", "current_version"),
+        request.user,
+    )
     return render(
         request,
         "portal/datasets.html",
@@ -179,13 +185,15 @@ def dataset_detail(request: HttpRequest, pk: int) -> HttpResponse:
     dataset = get_object_or_404(
         Dataset.objects.visible_to(request.user).select_related("centre", "outcome", "current_version"), pk=pk
     )
-    versions = list(dataset.versions.select_related("created_by").order_by("-number"))
+    with_shown_versions([dataset], request.user)
+    readable = DatasetVersion.objects.visible_to(request.user).filter(dataset=dataset)
+    versions = list(readable.select_related("created_by").order_by("-number"))
     diff = None
     if "from" in request.GET and "to" in request.GET:
         try:
-            old = dataset.versions.get(number=int(request.GET["from"]))
-            new = dataset.versions.get(number=int(request.GET["to"]))
-        except (ValueError, dataset.versions.model.DoesNotExist) as exc:
+            old = readable.get(number=int(request.GET["from"]))
+            new = readable.get(number=int(request.GET["to"]))
+        except (ValueError, OverflowError, DatasetVersion.DoesNotExist) as exc:
             raise Http404("No such version.") from exc
         diff = dataset_version_diff(old=old, new=new)
     return render(
@@ -193,6 +201,7 @@ def dataset_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "portal/dataset.html",
         {
             "dataset": dataset,
+            "current": dataset.shown_version,
             "versions": versions,
             "diff": diff,
             "can_change": roles.can_change_centre(request.user, dataset.centre)
@@ -212,7 +221,12 @@ def dataset_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
             dataset_set_status(actor=request.user, dataset=dataset, status=status, reason=reason)  # type: ignore[arg-type]
             messages.success(request, f"The dataset is now {status}.")
         elif action == "restore":
-            version = get_object_or_404(dataset.versions, number=request.POST.get("number"))
+            number = request.POST.get("number", "")
+            if not number.isdigit() or len(number) > 9:
+                raise ValidationError("Choose the version to restore by its number.")
+            version = get_object_or_404(
+                DatasetVersion.objects.visible_to(request.user).filter(dataset=dataset), number=int(number)
+            )
             new, created = dataset_version_restore(actor=request.user, version=version, reason=reason)  # type: ignore[arg-type]
             messages.success(
                 request,
@@ -234,6 +248,9 @@ def upload(request: HttpRequest) -> HttpResponse:
     centres = roles.centres_changeable(request.user) if roles.api_client_of(request.user) is None else []
     context: dict[str, Any] = {"centres": centres, "outcomes": Outcome.objects.all()}
     if request.method == "POST":
+        # Refused before the body is parsed: no temporary file for someone who may upload nowhere.
+        if not centres:
+            raise PermissionDenied("Only a centre's data managers may upload its data.")
         f = request.FILES.get("file")
         context["selected"] = {"centre": request.POST.get("centre"), "outcome": request.POST.get("outcome")}
         if f is None:
@@ -252,7 +269,7 @@ def upload(request: HttpRequest) -> HttpResponse:
                 user=request.user,  # type: ignore[arg-type]
                 centre_code=request.POST.get("centre", ""),
                 outcome_code=request.POST.get("outcome", ""),
-                content=f.read(),
+                file=f,
                 filename=f.name or "",
                 content_type=f.content_type,
                 reason=request.POST.get("reason", ""),

@@ -184,22 +184,23 @@ def test_export_neutralises_spreadsheet_formulas(cast: Any, tmp_media: Path) -> 
     assert 12.1 in values  # numbers stay numbers
 
 
-def test_an_oversized_json_request_gets_the_same_json_rejection(
+def test_an_oversized_json_request_is_refused_from_its_declared_length(
     cast: Any, tmp_media: Path, settings: Any, django_capture_on_commit_callbacks: Any
 ) -> None:
     import json
 
     from tests.conftest import SMD_ROWS
 
-    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 64 * 1024
+    settings.REQUEST_MAX_BYTES = 64 * 1024
     rows = [dict(SMD_ROWS[0], study=f"Study {i}") for i in range(2000)]
     body = json.dumps({"centre": "alpha", "outcome": "rf", "rows": rows})
-    assert len(body) > settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+    assert len(body) > settings.REQUEST_MAX_BYTES
     before = _snapshot()
     with django_capture_on_commit_callbacks() as callbacks:
         resp = api_client_for(cast, "dm_a").post(
             "/api/v1/datasets/upload/", body, content_type="application/json"
         )
-    assert resp.status_code == 400
-    assert [e["code"] for e in resp.json()["errors"]] == ["file_too_large"]
+    assert resp.status_code == 413
+    assert [e["code"] for e in resp.json()["errors"]] == ["request_too_large"]
+    assert "larger than the limit" in resp.json()["detail"]
     assert _snapshot() == before and callbacks == []

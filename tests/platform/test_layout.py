@@ -64,7 +64,7 @@ def _run_manage(args: list[str], env: dict[str, str]) -> subprocess.CompletedPro
     base = {
         k: v
         for k, v in os.environ.items()
-        if not k.startswith(("DJANGO_", "SECRET_KEY", "DATABASE_URL", "CELERY_BROKER_URL"))
+        if not k.startswith(("DJANGO_", "SECRET_KEY", "DATABASE_URL", "CELERY_BROKER_URL", "CACHE_URL"))
     }
     return subprocess.run(
         [sys.executable, "manage.py", *args],
@@ -100,6 +100,7 @@ def test_production_passes_check_deploy_without_warnings() -> None:
             "SECRET_KEY": "k3J9-vQ2!mZx8#pL0wR5tY7uI1oP4aS6dF_hG*jK+lZ9xC2vB5nM",
             "DATABASE_URL": "postgres://postgres@127.0.0.1:5432/test",
             "CELERY_BROKER_URL": "redis://127.0.0.1:6379/0",
+            "CACHE_URL": "redis://127.0.0.1:6379/1",
             "ALLOWED_HOSTS": "evidence.example.org",
         },
     )

@@ -26,9 +26,77 @@ def demo_loaded(tmp_media: Any) -> None:
 
 
 def _login(username: str) -> Client:
+    """Sign in through the sign-in page, as a person would (and as the lock-out sees it)."""
     client = Client()
-    assert client.login(username=username, password=demo.DEMO_PASSWORD)
+    resp = client.post("/accounts/login/", {"username": username, "password": demo.DEMO_PASSWORD})
+    assert resp.status_code == 302, f"{username} could not sign in: {resp.status_code}"
+    assert client.get("/").context["user"].username == username
     return client
+
+
+README_SIGN_INS = ["steering", "admin"] + [
+    f"{role}-{c[0]}" for role in ("dm", "member") for c in demo.CENTRES
+]
+
+
+@pytest.mark.parametrize("username", README_SIGN_INS)
+def test_every_sign_in_the_readme_lists_works_through_the_sign_in_page(
+    demo_loaded: None, username: str
+) -> None:
+    with open(os.path.join(os.path.dirname(__file__), "..", "..", "README.md")) as f:
+        readme = f.read()
+    assert demo.DEMO_PASSWORD in readme
+    assert f"`{username.rsplit('-', 1)[0]}" in readme
+    _login(username)
+
+
+def test_the_readme_api_token_reads_results(demo_loaded: None) -> None:
+    with open(os.path.join(os.path.dirname(__file__), "..", "..", "README.md")) as f:
+        assert demo.API_TOKEN in f.read()
+    resp = Client().get("/api/v1/results/", HTTP_AUTHORIZATION=f"Token {demo.API_TOKEN}")
+    assert resp.status_code == 200 and resp.json()["count"] >= 4
+
+
+def test_admin_signs_in_to_the_admin_site(demo_loaded: None) -> None:
+    client = _login("admin")
+    assert client.get("/admin/").status_code == 200
+
+
+def test_demo_loader_refuses_production_settings(settings: Any, tmp_media: Any) -> None:
+    from django.core.management.base import CommandError
+
+    settings.PRODUCTION = True
+    with pytest.raises(CommandError, match="allow-production"):
+        call_command("load_demo", "--no-compute", stdout=open(os.devnull, "w"))
+    assert not get_user_model().objects.filter(username="steering").exists()
+
+
+def test_demo_under_production_settings_never_gets_the_published_credentials(
+    settings: Any, tmp_media: Any
+) -> None:
+    import io
+
+    from rest_framework.authtoken.models import Token
+
+    settings.PRODUCTION = True
+    out = io.StringIO()
+    call_command("load_demo", "--no-compute", "--allow-production", stdout=out)
+    for username in README_SIGN_INS:
+        user = get_user_model().objects.get(username=username)
+        assert not user.check_password(demo.DEMO_PASSWORD)
+        assert f"password of {username}: " in out.getvalue()
+    token = Token.objects.get(user__username="api-client")
+    assert token.key != demo.API_TOKEN and token.key in out.getvalue()
+    # The printed password works through the sign-in page.
+    password = out.getvalue().split("password of steering: ", 1)[1].split()[0]
+    resp = Client().post("/accounts/login/", {"username": "steering", "password": password})
+    assert resp.status_code == 302
+
+
+def test_an_admin_account_with_an_empty_password_hash_gets_the_demo_password(tmp_media: Any) -> None:
+    get_user_model().objects.create(username="admin", password="", is_staff=True, is_superuser=True)
+    call_command("load_demo", "--no-compute", stdout=open(os.devnull, "w"))
+    _login("admin")
 
 
 def test_demo_is_shaped_like_the_review_and_loads_idempotently(demo_loaded: None) -> None:

@@ -7,6 +7,7 @@ Celery broker on the local filesystem, served by a real worker process. Setting
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -20,6 +21,8 @@ VAR_DIR.mkdir(parents=True, exist_ok=True)
 
 SECRET_KEY = env_str("SECRET_KEY", "insecure-local-development-key-do-not-use-in-production")
 DEBUG = env_bool("DEBUG", False)
+# Production settings set this; commands that would be unsafe there (the demo loader) check it.
+PRODUCTION = False
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]", "testserver"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 
@@ -36,6 +39,9 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "guardian",
+    "axes",
+    "csp",
+    "apps.security",
     "apps.consortium",
     "apps.audit",
     "apps.datasets",
@@ -45,7 +51,11 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: a request body over the limit is refused from its declared length, before any
+    # middleware or view reads it (see apps/security/middleware.py).
+    "apps.security.middleware.RequestBodyLimitMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -53,6 +63,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last: turns a locked-out sign-in into the lock-out page (429).
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "apps.config.urls"
@@ -81,7 +93,22 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["CONN_MAX_AGE"] = 0
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+# A cache shared by every web process holds the API's rate-limit counters: `redis://host:6379/1`
+# in production (each gunicorn worker would otherwise count on its own), `locmem://` for one
+# process (`make run`, tests).
+CACHE_URL = env_str("CACHE_URL", "locmem://") or "locmem://"
+if CACHE_URL.startswith(("redis://", "rediss://")):
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": CACHE_URL}}
+elif CACHE_URL == "locmem://":
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+else:
+    from django.core.exceptions import ImproperlyConfigured
+
+    raise ImproperlyConfigured(f"CACHE_URL must be redis://... or locmem://, not {CACHE_URL!r}.")
+
 AUTHENTICATION_BACKENDS = [
+    # First, so that a locked-out username and address is refused before any password is hashed.
+    "axes.backends.AxesStandaloneBackend",
     "django.contrib.auth.backends.ModelBackend",
     "guardian.backends.ObjectPermissionBackend",
 ]
@@ -95,6 +122,30 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+# Sign-in lock-out (django-axes): after LOGIN_FAILURE_LIMIT wrong passwords for one username from
+# one address, that pair is refused for LOGIN_COOLOFF_MINUTES without checking the password. Keyed
+# on the pair so that an attacker cannot lock a colleague out from elsewhere. Administrators unlock
+# early in the admin (Axes > Access attempts) or with `manage.py axes_reset_username NAME`.
+AXES_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 5, minimum=1)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("LOGIN_COOLOFF_MINUTES", 15, minimum=1))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_CALLABLE = "apps.security.lockout.lockout_response"
+AXES_CLIENT_IP_CALLABLE = "apps.security.client.client_ip"
+AXES_VERBOSE = False
+
+# A proxy in front of the platform (nginx in docker-compose) is trusted for the client's address
+# and scheme only when this says one is there: otherwise anyone could claim to be on HTTPS or to
+# come from another address, and walk round the sign-in lock-out and the API's rate limits.
+BEHIND_PROXY = env_bool("BEHIND_PROXY", False)
+if BEHIND_PROXY:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
+# Sessions end after SESSION_IDLE_TIMEOUT_SECONDS without a request (each request renews them).
+SESSION_COOKIE_AGE = env_int("SESSION_IDLE_TIMEOUT_SECONDS", 30 * 60, minimum=60)
+SESSION_SAVE_EVERY_REQUEST = True
+SESSION_EXPIRE_AT_BROWSER_CLOSE = True
+
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "portal:home"
 LOGOUT_REDIRECT_URL = "portal:home"
@@ -120,8 +171,15 @@ UPLOAD_MAX_ROWS = env_int("UPLOAD_MAX_ROWS", 10_000, minimum=1)
 UPLOAD_MAX_XLSX_UNCOMPRESSED_BYTES = env_int(
     "UPLOAD_MAX_XLSX_UNCOMPRESSED_BYTES", 50 * 1024 * 1024, minimum=1024
 )
-DATA_UPLOAD_MAX_MEMORY_SIZE = UPLOAD_MAX_BYTES + 1024 * 1024
-FILE_UPLOAD_MAX_MEMORY_SIZE = UPLOAD_MAX_BYTES + 1024 * 1024
+UPLOAD_MAX_COLUMNS = env_int("UPLOAD_MAX_COLUMNS", 200, minimum=10)
+# Every request body: an upload plus 1 MiB for multipart framing and the form fields. Checked on
+# the declared length before anything is read; nginx's client_max_body_size is the same number.
+REQUEST_MAX_BYTES = UPLOAD_MAX_BYTES + 1024 * 1024
+DATA_UPLOAD_MAX_MEMORY_SIZE = REQUEST_MAX_BYTES
+FILE_UPLOAD_MAX_MEMORY_SIZE = REQUEST_MAX_BYTES
+# JSON bodies nest no deeper than this (upload rows are 3 levels deep); deeper ones are refused
+# before they can exhaust the parser's recursion.
+API_JSON_MAX_DEPTH = env_int("API_JSON_MAX_DEPTH", 32, minimum=4)
 
 REST_FRAMEWORK = {
     "DEFAULT_VERSIONING_CLASS": "rest_framework.versioning.NamespaceVersioning",
@@ -134,8 +192,18 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    "DEFAULT_PARSER_CLASSES": [
+        "apps.api.parsers.BoundedJSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
+    "DEFAULT_PAGINATION_CLASS": "apps.api.pagination.BoundedLimitOffsetPagination",
     "PAGE_SIZE": 100,
+    "DEFAULT_THROTTLE_CLASSES": [
+        "apps.api.throttling.TokenRateThrottle",
+        "apps.api.throttling.SessionRateThrottle",
+        "apps.api.throttling.AnonymousRateThrottle",
+    ],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
 }
 SPECTACULAR_SETTINGS = {
@@ -155,6 +223,35 @@ SPECTACULAR_SETTINGS = {
         "DatasetStatusEnum": "apps.datasets.models.Dataset.Status",
         "ResultStatusEnum": "apps.analyses.models.AnalysisResult.Status",
     },
+}
+
+# API rate limits ("N/second|minute|hour|day"). A token and a signed-in person each have their own
+# budget; requests without credentials share one per address. Failed token authentications are
+# counted per address: past the limit, even a right token is answered 429 until the window passes,
+# so guessing tokens costs the attacker the window, not one request.
+API_THROTTLE_RATES = {
+    "token": env_str("API_RATE_TOKEN", "1200/minute"),
+    "session": env_str("API_RATE_SESSION", "1200/minute"),
+    "anonymous": env_str("API_RATE_ANONYMOUS", "120/minute"),
+    "failed_auth": env_str("API_RATE_FAILED_AUTH", "20/minute"),
+}
+
+# Content-Security-Policy (django-csp): no inline script anywhere, every asset from this site
+# (the API docs' assets are vendored), no framing. Inline style attributes stay allowed: the SVG
+# plots and the vendored API docs use them, and they cannot run code.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'", "'unsafe-inline'"],
+        "img-src": ["'self'", "data:"],
+        "font-src": ["'self'"],
+        "connect-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    }
 }
 
 # Celery. The embedded default is a broker on the local filesystem, served by a real worker.
@@ -187,5 +284,7 @@ LOGGING = {
         "celery.beat": {"level": "WARNING"},
         # kombu's filesystem transport warns about the missing hostname on every connection.
         "kombu.connection": {"level": "ERROR"},
+        # django-axes logs every sign-in; lock-outs are in the audit trail.
+        "axes": {"level": "WARNING"},
     },
 }

@@ -11,9 +11,12 @@ if SECRET_KEY is None or len(SECRET_KEY) < 50 or len(set(SECRET_KEY)) < 5:
     raise ImproperlyConfigured("SECRET_KEY must be at least 50 characters with at least 5 distinct ones.")
 env_str("DATABASE_URL", required=True)
 env_str("CELERY_BROKER_URL", required=True)
+# Rate-limit counters must be shared by every gunicorn worker: say where (redis://... normally).
+env_str("CACHE_URL", required=True)
 DEBUG = False
+PRODUCTION = True
 
-SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# SECURE_PROXY_SSL_HEADER is set in base.py only when BEHIND_PROXY says a proxy is there.
 SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", True)
 SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31_536_000, minimum=0)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = True

@@ -1,11 +1,19 @@
-"""Load the synthetic demo consortium (idempotent: running it again changes nothing)."""
+"""Load the synthetic demo consortium (idempotent: running it again changes nothing).
+
+Its sign-ins use a password and an API token published in the README. Under production settings
+the command refuses unless given ``--allow-production``, and even then the published credentials
+are never created: each demo account gets a random password and the API client a random token,
+printed once.
+"""
 
 from __future__ import annotations
 
+import secrets
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 from rest_framework.authtoken.models import Token
 
@@ -28,17 +36,27 @@ class Command(BaseCommand):
             action="store_true",
             help="Leave the recomputes to the worker instead of computing them here.",
         )
+        parser.add_argument(
+            "--allow-production",
+            action="store_true",
+            help="Load the demo under production settings, with random credentials printed once "
+            "instead of the published ones.",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
+        self.public = not settings.PRODUCTION
+        if settings.PRODUCTION and not options["allow_production"]:
+            raise CommandError(
+                "These are production settings: the demo's published password and API token would "
+                "let anyone in. Use --allow-production to load the demo with random credentials."
+            )
+        self.issued: list[tuple[str, str]] = []
         User = get_user_model()
         with transaction.atomic():
-            admin, _ = User.objects.get_or_create(
-                username="admin",
-                defaults={"is_staff": True, "is_superuser": True, "email": "admin@example.org"},
-            )
-            if not admin.has_usable_password():
-                admin.set_password(demo.DEMO_PASSWORD)
-                admin.save()
+            admin = self._user(User, "admin", "Ada Admin")
+            if not (admin.is_staff and admin.is_superuser):
+                admin.is_staff = admin.is_superuser = True
+                admin.save(update_fields=["is_staff", "is_superuser"])
             steering = self._user(User, "steering", "Sam Steering")
             ConsortiumRole.objects.get_or_create(user=steering, role=ConsortiumRole.Role.STEERING)
             client_user = self._user(User, "api-client", "Guideline platform", usable_password=False)
@@ -46,7 +64,11 @@ class Command(BaseCommand):
                 user=client_user,
                 defaults={"name": "Guideline platform (demo)", "scopes": [ApiClient.Scope.RESULTS_READ]},
             )
-            Token.objects.get_or_create(user=client_user, defaults={"key": demo.API_TOKEN})
+            if not Token.objects.filter(user=client_user).exists():
+                key = demo.API_TOKEN if self.public else secrets.token_hex(20)
+                Token.objects.create(user=client_user, key=key)
+                if not self.public:
+                    self.issued.append(("API token of api-client", key))
 
             centres = {}
             for code, name, country, _n in demo.CENTRES:
@@ -115,6 +137,8 @@ class Command(BaseCommand):
                     and not AnalysisResult.objects.filter(analysis=analysis, released=True).exists()
                 ):
                     result_release(actor=steering, result=latest)
+        for what, secret in self.issued:
+            self.stdout.write(f"  {what}: {secret}")
         self.stdout.write(
             self.style.SUCCESS(
                 f"Demo consortium ready: {Centre.objects.count()} centres, {Outcome.objects.count()} outcomes, "
@@ -122,16 +146,20 @@ class Command(BaseCommand):
             )
         )
 
-    @staticmethod
-    def _user(User: Any, username: str, full_name: str, *, usable_password: bool = True) -> Any:
+    def _user(self, User: Any, username: str, full_name: str, *, usable_password: bool = True) -> Any:
+        """The demo account, created once. A password is set when the account has none at all (an
+        empty hash counts as usable to Django, so it is checked directly); one changed since is kept."""
         first, _, last = full_name.partition(" ")
         user, created = User.objects.get_or_create(
             username=username,
             defaults={"first_name": first, "last_name": last, "email": f"{username}@example.org"},
         )
-        if created:
+        if created or not user.password:
             if usable_password:
-                user.set_password(demo.DEMO_PASSWORD)
+                password = demo.DEMO_PASSWORD if self.public else secrets.token_urlsafe(12)
+                user.set_password(password)
+                if not self.public:
+                    self.issued.append((f"password of {username}", password))
             else:
                 user.set_unusable_password()
             user.save()
