@@ -7,6 +7,7 @@ Anything that is not a valid value is an error at start-up, never a silent defau
 from __future__ import annotations
 
 import os
+import re
 
 from django.core.exceptions import ImproperlyConfigured
 
@@ -53,3 +54,18 @@ def env_list(name: str, default: list[str]) -> list[str]:
     if value is None or value == "":
         return list(default)
     return [item.strip() for item in value.split(",") if item.strip()]
+
+
+_RATE = re.compile(r"[1-9][0-9]*/(second|minute|hour|day)")
+
+
+def env_rate(name: str, default: str) -> str:
+    """A rate limit such as ``1200/minute`` (per second, minute, hour or day)."""
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return default
+    if not _RATE.fullmatch(value.strip()):
+        raise ImproperlyConfigured(
+            f"{name} must look like 1200/minute (second|minute|hour|day), not {value!r}."
+        )
+    return value.strip()

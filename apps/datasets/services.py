@@ -17,6 +17,7 @@ from apps.audit.services import audit_record
 from apps.consortium import roles
 from apps.consortium.models import Centre, Outcome
 from apps.datasets.ingest import ModeratorSpec, ParsedUpload, UploadSpec
+from apps.datasets.ingest.labels import comparison_key
 from apps.datasets.models import Dataset, DatasetVersion, Study
 
 if TYPE_CHECKING:
@@ -35,6 +36,7 @@ def upload_spec_for(outcome: Outcome) -> UploadSpec:
         ),
         max_bytes=settings.UPLOAD_MAX_BYTES,
         max_rows=settings.UPLOAD_MAX_ROWS,
+        max_columns=settings.UPLOAD_MAX_COLUMNS,
         max_xlsx_uncompressed_bytes=settings.UPLOAD_MAX_XLSX_UNCOMPRESSED_BYTES,
     )
 
@@ -126,13 +128,22 @@ def _version_create(
 
 
 def _register_studies(centre: Centre, rows: list[dict[str, Any]]) -> None:
+    """Register the centre's studies by label. A label that only looks like a registered one (case,
+    lookalike letters, fullwidth forms) is that study, not a second one."""
     labels = {str(r["study"]): r.get("year") for r in rows if r.get("study")}
-    existing = set(Study.objects.filter(centre=centre, label__in=labels).values_list("label", flat=True))
+    known = {
+        comparison_key(label) for label in Study.objects.filter(centre=centre).values_list("label", flat=True)
+    }
+    new: dict[str, Any] = {}
+    for label, year in labels.items():
+        key = comparison_key(label)
+        if key not in known:
+            known.add(key)
+            new[label] = year
     Study.objects.bulk_create(
         [
             Study(centre=centre, label=label, year=year if isinstance(year, int) else None)
-            for label, year in labels.items()
-            if label not in existing
+            for label, year in new.items()
         ],
         ignore_conflicts=True,
     )

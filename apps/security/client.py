@@ -1,9 +1,9 @@
 """The client's address, as every rate limit and lock-out counts it.
 
 ``REMOTE_ADDR`` is the peer of the web server. Behind a reverse proxy (``BEHIND_PROXY``) that peer
-is the proxy, and the client is the last address the proxy appended to ``X-Forwarded-For``
-(nginx's ``$proxy_add_x_forwarded_for``); earlier entries were sent by the client and prove
-nothing. Without a declared proxy the header is ignored, so that rotating it cannot escape a limit.
+is the proxy, and the client is the last address in ``X-Forwarded-For``: the platform's nginx
+sets the header to the address it saw (overwriting what the client sent), and a proxy that
+appends instead puts it last; earlier entries were sent by the client and prove nothing. Without a declared proxy the header is ignored, so that rotating it cannot escape a limit.
 """
 
 from __future__ import annotations

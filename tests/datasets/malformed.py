@@ -307,6 +307,18 @@ def _xlsx_smd(edit: Callable[[Any], None] | None = None) -> bytes:
     return xlsx_bytes(SMD_HEADER, smd_xlsx_rows(), edit=edit)
 
 
+def _xlsx_declaring(ref: str) -> bytes:
+    """The SMD workbook (three rows of nine columns) whose sheet declares the range ``ref``."""
+    source = zipfile.ZipFile(io.BytesIO(_xlsx_smd()))
+    sheet = source.read("xl/worksheets/sheet1.xml").replace(b'ref="A1:I4"', f'ref="{ref}"'.encode())
+    assert f'ref="{ref}"'.encode() in sheet
+    return _xlsx_with_part("xl/worksheets/sheet1.xml", sheet)
+
+
+#: Far beyond any column limit an operator would set (the default is 100).
+WIDE = 1100
+
+
 def _set(cell: str, value: Any, data_type: str | None = None) -> Callable[[Any], None]:
     def edit(ws: Any) -> None:
         ws[cell] = value
@@ -412,6 +424,42 @@ _FILE_LEVEL: list[MalformedCase] = [
     _m("xlsx_extreme_compression_ratio", "ratio.xlsx", _ratio_bomb(), "SMD", {"xlsx_too_large_uncompressed"}),
     _m("csv_too_large", "huge.csv", _large_csv(5 * MIB + 1), "SMD", {"file_too_large"}),
     _m("csv_too_many_rows", "many.csv", _many_rows(10_001), "SMD", {"too_many_rows"}),
+    _m(
+        "xlsx_declares_too_many_columns",
+        "wide.xlsx",
+        _xlsx_declaring("A1:XFD4"),
+        "SMD",
+        {"too_many_columns"},
+        (None, None, "too_many_columns"),
+        count=1,
+    ),
+    _m(
+        "xlsx_declares_too_many_rows",
+        "long.xlsx",
+        _xlsx_declaring("A1:I1048576"),
+        "SMD",
+        {"too_many_rows"},
+        (None, None, "too_many_rows"),
+        count=1,
+    ),
+    _m(
+        "csv_value_beyond_the_column_limit",
+        "wide.csv",
+        csv_bytes([*SMD_HEADER, *[""] * WIDE, "note"], [[*r, *[""] * WIDE, "x"] for r in SMD_ROWS]),
+        "SMD",
+        {"too_many_columns"},
+        (1, None, "too_many_columns"),
+        count=1,
+    ),
+    _m(
+        "json_too_many_fields",
+        "rows.json",
+        json.dumps([{"study": "Smith 2010", **{f"f{i}": 1 for i in range(WIDE)}}]).encode(),
+        "SMD",
+        {"too_many_columns"},
+        (1, None, "too_many_columns"),
+        count=1,
+    ),
     _m("csv_empty", "empty.csv", b"", "SMD", {"empty_file"}),
     _m("csv_blank_lines_only", "blank.csv", b"\r\n  \r\n\r\n", "SMD", {"empty_file"}),
     _m("csv_bom_only", "bom.csv", codecs.BOM_UTF8 + b"\r\n", "SMD", {"empty_file"}),
@@ -500,6 +548,30 @@ _STRUCTURE: list[MalformedCase] = [
         {"duplicate_row"},
         (5, "study", "duplicate_row"),
         count=1,
+    ),
+    _m(
+        "csv_duplicate_rows_lookalike_letters",
+        "duprows3.csv",
+        # a Cyrillic "е" (U+0435) in Jones, fullwidth letters in Lee
+        csv_bytes(
+            SMD_HEADER,
+            [*SMD_ROWS, ["Jon\u0435s 2012", *SMD_ROWS[1][1:]], ["Ｌｅｅ 2015", *SMD_ROWS[2][1:]]],
+        ),
+        "SMD",
+        {"duplicate_row"},
+        (5, "study", "duplicate_row"),
+        (6, "study", "duplicate_row"),
+        count=2,
+    ),
+    _m(
+        "csv_invisible_characters_in_labels",
+        "invisible.csv",
+        smd_csv({(0, "study"): "Smith\u200b 2010", (2, "study"): "\u202eLee 2015"}),
+        "SMD",
+        {"invisible_character"},
+        (2, "study", "invisible_character"),
+        (4, "study", "invisible_character"),
+        count=2,
     ),
     _m(
         "csv_duplicate_rows_case_and_spaces",

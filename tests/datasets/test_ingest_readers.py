@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import codecs
+import re
 
 import openpyxl
 import pytest
 
-from apps.datasets.ingest import UploadRejected, UploadSpec, parse_upload, readers
+from apps.datasets.ingest import UploadRejected, UploadSpec, parse_upload
 from apps.datasets.ingest.readers import decode_text, detect_delimiter
 
 from .malformed import SMD_HEADER, SMD_ROWS, csv_bytes, raw_lines, smd_xlsx_rows, xlsx_bytes, zip_bytes
@@ -134,13 +135,26 @@ def test_xlsx_with_values_far_to_the_right_is_refused() -> None:
 
     content = xlsx_bytes(SMD_HEADER, smd_xlsx_rows(), edit=far)
     error = rejected(content, filename="x.xlsx").errors[0]
+    # openpyxl declares the sheet's true range, A1:APH4: refused from it, before any row is read
+    assert (error.code, error.row) == ("too_many_columns", None)
+    assert "A1:APH4" in error.message
+    # without the declaration, refused at the row that holds the value
+    undeclared = zip_bytes(
+        [
+            (name, re.sub(rb"<dimension [^>]*/>", b"", data) if name.endswith("sheet1.xml") else data)
+            for name, data in _members(content)
+        ]
+    )
+    error = rejected(undeclared, filename="x.xlsx").errors[0]
     assert (error.code, error.row) == ("too_many_columns", 2)
 
 
-def test_xlsx_cell_budget_bounds_the_work(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(readers, "_MAX_XLSX_CELLS", 20)
-    content = xlsx_bytes(SMD_HEADER, smd_xlsx_rows())
-    assert rejected(content, filename="x.xlsx").codes == {"xlsx_too_large_uncompressed"}
+def _members(content: bytes) -> list[tuple[str, bytes]]:
+    import io
+    import zipfile
+
+    archive = zipfile.ZipFile(io.BytesIO(content))
+    return [(name, archive.read(name)) for name in archive.namelist()]
 
 
 def test_limits_come_from_the_spec() -> None:

@@ -148,3 +148,16 @@ def test_openapi_schema_is_valid_and_free_of_warnings() -> None:
         {"DJANGO_SETTINGS_MODULE": "apps.config.settings.test"},
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("value", ["abc", "10", "0/minute", "10/fortnight", "-1/second"])
+def test_rate_settings_reject_anything_but_n_per_period(value: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from django.core.exceptions import ImproperlyConfigured
+
+    from apps.config.env import env_rate
+
+    monkeypatch.setenv("SOME_RATE", value)
+    with pytest.raises(ImproperlyConfigured, match="SOME_RATE"):
+        env_rate("SOME_RATE", "1/minute")
+    monkeypatch.setenv("SOME_RATE", "30/hour")
+    assert env_rate("SOME_RATE", "1/minute") == "30/hour"

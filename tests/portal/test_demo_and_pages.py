@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import re
 from typing import Any
@@ -67,15 +68,13 @@ def test_demo_loader_refuses_production_settings(settings: Any, tmp_media: Any) 
 
     settings.PRODUCTION = True
     with pytest.raises(CommandError, match="allow-production"):
-        call_command("load_demo", "--no-compute", stdout=open(os.devnull, "w"))
+        call_command("load_demo", "--no-compute", stdout=io.StringIO())
     assert not get_user_model().objects.filter(username="steering").exists()
 
 
 def test_demo_under_production_settings_never_gets_the_published_credentials(
     settings: Any, tmp_media: Any
 ) -> None:
-    import io
-
     from rest_framework.authtoken.models import Token
 
     settings.PRODUCTION = True
@@ -95,7 +94,7 @@ def test_demo_under_production_settings_never_gets_the_published_credentials(
 
 def test_an_admin_account_with_an_empty_password_hash_gets_the_demo_password(tmp_media: Any) -> None:
     get_user_model().objects.create(username="admin", password="", is_staff=True, is_superuser=True)
-    call_command("load_demo", "--no-compute", stdout=open(os.devnull, "w"))
+    call_command("load_demo", "--no-compute", stdout=io.StringIO())
     _login("admin")
 
 

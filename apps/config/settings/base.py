@@ -12,7 +12,7 @@ from pathlib import Path
 
 import dj_database_url
 
-from apps.config.env import env_bool, env_int, env_list, env_str
+from apps.config.env import env_bool, env_int, env_list, env_rate, env_str
 
 BASE_DIR = Path(__file__).resolve().parents[3]
 VAR_DIR = Path(env_str("PLATFORM_VAR_DIR", str(BASE_DIR / "var")) or BASE_DIR / "var")
@@ -171,7 +171,9 @@ UPLOAD_MAX_ROWS = env_int("UPLOAD_MAX_ROWS", 10_000, minimum=1)
 UPLOAD_MAX_XLSX_UNCOMPRESSED_BYTES = env_int(
     "UPLOAD_MAX_XLSX_UNCOMPRESSED_BYTES", 50 * 1024 * 1024, minimum=1024
 )
-UPLOAD_MAX_COLUMNS = env_int("UPLOAD_MAX_COLUMNS", 200, minimum=10)
+# A consortium row uses under 40 columns (identity, statistics, moderators, notes); 100 is generous
+# and, with UPLOAD_MAX_ROWS, bounds a spreadsheet at about a million cells (see docs/uploads.md).
+UPLOAD_MAX_COLUMNS = env_int("UPLOAD_MAX_COLUMNS", 100, minimum=10)
 # Every request body: an upload plus 1 MiB for multipart framing and the form fields. Checked on
 # the declared length before anything is read; nginx's client_max_body_size is the same number.
 REQUEST_MAX_BYTES = UPLOAD_MAX_BYTES + 1024 * 1024
@@ -230,10 +232,10 @@ SPECTACULAR_SETTINGS = {
 # counted per address: past the limit, even a right token is answered 429 until the window passes,
 # so guessing tokens costs the attacker the window, not one request.
 API_THROTTLE_RATES = {
-    "token": env_str("API_RATE_TOKEN", "1200/minute"),
-    "session": env_str("API_RATE_SESSION", "1200/minute"),
-    "anonymous": env_str("API_RATE_ANONYMOUS", "120/minute"),
-    "failed_auth": env_str("API_RATE_FAILED_AUTH", "20/minute"),
+    "token": env_rate("API_RATE_TOKEN", "1200/minute"),
+    "session": env_rate("API_RATE_SESSION", "1200/minute"),
+    "anonymous": env_rate("API_RATE_ANONYMOUS", "120/minute"),
+    "failed_auth": env_rate("API_RATE_FAILED_AUTH", "20/minute"),
 }
 
 # Content-Security-Policy (django-csp): no inline script anywhere, every asset from this site

@@ -15,8 +15,9 @@ ERROR_CODES: dict[str, str] = {
     "file_too_large": "The file is larger than the upload limit.",
     "empty_file": "The file is empty (no header row).",
     "no_data_rows": "The file has a header row but no data rows.",
-    "too_many_rows": "The file has more data rows than the upload limit.",
-    "too_many_columns": "The sheet has more columns than can be processed.",
+    "too_many_rows": "The file has more data rows than the upload limit (or the sheet declares them).",
+    "too_many_columns": "A row has values in more columns than the upload limit (or the sheet declares them).",
+    "sheet_too_large": "The sheet holds more cells than the row and column limits allow (empty ones included).",
     "unreadable_file": "The file is damaged, truncated, binary or not in a readable text encoding.",
     "unsupported_format": "The file is not CSV, XLSX or JSON (e.g. a Word document, an image, a PDF).",
     "legacy_xls": "The file is an old Excel 97-2003 workbook (.xls); save it as .xlsx or CSV.",
@@ -53,7 +54,8 @@ ERROR_CODES: dict[str, str] = {
     "invalid_moderator": "A numeric moderator holds something that is not a number.",
     "invalid_value": "A value has a type a cell cannot hold (a JSON list or object).",
     "text_too_long": "A label is longer than the platform stores.",
-    "duplicate_row": "The same study, instrument, time point and comparison appear twice.",
+    "invisible_character": "A label holds an invisible character (zero-width, text direction, formatting).",
+    "duplicate_row": "The same study, instrument, time point and comparison appear twice (or look alike).",
     "formula_cell": "A cell holds a spreadsheet formula instead of a value.",
 }
 

@@ -2,9 +2,15 @@
 
 Nothing here interprets values: the reader finds the format, decodes text, splits CSV, unpacks
 XLSX safely and records where each row came from. File-level problems (too large, empty, not a
-spreadsheet, a zip bomb...) are raised at once as :class:`UploadRejected` with a single error,
-since nothing inside such a file can be checked; problems of single rows (an unclosed quote, a
-row with more values than the header) are collected in ``RawTable.errors`` with the rest.
+spreadsheet, a zip bomb, more rows, columns or cells than the spec allows...) are raised at once
+as :class:`UploadRejected` with a single error, since nothing inside such a file can be checked;
+problems of single rows (an unclosed quote, a row with more values than the header) are
+collected in ``RawTable.errors`` with the rest.
+
+The shape limits are checked before the work they bound: an XLSX sheet is measured as its XML
+streams out of the archive (its declared dimension first, then every row and cell, stopping at
+the first limit passed) before openpyxl parses any of it, and CSV records and JSON field names
+are counted as they are collected.
 """
 
 from __future__ import annotations
@@ -12,9 +18,11 @@ from __future__ import annotations
 import codecs
 import csv
 import datetime as dt
+import functools
 import io
 import itertools
 import json
+import posixpath
 import re
 import warnings
 import zipfile
@@ -22,12 +30,13 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Any
+from xml.parsers import expat
 
 from .columns import known_header_keys
 from .errors import UploadError, UploadRejected
 from .naming import column_letter, header_key
 from .numbers import DecimalMark
-from .spec import SourceFormat, UploadSpec
+from .spec import SHEET_EXTRA_ROWS, SourceFormat, UploadSpec
 
 MIB = 1024 * 1024
 
@@ -38,10 +47,16 @@ DELIMITERS: tuple[str, ...] = (",", ";", "\t", "|")
 #: real sheets compress 5-30x, a zip bomb about 1000x.
 _RATIO_MIN_SIZE = 1 * MIB
 _MAX_RATIO = 100
-#: Cells materialised from a sheet (padding included) before giving up: bounds the work a
-#: crafted sheet with cells far to the right (column XFD) on every row can cause.
-_MAX_XLSX_CELLS = 5_000_000
-_MAX_COLUMNS = 1024
+#: The widest row a spreadsheet can hold (Excel's last column is XFD, the 16,384th). A row is
+#: parsed whole before its first cell is seen, so a wider one is refused while it streams in.
+_EXCEL_COLUMNS = 16_384
+#: XML elements a sheet may hold per cell of ``spec.max_cells``: a cell is written as ``<c>`` with a
+#: ``<v>`` or ``<f>``, or ``<is><t>`` for text typed in the cell; rows and formatting count too.
+#: Counting elements rather than cells also bounds what hides inside one cell (thousands of
+#: rich-text runs) or between cells.
+_ELEMENTS_PER_CELL = 4
+#: Bytes of a sheet measured at a time: a declared dimension is in the first chunk.
+_XML_CHUNK = 64 * 1024
 
 _OLE2_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 _KNOWN_BINARY = (
@@ -227,9 +242,18 @@ def read_rows_object(rows: object, *, spec: UploadSpec) -> RawTable:
     if errors:
         raise UploadRejected(errors)
     header: dict[str, None] = {}
-    for item in rows:
+    for i, item in enumerate(rows, start=1):
         for key in item:
-            header.setdefault(str(key), None)
+            if str(key) not in header:
+                header[str(key)] = None
+                if len(header) > spec.max_columns:
+                    raise _reject(
+                        "too_many_columns",
+                        f"Item {i} brings the number of different field names to more than "
+                        f"{spec.max_columns:,}, the limit of columns. Send only the fields the outcome "
+                        "uses (the study's identity, the statistics and the moderators).",
+                        row=i,
+                    )
     names = list(header)
     table_rows = []
     for i, item in enumerate(rows, start=1):
@@ -322,8 +346,8 @@ def _collect(records: Iterable[tuple[int, list[Any]]], spec: UploadSpec) -> _Col
         if len(rows) >= spec.max_rows:
             raise _reject(
                 "too_many_rows",
-                f"The file has more than {spec.max_rows:,} data rows, the upload limit. Split it into "
-                "several uploads.",
+                f"The file has more than {spec.max_rows:,} data rows, the upload limit; reading stopped "
+                f"at row {number:,}. Split it into several uploads.",
             )
         rows.append(RawRow(number=number, cells=cells))
     if not rows:
@@ -331,6 +355,32 @@ def _collect(records: Iterable[tuple[int, list[Any]]], spec: UploadSpec) -> _Col
             "no_data_rows", f"The file has a header row (row {header_row}) but no data rows below it."
         )
     return _Collected(header, header_row, rows, [n for n, _ in lead[:chosen]])
+
+
+def _too_wide(row: int, column: int, spec: UploadSpec) -> UploadRejected:
+    """The refusal of a row with a value in ``column`` (1-based), beyond ``spec.max_columns``."""
+    return _reject(
+        "too_many_columns",
+        f"Row {row} has a value in column {column_letter(column - 1)} (column {column:,}), beyond the "
+        f"limit of {spec.max_columns:,} columns; reading stopped there. Delete the columns the outcome does "
+        f"not use (from column {column_letter(spec.max_columns)} on), or move the data into fewer "
+        "columns, and upload it again.",
+        row=row,
+    )
+
+
+def _within_columns(
+    records: Iterable[tuple[int, list[str]]], spec: UploadSpec
+) -> Iterator[tuple[int, list[str]]]:
+    """The records, refusing the first one with a value beyond ``spec.max_columns`` (trailing
+    empty values, which spreadsheets often write, do not count)."""
+    for number, cells in records:
+        width = len(cells)
+        while width > spec.max_columns and is_blank(cells[width - 1]):
+            width -= 1
+        if width > spec.max_columns:
+            raise _too_wide(number, width, spec)
+        yield number, cells
 
 
 # --------------------------------------------------------------------------------------------
@@ -502,7 +552,7 @@ def _read_csv(content: bytes, *, spec: UploadSpec) -> RawTable:
     if unclosed and parsed:
         broken.add(parsed[-1][0])
     records = [(number, record if record is not None else ["<unreadable>"]) for number, record in parsed]
-    collected = _collect(records, spec)
+    collected = _collect(_within_columns(records, spec), spec)
     header, header_row, rows = collected.header, collected.header_row, collected.rows
     warnings_ += collected.warnings()
     width = len(header)
@@ -665,11 +715,240 @@ def _container_description(archive: zipfile.ZipFile, names: set[str]) -> str:
     return f"The file is {what}, not an Excel workbook. Save the data as .xlsx or CSV and upload that."
 
 
-def _cell_value(cell: Any) -> Any:
-    value = cell.value
+@dataclass(frozen=True)
+class _Sheet:
+    """The worksheet an upload is read from: its title and the path of its XML in the archive."""
+
+    title: str
+    part: str
+
+
+def _local_name(name: str) -> str:
+    """An XML name without its namespace (``{ns}sheet`` and expat's ``ns sheet`` give ``sheet``)."""
+    return name.rpartition("}")[2].rpartition(" ")[2]
+
+
+def _data_sheet(archive: zipfile.ZipFile) -> _Sheet:
+    """The first worksheet, or the one named ``data``, from the workbook's list of sheets.
+
+    Read here (with defusedxml, which refuses entity tricks) rather than by openpyxl, so that the
+    sheet can be measured before openpyxl parses anything; chart sheets are skipped, as openpyxl
+    skips them.
+    """
+    from defusedxml import ElementTree as SafeTree
+
+    try:
+        workbook = SafeTree.fromstring(archive.read("xl/workbook.xml"))
+        relationships = SafeTree.fromstring(archive.read("xl/_rels/workbook.xml.rels"))
+    except Exception:  # missing part, damaged XML, a DTD: all mean the same to the user
+        raise _reject(
+            "unreadable_file",
+            "The Excel workbook cannot be read (a part of it is damaged or missing). Open it in Excel, "
+            "save it again and upload it again.",
+        ) from None
+    targets: dict[str, str] = {}
+    for rel in relationships.iter():
+        if _local_name(rel.tag) == "Relationship" and rel.get("Type", "").endswith("/worksheet"):
+            target = rel.get("Target", "")
+            # targets are relative to the workbook's folder unless they start with a slash
+            path = target[1:] if target.startswith("/") else posixpath.normpath(f"xl/{target}")
+            targets[rel.get("Id", "")] = path
+    present = set(archive.namelist())
+    sheets = []
+    for element in workbook.iter():
+        if _local_name(element.tag) == "sheet":
+            rel_id = next(
+                (v for k, v in element.attrib.items() if k.startswith("{") and _local_name(k) == "id"), ""
+            )
+            part = targets.get(rel_id)
+            if part in present:
+                sheets.append(_Sheet(element.get("name", ""), part))
+    if not sheets:
+        raise _reject("empty_file", "The workbook has no worksheet.")
+    return next((s for s in sheets if s.title.strip().casefold() == "data"), sheets[0])
+
+
+_CELL_REF = re.compile(r"\$?([A-Za-z]{1,3})\$?([0-9]{1,7})")
+
+
+def _column_number(ref: str | None) -> int | None:
+    """The 1-based column of a cell reference (``IP10001`` -> 250), or None if it is not one."""
+    letters = (ref or "").rstrip("0123456789")
+    return _letters_number(letters) if 0 < len(letters) <= 3 and letters.isalpha() else None
+
+
+@functools.cache  # at most 18,278 keys (A to ZZZ): every cell of a sheet asks
+def _letters_number(letters: str) -> int:
+    number = 0
+    for letter in letters.upper():
+        number = number * 26 + ord(letter) - 64
+    return number
+
+
+class _XmlGuard:
+    """Counts the elements of an XML part as its bytes stream past, refusing it at a limit.
+
+    expat reports each element as it starts, without building a tree, so counting costs a
+    fraction of parsing and stops at the first element past a limit, whatever follows.
+    A document type declaration is refused: spreadsheet parts never have one, and entity
+    definitions (the "billion laughs") can only hide in one.
+    """
+
+    def __init__(self, limit: int, describe: str) -> None:
+        self.limit = limit
+        self.describe = describe
+        self.elements = 0
+        self.done = False
+        self.parser = expat.ParserCreate(namespace_separator=" ")
+        self.parser.StartElementHandler = self._count
+        self.parser.StartDoctypeDeclHandler = self._doctype
+
+    def feed(self, data: bytes) -> None:
+        if self.done:
+            return
+        self.done = not data
+        try:
+            self.parser.Parse(data, not data)
+        except expat.ExpatError:
+            raise _reject(
+                "unreadable_file",
+                f"{self.describe} cannot be read (its data is damaged). Open the workbook in Excel, "
+                "save it again and upload it again.",
+            ) from None
+
+    def _doctype(self, *_: Any) -> None:
+        raise _reject(
+            "unreadable_file",
+            f"{self.describe} declares a document type, which spreadsheets never do; the file was "
+            "refused as possibly hostile. Open the workbook in Excel, save it again and upload it again.",
+        )
+
+    def _count(self, name: str, attrs: dict[str, str]) -> None:
+        self.elements += 1
+        if self.elements > self.limit:
+            raise self.too_large()
+
+    def too_large(self) -> UploadRejected:
+        return _reject(
+            "sheet_too_large",
+            f"{self.describe} holds more than can be processed; reading stopped there. Copy only the "
+            "data into a new workbook, or upload it as CSV.",
+        )
+
+
+class _SheetGuard(_XmlGuard):
+    """Measures a worksheet against the spec's shape limits as its XML streams past.
+
+    First the ``<dimension ref="A1:IP10001"/>`` Excel writes before the data, if the sheet has
+    one: a sheet that declares more columns or rows than allowed is refused from its first
+    bytes. Then every row and cell, since a dimension can be absent or wrong: a value beyond
+    ``max_columns``, a row wider than any spreadsheet's, or more elements than ``max_cells``
+    cells take (empty formatted cells included) stop the reading where they occur.
+    """
+
+    def __init__(self, sheet: _Sheet, spec: UploadSpec) -> None:
+        super().__init__(spec.max_cells * _ELEMENTS_PER_CELL, f"The sheet '{sheet.title}'")
+        self.sheet = sheet
+        self.spec = spec
+        self.local_names: dict[str, str] = {}
+        self.row = 0
+        self.row_elements = 0
+        self.column = 0
+
+    def measure(self, source: Any) -> None:
+        """Read the whole sheet, a chunk at a time; a declared dimension is in the first chunk."""
+        while not self.done:
+            self.feed(source.read(_XML_CHUNK))
+
+    def _count(self, name: str, attrs: dict[str, str]) -> None:
+        # Called for every element of the sheet (two or three per cell): kept lean on purpose.
+        self.elements += 1
+        self.row_elements += 1
+        if self.elements > self.limit:
+            raise self.too_large()
+        local = self.local_names.get(name)
+        if local is None:
+            local = self.local_names[name] = _local_name(name)
+        if local == "v" or local == "f" or local == "is":
+            if self.column > self.spec.max_columns:
+                raise _too_wide(self.row, self.column, self.spec)
+        elif local == "c":
+            self.column = _column_number(attrs.get("r")) or self.column + 1
+            if self.row_elements > _EXCEL_COLUMNS * _ELEMENTS_PER_CELL:
+                raise self.too_wide_row()
+        elif local == "row":
+            number = attrs.get("r", "")
+            self.row = int(number) if number.isdigit() else self.row + 1
+            self.row_elements = 0
+            self.column = 0
+        elif local == "dimension":
+            self._check_declared(attrs.get("ref", ""))
+
+    def too_wide_row(self) -> UploadRejected:
+        return _reject(
+            "too_many_columns",
+            f"Row {self.row} of the sheet '{self.sheet.title}' holds more cells than a spreadsheet row "
+            f"can ({_EXCEL_COLUMNS:,}); the file was not written by a spreadsheet program, or is "
+            "damaged. Open it in Excel, save it again and upload it again.",
+            row=self.row,
+        )
+
+    def _check_declared(self, ref: str) -> None:
+        match = _CELL_REF.fullmatch(ref.rpartition(":")[2])
+        if match is None:
+            return  # not a range: the rows and cells are counted as they are read instead
+        column, row = _letters_number(match.group(1)), int(match.group(2))
+        title, spec = self.sheet.title, self.spec
+        if column > spec.max_columns:
+            raise _reject(
+                "too_many_columns",
+                f"The sheet '{title}' declares its cells to span {ref}, {column:,} columns (to column "
+                f"{column_letter(column - 1)}), more than the limit of {spec.max_columns:,}. Delete the "
+                "columns it does not need (select them, right-click, Delete: clearing them is not "
+                "enough), or copy only the data into a new workbook, and upload it again.",
+            )
+        if row > spec.max_sheet_rows:
+            raise _reject(
+                "too_many_rows",
+                f"The sheet '{title}' declares its cells to span {ref}, {row:,} rows, more than the limit "
+                f"of {spec.max_rows:,} data rows (and {SHEET_EXTRA_ROWS} for the header, titles and "
+                "blank lines). Split the data into several uploads, or delete the rows below it that it "
+                "does not need (select them, right-click, Delete), and upload it again.",
+            )
+
+    def too_large(self) -> UploadRejected:
+        spec = self.spec
+        return _reject(
+            "sheet_too_large",
+            f"The sheet '{self.sheet.title}' holds more than {spec.max_cells:,} cells (empty formatted "
+            f"cells and rows included); reading stopped at row {self.row:,}. The limit is "
+            f"{spec.max_rows:,} data rows of {spec.max_columns:,} columns. Copy only the data into a new "
+            "workbook, or upload it as CSV.",
+        )
+
+
+class _GuardedSource:
+    """A part of the archive that a guard reads along with the parser it is handed to, a chunk
+    ahead of it: the guard refuses a part before the parser has built what lies past a limit."""
+
+    def __init__(self, raw: Any, guard: _XmlGuard) -> None:
+        self.raw = raw
+        self.guard = guard
+
+    def read(self, size: int = -1) -> bytes:
+        data: bytes = self.raw.read(size)
+        self.guard.feed(data)
+        return data
+
+    def close(self) -> None:
+        self.raw.close()
+
+
+def _cell_value(cell: dict[str, Any]) -> Any:
+    value = cell["value"]
     if value is None:
         return None
-    kind = getattr(cell, "data_type", None)
+    kind = cell["data_type"]
     if kind == "f":
         text = getattr(value, "text", None)  # ArrayFormula / DataTableFormula objects
         return FormulaCell(str(text if text is not None else value))
@@ -678,61 +957,82 @@ def _cell_value(cell: Any) -> Any:
     return value
 
 
-def _xlsx_records(ws: Any) -> Iterator[tuple[int, list[Any]]]:
-    """Rows of a read-only sheet as (spreadsheet row number, cell values)."""
-    budget = _MAX_XLSX_CELLS
-    number = 0
-    for cells in ws.iter_rows():
-        number += 1
+def _xlsx_records(parser: Any) -> Iterator[tuple[int, list[Any]]]:
+    """Rows of a sheet as (spreadsheet row number, cell values up to the last non-empty one).
+
+    Only the cells present are placed: missing rows and cells are not made up (openpyxl's
+    read-only sheets pad every row to the sheet's width, which a crafted sheet makes huge).
+    """
+    for number, cells in parser.parse():
+        by_column: dict[int, Any] = {}
         for cell in cells:
-            row = getattr(cell, "row", None)
-            if row is not None:  # empty rows carry no number; every other row does
-                number = row
-                break
-        budget -= len(cells)
-        if budget < 0:
-            raise _reject(
-                "xlsx_too_large_uncompressed",
-                "The sheet holds more cells than can be processed (including empty formatted cells). "
-                "Copy only the data into a new workbook, or upload it as CSV.",
-            )
-        values = [_cell_value(c) for c in cells]
-        while values and values[-1] is None:
-            values.pop()
-        if len(values) > _MAX_COLUMNS:
-            raise _reject(
-                "too_many_columns",
-                f"Row {number} has values in more than {_MAX_COLUMNS} columns; the sheet cannot be "
-                "processed. Copy only the data into a new workbook.",
-                row=number,
-            )
-        yield number, values
+            value = _cell_value(cell)
+            if value is not None:
+                by_column[cell["column"]] = value
+        width = max(by_column, default=0)
+        yield number, [by_column.get(column) for column in range(1, width + 1)]
 
 
-def _read_xlsx(content: bytes, *, ext: str, spec: UploadSpec) -> RawTable:
-    _check_zip(content, ext=ext, spec=spec)
-    import openpyxl  # imported here: CSV and JSON uploads do not need it
+def _open_workbook(content: bytes, spec: UploadSpec) -> Any:
+    """openpyxl's reader of the workbook, with what reading a sheet needs: the table of texts the
+    sheets share (no bigger than a sheet may be), the date system and the date formats.
 
+    openpyxl's pieces are used rather than ``load_workbook``, which reads the size of every sheet
+    (the whole sheet when its dimension is missing) before returning; here only the data sheet
+    is read, and only once it has been measured.
+    """
+    from openpyxl.reader.excel import ExcelReader
+    from openpyxl.reader.strings import read_string_table
+    from openpyxl.styles.stylesheet import apply_stylesheet
+    from openpyxl.xml.constants import SHARED_STRINGS
+
+    reader = ExcelReader(io.BytesIO(content), read_only=True, data_only=False, keep_links=False)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # openpyxl warns about styles and extensions it ignores
-            workbook = openpyxl.load_workbook(
-                io.BytesIO(content), read_only=True, data_only=False, keep_links=False
-            )
+        reader.read_manifest()
+        strings = reader.package.find(SHARED_STRINGS)
+        if strings is not None:
+            guard = _XmlGuard(spec.max_cells * _ELEMENTS_PER_CELL, "The workbook's table of texts")
+            with reader.archive.open(strings.PartName[1:]) as source:
+                reader.shared_strings = read_string_table(_GuardedSource(source, guard))
+        reader.read_workbook()
+        apply_stylesheet(reader.archive, reader.wb)
+    except UploadRejected:
+        reader.archive.close()
+        raise
     except Exception:  # openpyxl raises many types for damaged parts; all mean the same to the user
+        reader.archive.close()
         raise _reject(
             "unreadable_file",
             "The Excel workbook cannot be read (a part of it is damaged or missing). Open it in Excel, "
             "save it again and upload it again.",
         ) from None
-    try:
-        sheets = workbook.worksheets
-        if not sheets:
-            raise _reject("empty_file", "The workbook has no worksheet.")
-        sheet = next((s for s in sheets if s.title.strip().casefold() == "data"), sheets[0])
-        sheet.reset_dimensions()  # the stored dimensions may be wrong or huge; read what is there
+    return reader
+
+
+def _read_xlsx(content: bytes, *, ext: str, spec: UploadSpec) -> RawTable:
+    _check_zip(content, ext=ext, spec=spec)
+    with zipfile.ZipFile(io.BytesIO(content)) as archive:
+        sheet = _data_sheet(archive)
+        with archive.open(sheet.part) as source:
+            _SheetGuard(sheet, spec).measure(source)
+
+    # imported here: CSV and JSON uploads do not need openpyxl
+    from openpyxl.worksheet._reader import WorkSheetParser
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # openpyxl warns about styles and extensions it ignores
+        reader = _open_workbook(content, spec)
         try:
-            collected = _collect(_xlsx_records(sheet), spec)
+            with reader.archive.open(sheet.part) as source:
+                parser = WorkSheetParser(
+                    source,
+                    reader.shared_strings,
+                    data_only=False,
+                    epoch=reader.wb.epoch,
+                    date_formats=reader.wb._date_formats,
+                    timedelta_formats=reader.wb._timedelta_formats,
+                )
+                collected = _collect(_xlsx_records(parser), spec)
         except UploadRejected:
             raise
         except Exception:
@@ -741,8 +1041,8 @@ def _read_xlsx(content: bytes, *, ext: str, spec: UploadSpec) -> RawTable:
                 f"The sheet '{sheet.title}' cannot be read (its data is damaged). Open the workbook in "
                 "Excel, save it again and upload it again.",
             ) from None
-    finally:
-        workbook.close()
+        finally:
+            reader.archive.close()
 
     header, header_row, rows = collected.header, collected.header_row, collected.rows
     width = max([len(header), *(len(r.cells) for r in rows)])

@@ -12,6 +12,11 @@ from .naming import header_key
 
 MIB = 1024 * 1024
 
+#: Rows a sheet may hold besides its data rows: the header, title lines above it and blank lines
+#: between blocks of rows. Only a sheet's shape is checked against it (its declared dimension and
+#: its cell budget); data rows themselves are counted exactly against ``max_rows``.
+SHEET_EXTRA_ROWS = 100
+
 ModeratorKind = Literal["numeric", "categorical"]
 MappingKind = Literal["identity", "statistic", "moderator", "extra"]
 SourceFormat = Literal["csv", "xlsx", "json"]
@@ -37,6 +42,18 @@ class UploadSpec:
 
     ``instruments`` and ``timepoints`` list the allowed values; empty means any value is allowed.
     Iterables are accepted and frozen, so ``UploadSpec(..., instruments=["PHQ-9"])`` works too.
+
+    The limits bound the work one upload can cause, whatever its format:
+
+    - ``max_bytes``: the file as uploaded; ``max_xlsx_uncompressed_bytes``: a workbook unpacked.
+    - ``max_rows``: data rows (the header, titles and blank lines not counted).
+    - ``max_columns``: the columns a row may use. A consortium row holds five identity columns
+      (study, comparison, instrument, time point, year), the outcome, at most six statistics
+      and the moderators of the data dictionary (a dozen or two in practice), with a few notes:
+      well under 40 columns. 100 leaves room for more than twice that, and bounds the largest
+      table at a million cells.
+    - :attr:`max_cells`, which follows from the two: the cells a sheet may hold, empty formatted
+      cells included, before reading stops (see :data:`SHEET_EXTRA_ROWS`).
     """
 
     outcome_code: str
@@ -47,6 +64,7 @@ class UploadSpec:
     max_bytes: int = 5 * MIB
     max_rows: int = 10_000
     max_xlsx_uncompressed_bytes: int = 50 * MIB
+    max_columns: int = 100
 
     def __post_init__(self) -> None:
         # A wrong spec is a programming or configuration error, not a data manager's: fail loudly.
@@ -59,9 +77,20 @@ class UploadSpec:
         names = [header_key(m.name) for m in self.moderators]
         if len(names) != len(set(names)):
             raise ValueError("moderator names must be unique (ignoring case, spaces and punctuation)")
-        for limit in ("max_bytes", "max_rows", "max_xlsx_uncompressed_bytes"):
+        for limit in ("max_bytes", "max_rows", "max_xlsx_uncompressed_bytes", "max_columns"):
             if getattr(self, limit) < 1:
                 raise ValueError(f"{limit} must be positive")
+
+    @property
+    def max_sheet_rows(self) -> int:
+        """Rows a sheet may span: the data rows allowed plus :data:`SHEET_EXTRA_ROWS`."""
+        return self.max_rows + SHEET_EXTRA_ROWS
+
+    @property
+    def max_cells(self) -> int:
+        """Cells a sheet may hold: the largest table the row and column limits allow
+        (1,010,000 with the default limits)."""
+        return self.max_sheet_rows * self.max_columns
 
 
 def _frozen(values: Iterable[str] | None) -> frozenset[str]:

@@ -11,8 +11,12 @@ only if the platform reports every problem at once. The checks are, per row and 
   counts at least 0, correlations strictly between -1 and 1, sample sizes at least the
   measure's minimum, positive means for ROM), with cross-checks (events not above the group
   size, events plus non-events equal to a given group size, no empty groups in 2x2 tables);
+- labels (study, comparison, instrument, time point, categorical moderators): stored in NFC, and
+  refused when they hold an invisible character (zero-width, text-direction or formatting
+  characters; see :mod:`.labels`);
 - moderators: numbers in numeric moderators;
-- the file: no row twice (same study, instrument, time point and comparison);
+- the file: no row twice (same study, instrument, time point and comparison), where labels that
+  only look alike (another script's letter, fullwidth forms, another case) count as the same;
 - finally the platform's effect-size engine computes every clean row, so that no value which
   passes the checks above can still fail in the analysis.
 """
@@ -25,6 +29,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import labels
 from .cells import Problem, display, format_number, read_number, read_text
 from .columns import ResolvedColumn, header_key, resolve_columns
 from .errors import UploadError, UploadRejected
@@ -152,15 +157,24 @@ class _Validator:
         return f"{self.table.item} {row}, {noun} '{col.source}'{alias}"
 
     def _error(
-        self, state: _RowState | None, code: str, row: int, col: ResolvedColumn | None, cell: Any, text: str
+        self,
+        state: _RowState | None,
+        code: str,
+        row: int,
+        col: ResolvedColumn | None,
+        cell: Any,
+        text: str,
+        *,
+        value: str | None = None,
     ) -> None:
+        """Record an error; ``value`` replaces the cell as shown when the cell itself would mislead."""
         if state is not None:
             state.clean = False
         self.errors.append(
             UploadError(
                 row=row,
                 column=col.source if col else None,
-                value=None if is_blank(cell) else display(cell),
+                value=value if value is not None else (None if is_blank(cell) else display(cell)),
                 code=code,
                 message=f"{self._where(row, col)}: {text}",
             )
@@ -227,7 +241,27 @@ class _Validator:
                     f"'{display(cell)}' is not a valid label; enter plain text.",
                 )
             return None
-        if text is not None and len(text) > MAX_TEXT_LENGTH:
+        if text is None:
+            return None
+        hidden = labels.invisible_characters(text)
+        if hidden:
+            assert col is not None
+            position, ch = hidden[0]
+            more = f" (and {len(hidden) - 1} more)" if len(hidden) > 1 else ""
+            self._error(
+                state,
+                "invisible_character",
+                raw.number,
+                col,
+                cell,
+                f"the text holds {labels.kind_of(ch)}, {labels.describe(ch)}, at character {position}"
+                f"{more}: '{labels.shown(text)}'. {labels.why_refused(ch)} Delete it (retype the text) "
+                "and upload again.",
+                value=labels.shown(display(cell)),
+            )
+            return None
+        text = labels.canonical(text)
+        if len(text) > MAX_TEXT_LENGTH:
             assert col is not None
             self._error(
                 state,
@@ -619,37 +653,63 @@ class _Validator:
             )
 
     def _duplicates(self, states: list[tuple[RawRow, _RowState]]) -> None:
-        first_seen: dict[tuple[str, ...], int] = {}
+        """Rows whose identity (study, instrument, time point, comparison) was given before.
+
+        Labels are compared by :func:`labels.comparison_key`, so that a label written with
+        lookalike characters (a Cyrillic letter, fullwidth forms) or in another case is the same
+        label; when the labels are not written identically, the message shows both.
+        """
+        keys = (
+            ("study", "study"),
+            ("instrument", "instrument"),
+            ("timepoint", "time point"),
+            ("comparison", "comparison"),
+        )
+        first_seen: dict[tuple[str, ...], tuple[int, dict[str, Any]]] = {}
         study_col = self.by_target.get("study")
         for raw, state in states:
             v = state.values
             if not v.get("study"):
                 continue
-            key = tuple(
-                str(v.get(k) or "").casefold() for k in ("study", "instrument", "timepoint", "comparison")
-            )
+            key = tuple(labels.comparison_key(str(v.get(k) or "")) for k, _ in keys)
             if key not in first_seen:
-                first_seen[key] = raw.number
+                first_seen[key] = (raw.number, v)
                 continue
-            parts = [f"study '{v['study']}'"]
-            parts += [
-                f"{label} '{v[k]}'"
-                for k, label in (
-                    ("instrument", "instrument"),
-                    ("timepoint", "time point"),
-                    ("comparison", "comparison"),
-                )
-                if v.get(k)
+            first_row, first = first_seen[key]
+            item = self.table.item.lower()
+            parts = ", ".join(f"{label} '{v[k]}'" for k, label in keys if v.get(k))
+            differ = [
+                (label, str(v[k]), str(first[k]))
+                for k, label in keys
+                if v.get(k) and str(v[k]).casefold() != str(first.get(k) or "").casefold()
             ]
-            self._error(
-                state,
-                "duplicate_row",
-                raw.number,
-                study_col,
-                v["study"],
-                f"the row repeats {self.table.item.lower()} {first_seen[key]} ({', '.join(parts)}). "
-                "Remove the repeated row, or tell the comparisons apart in a 'comparison' column.",
-            )
+            if not differ:
+                text = (
+                    f"the row repeats {item} {first_row} ({parts}). Remove the repeated row, or tell the "
+                    "comparisons apart in a 'comparison' column."
+                )
+            else:
+                shown = "; ".join(
+                    f"{label} '{mine}' here, '{theirs}' in {item} {first_row}"
+                    + self._lookalikes(mine, theirs)
+                    for label, mine, theirs in differ
+                )
+                text = (
+                    f"the row repeats {item} {first_row} ({parts}): the labels look alike but are written "
+                    f"with different characters ({shown}). If it is the same study, write its label the "
+                    "same way in both rows and remove the repeated row or tell the comparisons apart in a "
+                    "'comparison' column; if they are different studies, give them clearly different labels."
+                )
+            self._error(state, "duplicate_row", raw.number, study_col, v["study"], text)
+
+    @staticmethod
+    def _lookalikes(mine: str, theirs: str) -> str:
+        """``: here U+0435 CYRILLIC SMALL LETTER IE`` — the characters only this row's label has."""
+        chars = labels.lookalike_characters(mine, theirs)
+        if not chars or all(ch.casefold() in theirs.casefold() for ch in chars):
+            return ""  # letters in another case only: nothing to point at
+        named = ", ".join(labels.describe(ch) for ch in chars[:3])
+        return f": here {named}{', ...' if len(chars) > 3 else ''}"
 
     def _engine_check(self, states: list[tuple[RawRow, _RowState]]) -> None:
         """Compute every clean row with the analysis engine; a row it cannot use is an error here.
