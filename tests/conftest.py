@@ -6,10 +6,10 @@ an API client (token, read-only scopes), an administrator and an anonymous visit
 
 from __future__ import annotations
 
-import os
 import socket
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from django.conf import settings
@@ -59,7 +59,12 @@ SMD_ROWS = [
 
 
 def ci_requires_services() -> bool:
-    return os.environ.get("CI", "").lower() == "true"
+    """Whether a missing service must fail the run: ``CI`` set to a true value (true, 1, yes, on, in
+    any case), read exactly as the test settings read it, so that PostgreSQL and Redis are required
+    under the same values. A value that is neither true nor false is a configuration error."""
+    from apps.config.env import env_bool
+
+    return env_bool("CI", False)
 
 
 def _reachable(host: str, port: int) -> bool:
@@ -70,20 +75,27 @@ def _reachable(host: str, port: int) -> bool:
         return False
 
 
-def require_services() -> None:
-    """Integration tests need PostgreSQL and Redis. Under CI=true their absence fails the test."""
+def missing_services() -> list[str]:
+    """The services integration tests need that are not there: PostgreSQL (the test database) and
+    the Redis of ``TEST_BROKER_URL``."""
     missing = []
     if settings.DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
         missing.append("PostgreSQL (DATABASE_URL)")
     redis_url = settings.TEST_BROKER_URL
-    host_port = redis_url.split("//", 1)[1].split("/", 1)[0]
-    host, _, port = host_port.partition(":")
-    if not _reachable(host or "127.0.0.1", int(port or 6379)):
+    parts = urlsplit(redis_url)
+    if not _reachable(parts.hostname or "127.0.0.1", parts.port or 6379):
         missing.append(f"Redis ({redis_url})")
+    return missing
+
+
+def require_services() -> None:
+    """Integration tests need PostgreSQL and Redis. Under CI their absence fails the test; elsewhere
+    it skips it, with the reason."""
+    missing = missing_services()
     if missing:
         message = "integration test needs " + ", ".join(missing)
         if ci_requires_services():
-            pytest.fail(message + " and CI=true requires it")
+            pytest.fail(message + " and CI requires it")
         pytest.skip(message + " (set CI=true to make this a failure)")
 
 

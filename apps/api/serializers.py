@@ -4,12 +4,72 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.core.validators import RegexValidator
 from rest_framework import serializers
 
 from apps.analyses.models import Analysis, AnalysisResult
 from apps.audit.models import AuditEvent
 from apps.consortium.models import Centre, Outcome
+from apps.consortium.validators import (
+    MODERATOR_NAME,
+    MULTILINE_TEXT_PATTERN,
+    OUTCOME_CODE,
+    PLAIN_TEXT_PATTERN,
+    clean_text,
+)
 from apps.datasets.models import Dataset, DatasetVersion
+
+
+class _Strict:
+    """Input of exactly the type the schema states: DRF's own fields also take 95 for "95",
+    "95" for 95 and "yes" for true, which lets a malformed client pass unnoticed."""
+
+    types: tuple[type, ...] = (str,)
+
+    def to_internal_value(self, data: Any) -> Any:
+        if isinstance(data, bool) != (bool in self.types) or not isinstance(data, self.types):
+            self.fail("invalid")  # type: ignore[attr-defined]
+        return super().to_internal_value(data)  # type: ignore[misc]
+
+
+class StrictCharField(_Strict, serializers.CharField):
+    pass
+
+
+class StrictSlugField(_Strict, serializers.SlugField):
+    pass
+
+
+class StrictRegexField(_Strict, serializers.RegexField):
+    pass
+
+
+class StrictFloatField(_Strict, serializers.FloatField):
+    types = (int, float)
+
+
+class StrictBooleanField(_Strict, serializers.BooleanField):
+    types = (bool,)
+
+
+def plain_text(*, max_length: int, multiline: bool = False, **kwargs: Any) -> serializers.CharField:
+    """A text field whose schema carries the data dictionary's character rule as a pattern, so
+    that clients (and the schema's own validators) know what the server refuses."""
+    return StrictCharField(
+        max_length=max_length, validators=[PlainTextValidator(multiline=multiline)], **kwargs
+    )
+
+
+class PlainTextValidator(RegexValidator):
+    """The data dictionary's character rule (``clean_text``), with its pattern in the schema."""
+
+    def __init__(self, *, multiline: bool) -> None:
+        super().__init__(MULTILINE_TEXT_PATTERN if multiline else PLAIN_TEXT_PATTERN)
+        self.multiline = multiline
+
+    def __call__(self, value: Any) -> None:
+        clean_text(value, field="The text", max_length=len(str(value)), multiline=self.multiline, blank=True)
+        super().__call__(value)
 
 
 class CentreSerializer(serializers.ModelSerializer):
@@ -19,20 +79,22 @@ class CentreSerializer(serializers.ModelSerializer):
 
 
 class ModeratorSerializer(serializers.Serializer):
-    name = serializers.CharField(max_length=40)
+    name = StrictRegexField(MODERATOR_NAME.pattern, max_length=40)
     kind = serializers.ChoiceField(choices=["numeric", "categorical"])
 
 
 class OutcomeSerializer(serializers.ModelSerializer):
-    """Shapes and types only: the rules of the data dictionary are ``outcome_validate``'s."""
+    """Shapes, types and character rules: the rules of the data dictionary as a whole (unique
+    names, a measure that cannot change once data exist, moderators in use) are ``outcome_validate``'s."""
 
+    code = StrictRegexField(OUTCOME_CODE.pattern, max_length=40)
+    name = plain_text(max_length=200)
+    description = plain_text(
+        max_length=5000, multiline=True, required=False, allow_blank=True, trim_whitespace=False
+    )
     moderators = serializers.ListField(child=ModeratorSerializer(), required=False, max_length=50)
-    instruments = serializers.ListField(
-        child=serializers.CharField(max_length=100), required=False, max_length=100
-    )
-    timepoints = serializers.ListField(
-        child=serializers.CharField(max_length=100), required=False, max_length=100
-    )
+    instruments = serializers.ListField(child=plain_text(max_length=100), required=False, max_length=100)
+    timepoints = serializers.ListField(child=plain_text(max_length=100), required=False, max_length=100)
 
     class Meta:
         model = Outcome
@@ -117,11 +179,11 @@ class DatasetSerializer(serializers.ModelSerializer):
 class UploadSerializer(serializers.Serializer):
     """An upload: a file (CSV or XLSX) or JSON ``rows``, for one centre and outcome."""
 
-    centre = serializers.SlugField()
-    outcome = serializers.SlugField()
+    centre = StrictSlugField()
+    outcome = StrictSlugField()
     file = serializers.FileField(required=False, allow_empty_file=True)
     rows = serializers.ListField(child=serializers.DictField(), required=False)
-    reason = serializers.CharField(required=False, allow_blank=True, max_length=500, default="")
+    reason = plain_text(max_length=500, required=False, allow_blank=True, default="")
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         if bool(attrs.get("file")) == bool(attrs.get("rows") is not None):
@@ -129,8 +191,28 @@ class UploadSerializer(serializers.Serializer):
         return attrs
 
 
+class UploadFileSerializer(serializers.Serializer):
+    """Schema of a file upload (``multipart/form-data``)."""
+
+    centre = StrictSlugField()
+    outcome = StrictSlugField()
+    file = serializers.FileField(help_text="A CSV or XLSX file.")
+    reason = plain_text(max_length=500, required=False, allow_blank=True, default="")
+
+
+class UploadRowsSerializer(serializers.Serializer):
+    """Schema of an upload of JSON rows (``application/json``)."""
+
+    centre = StrictSlugField()
+    outcome = StrictSlugField()
+    rows = serializers.ListField(
+        child=serializers.DictField(), help_text="One object per row, keyed by column."
+    )
+    reason = plain_text(max_length=500, required=False, allow_blank=True, default="")
+
+
 class StatusChangeSerializer(serializers.Serializer):
-    reason = serializers.CharField(required=False, allow_blank=True, max_length=500, default="")
+    reason = plain_text(max_length=500, required=False, allow_blank=True, default="")
 
 
 class UploadErrorSerializer(serializers.Serializer):
@@ -192,10 +274,14 @@ class AnalysisSerializer(serializers.ModelSerializer):
     """Shapes and types only: the rules of a specification are ``analysis_validate``'s."""
 
     outcome = serializers.SlugRelatedField(slug_field="code", queryset=Outcome.objects.all())
+    name = plain_text(max_length=200)
     state = serializers.CharField(read_only=True)
-    mods = serializers.ListField(child=serializers.CharField(max_length=40), required=False, max_length=10)
-    subgroup = serializers.CharField(max_length=40, required=False, allow_blank=True)
-    cumulative_order = serializers.CharField(max_length=40, required=False, allow_blank=True)
+    mods = serializers.ListField(child=StrictCharField(max_length=40), required=False, max_length=10)
+    subgroup = StrictCharField(max_length=40, required=False, allow_blank=True)
+    cumulative_order = StrictCharField(max_length=40, required=False, allow_blank=True)
+    level = StrictFloatField(required=False)
+    sensitivity = StrictBooleanField(required=False)
+    bias = StrictBooleanField(required=False)
     current_result = serializers.SerializerMethodField()
 
     class Meta:
@@ -236,7 +322,9 @@ class AnalysisSerializer(serializers.ModelSerializer):
 
 
 class AuditEventSerializer(serializers.ModelSerializer):
-    centre: serializers.SlugRelatedField = serializers.SlugRelatedField(slug_field="code", read_only=True)
+    centre: serializers.SlugRelatedField = serializers.SlugRelatedField(
+        slug_field="code", read_only=True, allow_null=True
+    )
 
     class Meta:
         model = AuditEvent

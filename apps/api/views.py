@@ -17,8 +17,8 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import PermissionDenied, ValidationError
-from rest_framework.parsers import FormParser, MultiPartParser
+from rest_framework.exceptions import APIException, ParseError, PermissionDenied, ValidationError
+from rest_framework.parsers import MultiPartParser
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -27,17 +27,20 @@ from rest_framework.utils.urls import replace_query_param
 from apps.analyses.models import Analysis, AnalysisResult
 from apps.analyses.services import analysis_create, analysis_update, result_release
 from apps.api import serializers as s
+from apps.api.filters import AnalysisFilter, AnalysisResultFilter, DatasetFilter
 from apps.api.parsers import BoundedJSONParser
 from apps.api.permissions import ApiClientsReadOnly, SteeringOnly, SteeringWrites
 from apps.audit.models import AuditEvent
 from apps.consortium import roles
 from apps.consortium.models import Centre, Outcome
 from apps.consortium.services import outcome_create, outcome_update
-from apps.datasets.ingest import UploadRejected, export_rows, neutralise, template_for
+from apps.datasets.ingest import UploadError, UploadRejected, export_rows, neutralise, template_for
 from apps.datasets.models import Dataset, DatasetVersion
 from apps.datasets.selectors import dataset_version_diff, with_shown_versions
 from apps.datasets.services import dataset_set_status, dataset_version_restore, upload_spec_for
 from apps.datasets.uploads import upload_receive
+
+XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 
 @contextmanager
@@ -57,6 +60,34 @@ def _plain(data: Any) -> dict[str, Any]:
     }
 
 
+def _field_errors(errors: Any, prefix: str = "") -> list[UploadError]:
+    """A serializer's errors as upload errors naming the field."""
+    found: list[UploadError] = []
+    items = (
+        errors.items() if isinstance(errors, dict) else enumerate(errors) if isinstance(errors, list) else []
+    )
+    for key, value in items:
+        name = prefix if key == "non_field_errors" else f"{prefix}{'.' if prefix else ''}{key}"
+        if isinstance(value, (dict, list)) and not all(hasattr(v, "code") for v in value):
+            found += _field_errors(value, name)
+            continue
+        for detail in value if isinstance(value, list) else [value]:
+            found.append(_request_error(name or None, f"{name}: {detail}" if name else str(detail)))
+    return found
+
+
+def _request_error(column: str | None, message: str) -> UploadError:
+    return UploadError(row=None, column=column, value=None, code="invalid_request", message=message)
+
+
+class Conflict(APIException):
+    """The request is valid but the object's state does not allow it (e.g. withdrawing a draft)."""
+
+    status_code = status.HTTP_409_CONFLICT
+    default_detail = "The object's current state does not allow this."
+    default_code = "conflict"
+
+
 def _rejected_response(exc: UploadRejected) -> Response:
     errors = [e.to_dict() for e in exc.errors]
     return Response(
@@ -66,6 +97,12 @@ def _rejected_response(exc: UploadRejected) -> Response:
         },
         status=status.HTTP_400_BAD_REQUEST,
     )
+
+
+_CONFLICT = OpenApiResponse(
+    {"type": "object", "properties": {"detail": {"type": "string"}}, "required": ["detail"]},
+    "The object's current state does not allow this (e.g. withdrawing a draft); nothing changed.",
+)
 
 
 class CentreViewSet(viewsets.ReadOnlyModelViewSet):
@@ -102,7 +139,10 @@ class OutcomeViewSet(viewsets.ModelViewSet):
 
     @extend_schema(
         parameters=[OpenApiParameter("fmt", str, enum=["csv", "xlsx"], description="Template format")],
-        responses={(200, "application/octet-stream"): OpenApiTypes.BINARY},
+        responses={
+            (200, "text/csv"): OpenApiTypes.BINARY,
+            (200, XLSX_TYPE): OpenApiTypes.BINARY,
+        },
     )
     @action(detail=True, methods=["get"])
     def template(self, request: Request, code: str | None = None, version: str | None = None) -> HttpResponse:
@@ -132,11 +172,7 @@ def _format(request: Request) -> Literal["csv", "xlsx"]:
 
 
 def _download(content: bytes, filename: str, fmt: str) -> HttpResponse:
-    content_type = (
-        "text/csv; charset=utf-8"
-        if fmt == "csv"
-        else "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
-    )
+    content_type = "text/csv; charset=utf-8" if fmt == "csv" else XLSX_TYPE
     response = HttpResponse(content, content_type=content_type)
     response["Content-Disposition"] = f'attachment; filename="{filename}"'
     response["X-Content-Type-Options"] = "nosniff"
@@ -147,7 +183,7 @@ class DatasetViewSet(viewsets.ReadOnlyModelViewSet):
     """Datasets: a centre's rows for one outcome, with versions, lifecycle, diff, restore and exports."""
 
     serializer_class = s.DatasetSerializer
-    filterset_fields = {"status": ["exact"], "centre__code": ["exact"], "outcome__code": ["exact"]}
+    filterset_class = DatasetFilter
 
     permission_classes = [IsAuthenticated, ApiClientsReadOnly]
 
@@ -169,7 +205,7 @@ class DatasetViewSet(viewsets.ReadOnlyModelViewSet):
         return DatasetVersion.objects.visible_to(self.request.user).filter(dataset=dataset)
 
     @extend_schema(
-        request={"multipart/form-data": s.UploadSerializer, "application/json": s.UploadSerializer},
+        request={"multipart/form-data": s.UploadFileSerializer, "application/json": s.UploadRowsSerializer},
         responses={
             201: s.UploadResultSerializer,
             200: s.UploadResultSerializer,
@@ -178,7 +214,7 @@ class DatasetViewSet(viewsets.ReadOnlyModelViewSet):
             404: OpenApiResponse(description="Centre not visible"),
         },
     )
-    @action(detail=False, methods=["post"], parser_classes=[MultiPartParser, FormParser, BoundedJSONParser])
+    @action(detail=False, methods=["post"], parser_classes=[MultiPartParser, BoundedJSONParser])
     def upload(self, request: Request, version: str | None = None) -> Response:
         """Upload a CSV/XLSX file or JSON rows for one centre and outcome.
 
@@ -191,8 +227,14 @@ class DatasetViewSet(viewsets.ReadOnlyModelViewSet):
         if roles.api_client_of(user) is not None or not roles.centres_changeable(user).exists():
             raise PermissionDenied("Only a centre's data managers may upload its data.")
         # Bodies over REQUEST_MAX_BYTES never get here (RequestBodyLimitMiddleware: 413).
-        ser = s.UploadSerializer(data=request.data)
-        ser.is_valid(raise_exception=True)
+        try:
+            body = request.data
+        except ParseError as exc:
+            return _rejected_response(UploadRejected([_request_error(None, str(exc.detail))]))
+        ser = s.UploadSerializer(data=body)
+        if not ser.is_valid():
+            # The upload's own error format (row, column, code, message), like every other rejection.
+            return _rejected_response(UploadRejected(_field_errors(ser.errors)))
         data = ser.validated_data
         upload = data.get("file")
         try:
@@ -235,23 +277,23 @@ class DatasetViewSet(viewsets.ReadOnlyModelViewSet):
         except DjangoPermissionDenied as exc:
             raise PermissionDenied(str(exc)) from exc
         except DjangoValidationError as exc:
-            raise ValidationError({"detail": exc.messages}) from exc
+            raise Conflict(" ".join(exc.messages)) from exc
         return Response(self.get_serializer(dataset).data)
 
-    @extend_schema(request=s.StatusChangeSerializer, responses=s.DatasetSerializer)
+    @extend_schema(request=s.StatusChangeSerializer, responses={200: s.DatasetSerializer, 409: _CONFLICT})
     @action(detail=True, methods=["post"])
     def submit(self, request: Request, pk: str | None = None, version: str | None = None) -> Response:
         """Submit the dataset: its current version enters the consortium's analyses."""
         return self._change_status(request, Dataset.Status.SUBMITTED)
 
-    @extend_schema(request=s.StatusChangeSerializer, responses=s.DatasetSerializer)
+    @extend_schema(request=s.StatusChangeSerializer, responses={200: s.DatasetSerializer, 409: _CONFLICT})
     @action(detail=True, methods=["post"])
     def withdraw(self, request: Request, pk: str | None = None, version: str | None = None) -> Response:
         """Withdraw the dataset: kept, but no longer analysed."""
         return self._change_status(request, Dataset.Status.WITHDRAWN)
 
     @extend_schema(responses=s.DatasetVersionSummarySerializer(many=True))
-    @action(detail=True, methods=["get"])
+    @action(detail=True, methods=["get"], pagination_class=None, filter_backends=[])
     def versions(self, request: Request, pk: str | None = None, version: str | None = None) -> Response:
         """The version history, newest first."""
         dataset = self.get_object()
@@ -310,7 +352,12 @@ class DatasetViewSet(viewsets.ReadOnlyModelViewSet):
     @extend_schema(
         parameters=[OpenApiParameter("number", int, OpenApiParameter.PATH)],
         request=s.StatusChangeSerializer,
-        responses={201: s.DatasetVersionSummarySerializer},
+        responses={
+            201: s.DatasetVersionSummarySerializer,
+            200: OpenApiResponse(
+                s.DatasetVersionSummarySerializer, "Already the current content: nothing new stored."
+            ),
+        },
     )
     @action(detail=True, methods=["post"], url_path=r"versions/(?P<number>[0-9]+)/restore")
     def restore(
@@ -336,7 +383,10 @@ class DatasetViewSet(viewsets.ReadOnlyModelViewSet):
 
     @extend_schema(
         parameters=[OpenApiParameter("fmt", str, enum=["csv", "xlsx"])],
-        responses={(200, "application/octet-stream"): OpenApiTypes.BINARY},
+        responses={
+            (200, "text/csv"): OpenApiTypes.BINARY,
+            (200, XLSX_TYPE): OpenApiTypes.BINARY,
+        },
     )
     @action(detail=True, methods=["get"])
     def export(self, request: Request, pk: str | None = None, version: str | None = None) -> HttpResponse:
@@ -361,7 +411,7 @@ class AnalysisViewSet(viewsets.ModelViewSet):
 
     serializer_class = s.AnalysisSerializer
     http_method_names = ["get", "post", "patch", "head", "options"]
-    filterset_fields = {"outcome__code": ["exact"], "is_default": ["exact"]}
+    filterset_class = AnalysisFilter
 
     permission_classes = [IsAuthenticated, ApiClientsReadOnly, SteeringWrites]
 
@@ -393,7 +443,7 @@ class AnalysisViewSet(viewsets.ModelViewSet):
             )
 
     @extend_schema(responses=s.AnalysisResultSummarySerializer(many=True))
-    @action(detail=True, methods=["get"])
+    @action(detail=True, methods=["get"], filter_backends=[])
     def history(self, request: Request, pk: str | None = None, version: str | None = None) -> Response:
         """Every result of this analysis the user may see, newest first: how the estimate moved."""
         analysis = self.get_object()
@@ -405,12 +455,7 @@ class AnalysisViewSet(viewsets.ModelViewSet):
 class AnalysisResultViewSet(viewsets.ReadOnlyModelViewSet):
     """Immutable result snapshots with full provenance. Non-steering users see released ones only."""
 
-    filterset_fields = {
-        "analysis": ["exact"],
-        "status": ["exact"],
-        "released": ["exact"],
-        "analysis__outcome__code": ["exact"],
-    }
+    filterset_class = AnalysisResultFilter
 
     permission_classes = [IsAuthenticated, ApiClientsReadOnly]
 
@@ -420,7 +465,7 @@ class AnalysisResultViewSet(viewsets.ReadOnlyModelViewSet):
     def get_queryset(self) -> Any:
         return AnalysisResult.objects.visible_to(self.request.user).order_by("-id")
 
-    @extend_schema(request=None, responses=s.AnalysisResultSummarySerializer)
+    @extend_schema(request=None, responses={200: s.AnalysisResultSummarySerializer, 409: _CONFLICT})
     @action(detail=True, methods=["post"], permission_classes=[IsAuthenticated, SteeringOnly])
     def release(self, request: Request, pk: str | None = None, version: str | None = None) -> Response:
         """Release a result to members and API clients (steering group)."""
@@ -428,7 +473,7 @@ class AnalysisResultViewSet(viewsets.ReadOnlyModelViewSet):
         try:
             result = result_release(actor=request.user, result=result)
         except ValueError as exc:
-            raise ValidationError({"detail": str(exc)}) from exc
+            raise Conflict(str(exc)) from exc
         return Response(s.AnalysisResultSummarySerializer(result).data)
 
 

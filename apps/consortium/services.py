@@ -3,7 +3,6 @@ transaction) and the data dictionary (validated, audited, recomputed, whoever ma
 
 from __future__ import annotations
 
-import re
 from typing import TYPE_CHECKING, Any
 
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -14,7 +13,7 @@ from apps.analyses.services import analyses_request_recompute, analysis_create_d
 from apps.audit.services import audit_record
 from apps.consortium import roles
 from apps.consortium.models import MEASURE_CHOICES, Centre, Membership, Outcome
-from apps.consortium.validators import MODERATOR_NAME, clean_name_list, clean_text
+from apps.consortium.validators import MODERATOR_NAME, OUTCOME_CODE, clean_name_list, clean_text
 from apps.datasets.ingest.naming import header_key
 
 if TYPE_CHECKING:
@@ -117,7 +116,7 @@ def outcome_validate(*, outcome: Outcome | None, data: dict[str, Any]) -> dict[s
 
     def code(value: Any) -> str:
         text = clean_text(value, field="The code", max_length=40)
-        if not re.fullmatch(r"[a-z0-9][a-z0-9_-]*", text):
+        if not OUTCOME_CODE.fullmatch(text):
             raise ValidationError("The code uses lower-case letters, digits, '-' and '_' only.")
         if outcome is not None and text != outcome.code:
             raise ValidationError("The code identifies the outcome in uploads and links; it cannot change.")

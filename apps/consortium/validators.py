@@ -15,7 +15,18 @@ import unicodedata
 from django.core.exceptions import ValidationError
 
 _MULTILINE_ALLOWED = {"\n", "\r", "\t"}
-MODERATOR_NAME = re.compile(r"[a-z][a-z0-9_]{0,39}")
+MODERATOR_NAME = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
+OUTCOME_CODE = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
+
+# The same rule as a pattern for the API schema: C0 and C1 controls and the format characters of
+# the Basic Multilingual Plane (zero-width, bidirectional and other invisible ones). ``clean_text``
+# is the authority; it also refuses the few format characters above U+FFFF.
+_FORMAT_BMP = (
+    r"\u00ad\u0600-\u0605\u061c\u06dd\u070f\u0890\u0891\u08e2\u180e\u200b-\u200f"
+    r"\u202a-\u202e\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb"
+)
+PLAIN_TEXT_PATTERN = r"^[^\u0000-\u001f\u007f-\u009f" + _FORMAT_BMP + "]*$"
+MULTILINE_TEXT_PATTERN = r"^[^\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f" + _FORMAT_BMP + "]*$"
 
 
 def clean_text(

@@ -25,9 +25,9 @@ class RequestBodyLimitMiddleware:
         try:
             length = int(declared)
         except ValueError:
-            return _refuse(request, 400, "bad_content_length", "The Content-Length header is not a number.")
+            return _refuse(request, 400, "invalid_request", "The Content-Length header is not a number.")
         if length < 0:
-            return _refuse(request, 400, "bad_content_length", "The Content-Length header is negative.")
+            return _refuse(request, 400, "invalid_request", "The Content-Length header is negative.")
         if length > limit:
             return _refuse(
                 request,

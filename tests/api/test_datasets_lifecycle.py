@@ -97,8 +97,8 @@ def test_lifecycle_controls_what_is_analysed(cast: Any, tmp_media: Any) -> None:
     # A draft is not analysed: uploading to it requests no recompute.
     assert Analysis.objects.get(pk=analysis.pk).requested_seq == before
     assert (
-        dm.post(f"/api/v1/datasets/{dataset_id}/withdraw/", {}).status_code == 400
-    )  # draft -> withdrawn is not allowed
+        dm.post(f"/api/v1/datasets/{dataset_id}/withdraw/", {}).status_code == 409
+    )  # draft -> withdrawn is not allowed: a conflict with the state
     assert (
         dm.post(f"/api/v1/datasets/{dataset_id}/submit/", {"reason": "ready"}).json()["status"] == "submitted"
     )

@@ -148,15 +148,44 @@ def live_worker(worker_factory: Callable[..., WorkerProcess]) -> WorkerProcess:
 
 
 def wait_until(
-    predicate: Callable[[], Any], *, timeout: float, interval: float = 0.05, what: str = ""
+    predicate: Callable[[], Any],
+    *,
+    timeout: float,
+    interval: float = 0.05,
+    what: str = "",
+    state: Callable[[], Any] | None = None,
 ) -> Any:
+    """Poll ``predicate`` until it is true; on timeout fail, with ``state()`` in the message."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = predicate()
         if value:
             return value
         time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what or predicate}")
+    message = f"timed out after {timeout}s waiting for {what or predicate}"
+    if state is not None:
+        message += f"; state: {state()}"
+    raise AssertionError(message)
+
+
+def recompute_state() -> dict[str, Any]:
+    """Where each analysis stands and what is still waiting in the outbox: for timeout messages."""
+    from django.db.models import Count, Max
+
+    from apps.analyses.models import Analysis, OutboxEvent
+
+    return {
+        "analyses": list(
+            Analysis.objects.order_by("pk").values_list(
+                "pk", "requested_seq", "computed_seq", "running_since"
+            )
+        ),
+        "pending_outbox": list(
+            OutboxEvent.objects.filter(published_at__isnull=True)
+            .values("analysis")
+            .annotate(events=Count("id"), attempts=Max("attempts"), next_attempt_at=Max("next_attempt_at"))
+        ),
+    }
 
 
 def use_broker(url: str) -> None:
@@ -206,12 +235,23 @@ class PrivateRedis:
 
         client = redis.Redis(port=self.port)
         wait_until(lambda: _ping(client), timeout=10, what=f"redis on {self.port}")
+        # The answer must come from this server, not from another one that already had the port.
+        assert self.proc.poll() is None, f"redis-server on {self.port} exited (port taken?)"
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.terminate()
             self.proc.wait(timeout=10)
         self.proc = None
+
+
+def _free_port() -> int:
+    """A local port nothing listens on: two suites on one machine never share a private Redis."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def _ping(client: Any) -> bool:
@@ -227,7 +267,7 @@ def private_redis(services: None, tmp_path: Path) -> Iterator[PrivateRedis]:
 
     if shutil.which("redis-server") is None:
         pytest.fail("redis-server is not installed")
-    server = PrivateRedis(tmp_path, 6391)
+    server = PrivateRedis(tmp_path, _free_port())
     server.start()
     use_broker(server.url)
     yield server

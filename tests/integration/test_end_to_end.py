@@ -90,5 +90,12 @@ def test_upload_flows_through_the_worker_to_the_api_and_the_outcome_page(
     html = page.get("/outcomes/rf/").content.decode()
     assert f"{data['current_result']['pooled']['estimate']:.3f}" in html
     assert "Forest plot" in html
+    # And the result shown is the stored current one, while the result of version 1 stays in the
+    # history, unchanged (results are immutable snapshots)
     analysis = Analysis.objects.get(outcome__code="rf", is_default=True)
-    assert analysis.computed_seq == analysis.requested_seq
+    assert analysis.current_result_id == data["current_result"]["id"]
+    history = steering.get(f"/api/v1/analyses/{analysis.pk}/history/").json()["results"]
+    assert history[0]["id"] == data["current_result"]["id"]
+    of_v1 = [r for r in history if [v["version"] for v in r["dataset_versions"]] == [version["id"]]]
+    assert of_v1, history
+    assert of_v1[-1]["pooled"]["estimate"] == pytest.approx(expected["beta"][0], rel=1e-12)

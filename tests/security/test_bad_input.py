@@ -35,16 +35,26 @@ LISTS = [
         "limit=99999999999999999999",
         "offset=99999999999999999999",
         "limit=99999999999999999999&offset=99999999999999999999",
-        "limit=-5&offset=-7",
-        "limit=abc&offset=%00",
     ],
 )
-def test_any_pagination_parameter_gives_a_page(cast: dict[str, Any], path: str, query: str) -> None:
+def test_any_huge_pagination_parameter_gives_a_page(cast: dict[str, Any], path: str, query: str) -> None:
     resp = api_client_for(cast, "steering").get(f"{path}?{query}")
     assert resp.status_code == 200, resp.content
     body = resp.json()
     assert len(body["results"]) <= 1000
     assert body["count"] >= len(body["results"])
+
+
+@pytest.mark.parametrize("path", LISTS)
+@pytest.mark.parametrize(
+    "query", ["limit=-5", "offset=-7", "limit=0", "limit=abc", "offset=%00", "offset=null", "limit=1.5"]
+)
+def test_a_malformed_pagination_parameter_is_a_400_naming_it(
+    cast: dict[str, Any], path: str, query: str
+) -> None:
+    resp = api_client_for(cast, "steering").get(f"{path}?{query}")
+    assert resp.status_code == 400, resp.content
+    assert query.split("=")[0] in resp.json()
 
 
 def test_a_huge_limit_is_capped_and_an_offset_past_the_end_is_empty(cast: dict[str, Any]) -> None:
@@ -81,7 +91,7 @@ def test_deeply_nested_json_is_a_400_for_everyone(
     if resp.status_code in (403, 404):  # refused by role or visibility before parsing: also no 500
         return
     assert resp.status_code == 400, resp.content
-    assert "nests deeper than" in resp.json()["detail"]
+    assert "nests deeper than" in json.dumps(resp.json())
 
 
 def test_json_at_a_normal_depth_still_parses(cast: dict[str, Any], tmp_media: Any) -> None:
@@ -105,7 +115,7 @@ def test_json_at_a_normal_depth_still_parses(cast: dict[str, Any], tmp_media: An
         ({"mods": ["no_such_column"]}, "mods", "'no_such_column' is not recorded for this outcome"),
         ({"mods": ["year", "year"]}, "mods", "twice"),
         ({"subgroup": "no_such_column"}, "subgroup", "not a column this outcome records"),
-        ({"subgroup": 7}, "subgroup", "not a column this outcome records"),
+        ({"subgroup": 7}, "subgroup", "Not a valid string"),
         ({"cumulative_order": "setting"}, "cumulative_order", "not a column this outcome records"),
         ({"level": "abc"}, "level", "number"),
         ({"level": "NaN"}, "level", ""),

@@ -47,6 +47,8 @@ if os.environ.get("TEST_DATABASE_NAME"):  # lets two suites run side by side on 
 MEDIA_ROOT = VAR_DIR / "test-uploads"
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+# The API takes JSON (and multipart files on the upload endpoint only).
+REST_FRAMEWORK = {**REST_FRAMEWORK, "TEST_REQUEST_DEFAULT_FORMAT": "json"}  # noqa: F405
 # Unit tests keep outbox events in the database; integration tests turn publishing on.
 OUTBOX_PUBLISH_ON_COMMIT = env_bool("OUTBOX_PUBLISH_ON_COMMIT", False)
 STORAGES = {

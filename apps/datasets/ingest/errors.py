@@ -11,6 +11,9 @@ from dataclasses import dataclass
 
 #: Every code an :class:`UploadRejected` can carry, with a one-line meaning (for API docs).
 ERROR_CODES: dict[str, str] = {
+    # the request itself (API): a missing or malformed field, a body that is not JSON or too large
+    "invalid_request": "The request is missing a field or has one of the wrong kind (the message names it).",
+    "request_too_large": "The request body is larger than the limit; it was not read.",
     # the file as a whole: reported alone, nothing else is checked
     "file_too_large": "The file is larger than the upload limit.",
     "empty_file": "The file is empty (no header row).",

@@ -1,0 +1,84 @@
+"""Query filters of the API's lists, strict about their values.
+
+A value that is not what the filter takes (``?released=maybe``) is a 400 naming the parameter,
+never silently ignored; a well-formed reference to something that does not exist
+(``?analysis=999``) is an empty list, as for any filter that matches nothing.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import django_filters
+from django import forms
+
+from apps.analyses.models import Analysis, AnalysisResult
+from apps.datasets.models import Dataset
+
+
+class StrictBooleanField(forms.NullBooleanField):
+    """``true`` or ``false`` (also ``True``/``False``/``1``/``0``); anything else is refused.
+    (Django's select widget for this field would turn an unknown value into "no filter".)"""
+
+    widget = forms.TextInput
+
+    def to_python(self, value: Any) -> Any:
+        if value is None:  # the parameter is absent
+            return None
+        if value in (True, "True", "true", "1"):
+            return True
+        if value in (False, "False", "false", "0"):
+            return False
+        raise forms.ValidationError("Give true or false.", code="invalid")
+
+    def validate(self, value: Any) -> None:
+        pass
+
+
+class StrictBooleanFilter(django_filters.BooleanFilter):
+    field_class = StrictBooleanField
+
+
+class StrictChoiceField(forms.ChoiceField):
+    """One of the choices; present but empty (``?status=``) is refused rather than ignored."""
+
+    def clean(self, value: Any) -> Any:
+        if value is None:  # the parameter is absent
+            return ""
+        if value == "":
+            raise forms.ValidationError("Give one of the choices.", code="invalid_choice")
+        return super().clean(value)
+
+
+class StrictChoiceFilter(django_filters.ChoiceFilter):
+    field_class = StrictChoiceField
+
+
+class DatasetFilter(django_filters.FilterSet):
+    status = StrictChoiceFilter(choices=Dataset.Status.choices)
+    centre__code = django_filters.CharFilter(field_name="centre__code")
+    outcome__code = django_filters.CharFilter(field_name="outcome__code")
+
+    class Meta:
+        model = Dataset
+        fields = ["status", "centre__code", "outcome__code"]
+
+
+class AnalysisFilter(django_filters.FilterSet):
+    outcome__code = django_filters.CharFilter(field_name="outcome__code")
+    is_default = StrictBooleanFilter(field_name="is_default")
+
+    class Meta:
+        model = Analysis
+        fields = ["outcome__code", "is_default"]
+
+
+class AnalysisResultFilter(django_filters.FilterSet):
+    analysis = django_filters.NumberFilter(field_name="analysis_id")
+    status = StrictChoiceFilter(choices=AnalysisResult.Status.choices)
+    released = StrictBooleanFilter(field_name="released")
+    analysis__outcome__code = django_filters.CharFilter(field_name="analysis__outcome__code")
+
+    class Meta:
+        model = AnalysisResult
+        fields = ["analysis", "status", "released", "analysis__outcome__code"]
