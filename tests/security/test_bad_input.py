@@ -296,3 +296,23 @@ def test_version_rows_are_read_in_pages(cast: dict[str, Any], tmp_media: Any) ->
     assert pages == 3
     assert seen == [r["study"] for r in rows]
     assert client.get(f"/api/v1/datasets/{dataset.pk}/versions/1/?offset=abc").status_code == 400
+
+
+def test_a_template_never_carries_a_formula_from_the_data_dictionary(cast: dict[str, Any]) -> None:
+    import io
+
+    import openpyxl
+
+    client = api_client_for(cast, "steering")
+    resp = client.patch(
+        "/api/v1/outcomes/rf/",
+        {"instruments": ['=HYPERLINK("http://evil","x")', "PHQ-9"], "timepoints": ["@SUM(A1)", "+1"]},
+        format="json",
+    )
+    assert resp.status_code == 200, resp.content
+    workbook = openpyxl.load_workbook(
+        io.BytesIO(client.get("/api/v1/outcomes/rf/template/?fmt=xlsx").content)
+    )
+    cells = [c.value for sheet in workbook.worksheets for row in sheet.iter_rows() for c in row]
+    assert any(isinstance(v, str) and "HYPERLINK" in v for v in cells)
+    assert not [v for v in cells if isinstance(v, str) and v.startswith(("=", "@", "+", "-"))]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import io
 from typing import Any, Literal
 
-from .export import export_rows
+from .export import export_rows, neutralise
 from .measures import IDENTITY_COLUMNS, MEASURES, STATISTICS
 from .spec import UploadSpec
 
@@ -141,6 +141,10 @@ def template_for(spec: UploadSpec, *, fmt: TemplateFormat) -> bytes:
     raise ValueError(f"unknown template format {fmt!r}; use 'csv' or 'xlsx'")
 
 
+def _inert(value: Any) -> Any:
+    return neutralise(value) if isinstance(value, str) else value
+
+
 def _xlsx_template(spec: UploadSpec, columns: list[str]) -> bytes:
     from openpyxl import Workbook
     from openpyxl.styles import Font, PatternFill
@@ -187,8 +191,9 @@ def _xlsx_template(spec: UploadSpec, columns: list[str]) -> bytes:
     for note in _column_notes(spec):
         sheet.append(list(note))
     sheet.append([])
-    sheet.append(["Allowed instruments:", ", ".join(sorted(spec.instruments)) or "any"])
-    sheet.append(["Allowed time points:", ", ".join(sorted(spec.timepoints)) or "any"])
+    # Names come from the data dictionary: a name such as "=HYPERLINK(...)" must stay text.
+    sheet.append(["Allowed instruments:", neutralise(", ".join(sorted(spec.instruments))) or "any"])
+    sheet.append(["Allowed time points:", neutralise(", ".join(sorted(spec.timepoints))) or "any"])
     sheet.append([])
     sheet.append(["EXAMPLE ROW — for illustration only; do not copy it into the data sheet."])
     sheet[sheet.max_row][0].font = Font(bold=True, color="9C0006")
@@ -196,7 +201,7 @@ def _xlsx_template(spec: UploadSpec, columns: list[str]) -> bytes:
     sheet.append(columns)
     for cell in sheet[sheet.max_row]:
         cell.font = bold
-    sheet.append([example.get(c) if example.get(c) != "" else None for c in columns])
+    sheet.append([_inert(example.get(c)) if example.get(c) != "" else None for c in columns])
     fill = PatternFill("solid", fgColor="FFF2CC")
     for cell in sheet[sheet.max_row]:
         cell.fill = fill
