@@ -316,3 +316,32 @@ def test_a_template_never_carries_a_formula_from_the_data_dictionary(cast: dict[
     cells = [c.value for sheet in workbook.worksheets for row in sheet.iter_rows() for c in row]
     assert any(isinstance(v, str) and "HYPERLINK" in v for v in cells)
     assert not [v for v in cells if isinstance(v, str) and v.startswith(("=", "@", "+", "-"))]
+
+
+@pytest.mark.parametrize(
+    ("body", "column"),
+    [
+        ({"outcome": "rf", "rows": SMD_ROWS}, "centre"),
+        ({"centre": "alpha", "outcome": "rf"}, None),
+        ({"centre": 5, "outcome": "rf", "rows": SMD_ROWS}, "centre"),
+        ({"centre": "alpha", "outcome": "rf", "rows": ["not an object"]}, "rows.0"),
+    ],
+)
+def test_a_malformed_upload_request_is_answered_in_the_upload_format(
+    cast: dict[str, Any], tmp_media: Any, body: dict[str, Any], column: str | None
+) -> None:
+    resp = api_client_for(cast, "dm_a").post("/api/v1/datasets/upload/", body, format="json")
+    assert resp.status_code == 400, resp.content
+    errors = resp.json()["errors"]
+    assert {e["code"] for e in errors} == {"invalid_request"}
+    assert column in {e["column"] for e in errors}
+    assert "Nothing was stored" in resp.json()["detail"]
+
+
+def test_a_body_that_is_not_json_is_answered_in_the_upload_format(cast: dict[str, Any]) -> None:
+    resp = api_client_for(cast, "dm_a").post(
+        "/api/v1/datasets/upload/", b'{"centre": "alpha",', content_type="application/json"
+    )
+    assert resp.status_code == 400
+    assert resp.json()["errors"][0]["code"] == "invalid_request"
+    assert "JSON parse error" in resp.json()["errors"][0]["message"]
