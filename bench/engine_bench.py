@@ -62,6 +62,8 @@ TAU2 = 0.1
 VI_RANGE = (0.01, 0.25)
 
 K_WHOLE = 77
+#: The whole set again at scale (engine only: the comparators' loops of 2k fits would take minutes).
+K_WHOLE_LARGE = 10_000
 K_REML = (77, 1_000, 10_000)
 K_LARGE = 10_000
 
@@ -79,6 +81,7 @@ LOO_REFIT_CHECKS = 50
 GOALS: dict[tuple[str, int], float] = {
     ("whole_gen", 77): 5e-3,
     ("whole_smd", 77): 5e-3,
+    ("whole_gen", 10_000): 0.5,
     ("reml", 10_000): 2e-3,
     ("loo", 10_000): 2.0,
 }
@@ -509,6 +512,7 @@ class Settings:
     """Sizes and budgets of one run (``--quick`` shrinks them for a smoke test)."""
 
     k_whole: int = K_WHOLE
+    k_whole_large: int | None = K_WHOLE_LARGE
     k_reml: tuple[int, ...] = K_REML
     k_large: int = K_LARGE
     budget: float = 1.5
@@ -557,6 +561,7 @@ def quick_settings(seed: int = DEFAULT_SEED) -> Settings:
     """Small sizes, one timed call per cell and a tiny loop limit (every code path, in seconds)."""
     return Settings(
         k_whole=12,
+        k_whole_large=None,
         k_reml=(12, 200),
         k_large=200,
         budget=0.0,
@@ -651,6 +656,15 @@ def run(settings: Settings) -> tuple[list[Row], list[tuple[str, float]]]:
         agreement.append(
             ("(a) SMD: Hedges' g, engine vs PyMARE `compute_measure`", reldiff(pymare_smd(cols)[0], es["yi"]))
         )
+
+    if settings.k_whole_large is not None:
+        k = settings.k_whole_large
+        y, v = simulate_gen(k, settings.seed)
+        large_rows = rows_of({"yi": y, "vi": v})
+        _log(f"(a) whole set, GEN, k = {k} (engine only)")
+        fn = functools.partial(run_analysis, spec_gen, large_rows)
+        label = "(a) whole set of analyses, yi/vi given (GEN)"
+        rows.append(Row("whole_gen", label, k, settings.timed(fn, slow=True), engine_fn=fn))
 
     # (b) one REML fit
     for k in settings.k_reml:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from celery import shared_task
 from django.db import InterfaceError, OperationalError
 
+from apps.analyses import services
+
 # Transient failures worth retrying: the connection to the database was lost, refused or timed out
 # (OperationalError, InterfaceError). Not their parent DatabaseError: an integrity, data or
 # programming error fails the same way every time, so retrying it 20 times only hides it. An
@@ -23,21 +25,15 @@ TRANSIENT = (OperationalError, InterfaceError)
     max_retries=20,
 )
 def recompute_analysis(analysis_id: int) -> int | None:
-    from apps.analyses.services import analysis_recompute
-
-    result = analysis_recompute(analysis_id=analysis_id)
+    result = services.analysis_recompute(analysis_id=analysis_id)
     return result.pk if result is not None else None
 
 
 @shared_task(name="workers.tasks.relay_outbox", acks_late=True, ignore_result=True)
 def relay_outbox() -> int:
-    from apps.analyses.services import outbox_publish_pending
-
-    return outbox_publish_pending()
+    return services.outbox_publish_pending()
 
 
 @shared_task(name="workers.tasks.sweep_stale", acks_late=True, ignore_result=True)
 def sweep_stale() -> int:
-    from apps.analyses.services import analyses_requeue_stale
-
-    return len(analyses_requeue_stale())
+    return len(services.analyses_requeue_stale())

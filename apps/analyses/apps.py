@@ -4,3 +4,13 @@ from django.apps import AppConfig
 class AnalysesConfig(AppConfig):
     name = "apps.analyses"
     label = "analyses"
+
+    def ready(self) -> None:
+        # Analyses depend on datasets, never the reverse: a data change is announced by a signal
+        # and answered here, inside the change's transaction.
+        from apps.analyses.services import on_outcome_data_changed
+        from apps.datasets.signals import outcome_data_changed
+
+        outcome_data_changed.connect(
+            on_outcome_data_changed, dispatch_uid="analyses.recompute_on_data_change"
+        )

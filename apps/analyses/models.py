@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 from typing import Any
 
 from django.conf import settings
 from django.db import models
 
 from apps.consortium.models import Outcome
+from workers.metaanalysis.analysis import AnalysisSpec, spec_hash
 
 
 class AnalysisQuerySet(models.QuerySet["Analysis"]):
@@ -78,7 +77,7 @@ class Analysis(models.Model):
         return f"{self.outcome.code}: {self.name}"
 
     def spec(self) -> dict[str, Any]:
-        """The specification as the engine takes it (canonical, hashable)."""
+        """The specification under the engine's names (the form stored with each result)."""
         return {
             "measure": self.outcome.measure,
             "method": self.method,
@@ -91,8 +90,13 @@ class Analysis(models.Model):
             "bias": self.bias,
         }
 
+    def engine_spec(self) -> AnalysisSpec:
+        """The engine's validated specification; raises ``EngineError`` if a field is out of range."""
+        return AnalysisSpec.from_dict(self.spec())
+
     def spec_hash(self) -> str:
-        return hashlib.sha256(json.dumps(self.spec(), sort_keys=True).encode()).hexdigest()
+        """The engine's hash of :meth:`spec`. Results stored before it was the engine's keep theirs."""
+        return spec_hash(self.spec())
 
     @property
     def state(self) -> str:

@@ -41,7 +41,7 @@ from apps.consortium.models import Outcome
 from apps.consortium.validators import clean_text
 from apps.datasets.models import Dataset
 from workers.metaanalysis import ENGINE_VERSION
-from workers.metaanalysis.analysis import AnalysisSpec, run_analysis
+from workers.metaanalysis.analysis import run_analysis
 from workers.metaanalysis.errors import EngineError
 
 logger = logging.getLogger(__name__)
@@ -60,6 +60,11 @@ def analyses_request_recompute(*, outcome: Outcome) -> list[OutboxEvent]:
     transaction; publication happens after commit."""
     analysis_ids = list(Analysis.objects.filter(outcome=outcome).values_list("pk", flat=True))
     return analysis_request_recompute_many(analysis_ids=analysis_ids)
+
+
+def on_outcome_data_changed(*, outcome: Outcome, **_: Any) -> None:
+    """Receiver of ``apps.datasets.signals.outcome_data_changed`` (connected in ``AnalysesConfig``)."""
+    analyses_request_recompute(outcome=outcome)
 
 
 def analysis_request_recompute_many(*, analysis_ids: Iterable[int]) -> list[OutboxEvent]:
@@ -251,20 +256,8 @@ def input_fingerprint(spec_hash: str, provenance: list[dict[str, Any]]) -> str:
 
 
 def _compute(analysis: Analysis, rows: list[dict[str, Any]]) -> tuple[str, dict[str, Any], Any]:
-    spec = analysis.spec()
     try:
-        engine_spec = AnalysisSpec(
-            measure=spec["measure"],
-            method=spec["method"],
-            test=spec["test"],
-            level=spec["level"],
-            mods=tuple(spec["mods"]),
-            subgroup=spec["subgroup"],
-            cumulative_order=spec["cumulative_order"],
-            sensitivity=spec["sensitivity"],
-            bias=spec["bias"],
-        )
-        report = run_analysis(engine_spec, rows).to_dict()
+        report = run_analysis(analysis.engine_spec(), rows).to_dict()
         return AnalysisResult.Status.DONE, report, None
     except EngineError as exc:
         return AnalysisResult.Status.FAILED, {}, exc.to_dict()

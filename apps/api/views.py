@@ -11,7 +11,7 @@ from typing import Any, Literal, cast
 from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.http import HttpResponse
+from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
@@ -248,6 +248,8 @@ class DatasetViewSet(viewsets.ReadOnlyModelViewSet):
                 rows=data.get("rows"),
                 reason=data.get("reason", ""),
             )
+        except Centre.DoesNotExist as exc:
+            raise Http404("No such centre.") from exc
         except UploadRejected as exc:
             return _rejected_response(exc)
         except DjangoPermissionDenied as exc:
@@ -256,9 +258,7 @@ class DatasetViewSet(viewsets.ReadOnlyModelViewSet):
             "created": outcome.created,
             "dataset": self.get_serializer(outcome.version.dataset).data,
             "version": s.DatasetVersionSummarySerializer(outcome.version).data,
-            "mapping": [
-                {"source": m.source, "target": m.target, "kind": m.kind} for m in outcome.parsed.mapping
-            ],
+            "mapping": [m.to_dict() for m in outcome.parsed.mapping],
             "warnings": [w.to_dict() for w in outcome.parsed.warnings],
         }
         return Response(payload, status=status.HTTP_201_CREATED if outcome.created else status.HTTP_200_OK)

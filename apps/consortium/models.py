@@ -6,20 +6,10 @@ from django.conf import settings
 from django.db import models
 from guardian.models import GroupObjectPermissionBase, UserObjectPermissionBase
 
-MEASURE_CHOICES = [
-    ("SMD", "Standardised mean difference (Hedges' g)"),
-    ("MD", "Mean difference"),
-    ("ROM", "Log ratio of means"),
-    ("OR", "Log odds ratio"),
-    ("RR", "Log risk ratio"),
-    ("RD", "Risk difference"),
-    ("COR", "Correlation"),
-    ("ZCOR", "Fisher's z-transformed correlation"),
-    ("PR", "Proportion"),
-    ("PLO", "Logit proportion"),
-    ("IRR", "Log incidence rate ratio"),
-    ("GEN", "Precomputed effect size (yi, vi)"),
-]
+from workers.metaanalysis import measures
+
+#: The measures an outcome may use, with their display names, from the engine's registry.
+MEASURE_CHOICES = [(code, measures.get(code).title) for code in measures.OUTCOME_MEASURES]
 
 
 class Centre(models.Model):

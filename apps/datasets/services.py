@@ -19,6 +19,7 @@ from apps.consortium.models import Centre, Outcome
 from apps.datasets.ingest import ModeratorSpec, ParsedUpload, UploadSpec
 from apps.datasets.ingest.labels import comparison_key
 from apps.datasets.models import Dataset, DatasetVersion, Study
+from apps.datasets.signals import outcome_data_changed
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import User
@@ -150,9 +151,8 @@ def _register_studies(centre: Centre, rows: list[dict[str, Any]]) -> None:
 
 
 def _request_recompute(outcome: Outcome) -> None:
-    from apps.analyses.services import analyses_request_recompute
-
-    analyses_request_recompute(outcome=outcome)
+    # the analyses app listens; it records its recompute requests in this same transaction
+    outcome_data_changed.send(sender=Dataset, outcome=outcome)
 
 
 def dataset_version_create(
@@ -189,7 +189,7 @@ def dataset_version_create(
             dataset=dataset,
             columns=list(parsed.columns),
             rows=[dict(r) for r in parsed.rows],
-            mapping=[{"source": m.source, "target": m.target, "kind": m.kind} for m in parsed.mapping],
+            mapping=[m.to_dict() for m in parsed.mapping],
             reason=reason,
             filename=filename,
             stored_file=stored_file,

@@ -1,7 +1,7 @@
 """Receiving an upload, shared by the portal and the API.
 
-Order matters for what a user may learn: the centre must be visible (else 404, so existence does
-not leak), then changeable (else 403), then the file is validated completely; only a valid file
+Order matters for what a user may learn: the centre must be visible (else ``Centre.DoesNotExist``,
+which views answer with 404, so existence does not leak), then changeable (else 403), then the file is validated completely; only a valid file
 reaches the transaction that stores a version.
 """
 
@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Any
 
 from django.core.exceptions import PermissionDenied
-from django.http import Http404
 
 from apps.consortium import roles
 from apps.consortium.models import Centre, Outcome
@@ -34,7 +33,7 @@ def upload_target(*, user: User, centre_code: str, outcome_code: str) -> tuple[C
     """Resolve the centre and outcome an upload is for, enforcing visibility then write permission."""
     centre = roles.centres_viewable(user).filter(code=centre_code).first()
     if centre is None:
-        raise Http404("No such centre.")
+        raise Centre.DoesNotExist("No such centre.")
     if not roles.can_change_centre(user, centre) or roles.api_client_of(user) is not None:
         raise PermissionDenied("Only the centre's data managers may upload its data.")
     outcome = Outcome.objects.filter(code=outcome_code).first()
@@ -66,6 +65,9 @@ def upload_receive(
     reason: str = "",
 ) -> UploadOutcome:
     """Validate and store an upload; raises ``UploadRejected`` with every error, changing nothing.
+
+    Raises ``Centre.DoesNotExist`` for a centre the user may not see and ``PermissionDenied`` for
+    one they may not change.
 
     A ``file`` is read only after the permission checks, so a refused upload costs no more than
     its (already size-checked) request.

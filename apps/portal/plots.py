@@ -6,13 +6,35 @@ import math
 from html import escape
 from typing import Any
 
+from scipy import special
+
+from workers.metaanalysis.estimators import alpha_from_level
+
+
+def critical_value(level: float) -> float:
+    """The two-sided normal critical value at ``level`` (percent), by the engine's convention for
+    levels (metafor's ``.level()``), so that the plots' intervals are the ones in the tables."""
+    return float(-special.ndtri(alpha_from_level(level) / 2.0))
+
+
+def _level(blocks: dict[str, Any], level: float | None) -> float:
+    """The analysis's level, else the level the stored fit was computed at (95 for old results)."""
+    if level is not None:
+        return float(level)
+    stored = (blocks.get("fit") or {}).get("level")
+    return float(stored) if isinstance(stored, int | float) else 95.0
+
 
 def _fmt(x: float | None, digits: int = 2) -> str:
     return "NA" if x is None or not math.isfinite(x) else f"{x:.{digits}f}"
 
 
-def forest_svg(blocks: dict[str, Any], studies: list[str], *, direction: str, measure: str) -> str:
+def forest_svg(
+    blocks: dict[str, Any], studies: list[str], *, direction: str, measure: str, level: float | None = None
+) -> str:
     """A forest plot: each study's effect with its CI, the pooled diamond, and the prediction interval.
+
+    Study intervals are at the analysis's confidence ``level`` (percent), as the pooled one is.
 
     ``direction`` ('higher' or 'lower' is better) decides which side is labelled "favours
     intervention", so every outcome's plot reads the same way.
@@ -28,7 +50,7 @@ def forest_svg(blocks: dict[str, Any], studies: list[str], *, direction: str, me
     ]
     if not rows or not fit:
         return ""
-    z = 1.959963984540054
+    z = critical_value(_level(blocks, level))
     lows = [y - z * se for _, y, se in rows]
     highs = [y + z * se for _, y, se in rows]
     est = (fit.get("beta") or [None])[0]
@@ -98,8 +120,9 @@ def forest_svg(blocks: dict[str, Any], studies: list[str], *, direction: str, me
     return "".join(parts)
 
 
-def funnel_svg(blocks: dict[str, Any]) -> str:
-    """A funnel plot: effect against standard error (inverted), with the pseudo 95 % region."""
+def funnel_svg(blocks: dict[str, Any], *, level: float | None = None) -> str:
+    """A funnel plot: effect against standard error (inverted), with the pseudo confidence region
+    at the analysis's ``level`` (percent)."""
     es = blocks.get("effect_sizes") or {}
     fit = blocks.get("fit") or {}
     pts = [
@@ -111,7 +134,7 @@ def funnel_svg(blocks: dict[str, Any]) -> str:
     if not pts or est is None:
         return ""
     max_se = max(se for _, se in pts) * 1.05
-    z = 1.959963984540054
+    z = critical_value(_level(blocks, level))
     lo = min(min(y for y, _ in pts), est - z * max_se)
     hi = max(max(y for y, _ in pts), est + z * max_se)
     w, h, m = 420, 300, 36

@@ -6,7 +6,6 @@ may not see an object gets 404.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from django.contrib import messages
@@ -17,15 +16,17 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from apps.analyses.models import Analysis, AnalysisResult
+from apps.analyses.selectors import analysis_result_shown
 from apps.audit.models import AuditEvent
 from apps.consortium import roles
-from apps.consortium.models import Outcome
+from apps.consortium.models import Centre, Outcome
 from apps.datasets.ingest import UploadRejected
 from apps.datasets.models import Dataset, DatasetVersion
 from apps.datasets.selectors import dataset_version_diff, with_shown_versions
 from apps.datasets.services import dataset_set_status, dataset_version_restore
 from apps.datasets.uploads import upload_receive
 from apps.portal.plots import forest_svg, funnel_svg, history_svg
+from workers.metaanalysis import measures
 
 
 def _study_labels(result: AnalysisResult) -> list[str]:
@@ -40,19 +41,17 @@ def _included_labels(result: AnalysisResult) -> list[str]:
     return [label for i, label in enumerate(_study_labels(result)) if i not in omitted]
 
 
-RATIO_MEASURES = {"OR": "OR", "RR": "RR", "ROM": "ratio of means", "IRR": "IRR"}
-
-
-def _ratio(measure: str, pooled: dict[str, Any] | None) -> dict[str, Any] | None:
+def _ratio(code: str, pooled: dict[str, Any] | None) -> dict[str, Any] | None:
     """Ratio measures are pooled on the log scale; readers want the ratio itself as well."""
-    if measure not in RATIO_MEASURES or not pooled:
+    measure = measures.REGISTRY.get(code)
+    if measure is None or not measure.log_scale or not pooled:
         return None
     values = {k: pooled.get(k) for k in ("estimate", "ci_lb", "ci_ub", "pi_lb", "pi_ub")}
     if any(v is None for v in (values["estimate"], values["ci_lb"], values["ci_ub"])):
         return None
     return {
-        "label": RATIO_MEASURES[measure],
-        **{k: math.exp(v) if v is not None else None for k, v in values.items()},
+        "label": measure.ratio_label,
+        **{k: measure.back_transform(v) if v is not None else None for k, v in values.items()},
     }
 
 
@@ -60,18 +59,11 @@ def home(request: HttpRequest) -> HttpResponse:
     """The dashboard: every outcome's pooled estimate from its default analysis."""
     if not request.user.is_authenticated:
         return render(request, "portal/welcome.html")
-    visible = AnalysisResult.objects.visible_to(request.user)
     cards = []
     for analysis in (
-        Analysis.objects.visible_to(request.user)
-        .filter(is_default=True)
-        .select_related("outcome", "current_result")
+        Analysis.objects.visible_to(request.user).filter(is_default=True).select_related("outcome")
     ):
-        result = analysis.current_result
-        if result is not None and not visible.filter(pk=result.pk).exists():
-            result = (
-                visible.filter(analysis=analysis, status=AnalysisResult.Status.DONE).order_by("-seq").first()
-            )
+        result = analysis_result_shown(user=request.user, analysis=analysis)
         pooled = result.pooled if result else None
         cards.append(
             {
@@ -108,14 +100,13 @@ def outcome_detail(request: HttpRequest, code: str) -> HttpResponse:
     analysis = next((a for a in analyses if str(a.pk) == selected_id), None) or next(
         (a for a in analyses if a.is_default), analyses[0] if analyses else None
     )
-    visible = AnalysisResult.objects.visible_to(request.user)
     result = None
     history: list[AnalysisResult] = []
     if analysis is not None:
-        history = list(visible.filter(analysis=analysis).order_by("seq"))
-        result = next((r for r in reversed(history) if r.status == AnalysisResult.Status.DONE), None)
-        if analysis.current_result_id and any(r.pk == analysis.current_result_id for r in history):
-            result = next(r for r in history if r.pk == analysis.current_result_id)
+        history = list(
+            AnalysisResult.objects.visible_to(request.user).filter(analysis=analysis).order_by("seq")
+        )
+        result = analysis_result_shown(user=request.user, analysis=analysis)
     context: dict[str, Any] = {
         "outcome": outcome,
         "analyses": analyses,
@@ -125,14 +116,16 @@ def outcome_detail(request: HttpRequest, code: str) -> HttpResponse:
     }
     if result is not None and result.status == AnalysisResult.Status.DONE:
         labels = _study_labels(result)
+        # the level the stored intervals were computed at, which the plots must match
+        level = result.spec.get("level") if isinstance(result.spec, dict) else None
         context.update(
             {
                 "pooled": result.pooled,
                 "ratio": _ratio(outcome.measure, result.pooled),
                 "forest": forest_svg(
-                    result.blocks, labels, direction=outcome.direction, measure=outcome.measure
+                    result.blocks, labels, direction=outcome.direction, measure=outcome.measure, level=level
                 ),
-                "funnel": funnel_svg(result.blocks),
+                "funnel": funnel_svg(result.blocks, level=level),
                 "blocks": result.blocks,
                 "leave1out_rows": _zip_rows(result.blocks.get("leave1out"), _included_labels(result)),
             }
@@ -274,6 +267,8 @@ def upload(request: HttpRequest) -> HttpResponse:
                 content_type=f.content_type,
                 reason=request.POST.get("reason", ""),
             )
+        except Centre.DoesNotExist as exc:
+            raise Http404("No such centre.") from exc
         except UploadRejected as exc:
             context["errors"] = [e.to_dict() for e in exc.errors]
             return render(request, "portal/upload.html", context, status=400)
@@ -285,9 +280,7 @@ def upload(request: HttpRequest) -> HttpResponse:
             messages.info(
                 request, "This content is identical to the current version; no new version was created."
             )
-        request.session["last_mapping"] = [
-            {"source": m.source, "target": m.target, "kind": m.kind} for m in outcome.parsed.mapping
-        ]
+        request.session["last_mapping"] = [m.to_dict() for m in outcome.parsed.mapping]
         return redirect("portal:dataset", pk=outcome.version.dataset_id)
     return render(request, "portal/upload.html", context)
 

@@ -127,3 +127,12 @@ def test_time_together_interleaves_the_tools(clock: FakeClock) -> None:
     # ten rounds of ten fast calls and one slow call, not all fast calls first
     assert timed[:11] == ["fast"] * 10 + ["slow"]
     assert [i for i, name in enumerate(timed) if name == "slow"] == [11 * r + 10 for r in range(10)]
+
+
+def test_whole_set_at_scale_is_an_engine_only_row() -> None:
+    settings = eb.quick_settings()
+    settings.k_whole_large = 40
+    rows, _ = eb.run(settings)
+    large = [r for r in rows if r.task == "whole_gen" and r.k == 40]
+    assert len(large) == 1 and large[0].engine.median > 0
+    assert large[0].pymare is None and large[0].sm is None

@@ -23,26 +23,17 @@ from .bias import EggerResult, TrimfillResult, egger, fsn, funnel, rank_test, tr
 from .design import build_design, is_missing
 from .errors import EngineError, InvalidInputError
 from .estimators import METHODS, TESTS
-from .results import ResultBase
-from .rma import EngineResult, FitResult, confint, jsonable, predict, rma
+from .measures import OUTCOME_MEASURES, REGISTRY
+from .results import ResultBase, to_jsonable
+from .rma import EngineResult, FitResult, confint, predict, rma
 from .sensitivity import cumulative, influence, leave1out, loo_fits
 from .subgroups import subgroups
 
-__all__ = ["AnalysisReport", "AnalysisSpec", "run_analysis"]
+__all__ = ["AnalysisReport", "AnalysisSpec", "run_analysis", "spec_hash"]
 
 #: Largest k for the cumulative meta-analysis: its k models over growing prefixes cost O(k^2)
 #: (about 1 s at k = 10^4); leave-one-out and influence are O(k) per model and have no limit.
 CUMULATIVE_MAX_K = 20_000
-
-#: Measures with Mantel-Haenszel pooling in the report, and those with Peto's method.
-_MH_MEASURES = ("OR", "RR", "RD")
-_PETO_MEASURES = ("OR",)
-
-
-def _measures() -> tuple[str, ...]:
-    from . import effects
-
-    return tuple(effects.MEASURES)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -82,9 +73,9 @@ class AnalysisSpec:
     bias: bool = True
 
     def __post_init__(self) -> None:
-        if not isinstance(self.measure, str) or self.measure not in _measures():
+        if not isinstance(self.measure, str) or self.measure not in OUTCOME_MEASURES:
             raise InvalidInputError(
-                f"unknown measure {self.measure!r}; use one of {', '.join(_measures())}",
+                f"unknown measure {self.measure!r}; use one of {', '.join(OUTCOME_MEASURES)}",
                 code="invalid_measure",
                 column="measure",
             )
@@ -160,9 +151,18 @@ class AnalysisSpec:
         return cls(**kwargs)
 
     def spec_hash(self) -> str:
-        """sha256 of the canonical JSON (sorted keys, no whitespace): stable across runs and versions."""
-        canonical = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"), ensure_ascii=True)
-        return hashlib.sha256(canonical.encode("ascii")).hexdigest()
+        """sha256 of the canonical JSON (see :func:`spec_hash`)."""
+        return spec_hash(self.to_dict())
+
+
+def spec_hash(spec: Mapping[str, Any]) -> str:
+    """sha256 of a specification's canonical JSON: sorted keys, no whitespace, ASCII.
+
+    The one hash of a specification, for the engine and the platform alike, so that a stored
+    result's ``spec_hash`` can be reproduced from its ``spec`` outside the platform.
+    """
+    canonical = json.dumps(dict(spec), sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(canonical.encode("ascii")).hexdigest()
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -181,8 +181,8 @@ class AnalysisReport(ResultBase):
             "engine_version": self.engine_version,
             "spec": self.spec.to_dict(),
             "k": self.k,
-            "blocks": jsonable(self.blocks),
-            "omitted": jsonable(self.omitted),
+            "blocks": to_jsonable(self.blocks),
+            "omitted": to_jsonable(self.omitted),
             "notes": list(self.notes),
         }
 
@@ -313,7 +313,9 @@ def _table_blocks(
     spec: AnalysisSpec, data: Mapping[str, list[object]], blocks: dict[str, Any], notes: _Notes
 ) -> None:
     """Mantel-Haenszel and Peto pooling straight from the 2x2 tables."""
-    if spec.measure not in _MH_MEASURES:
+    measure = REGISTRY[spec.measure]
+    # the report pools 2x2 tables only; person-time data have no Mantel-Haenszel block here
+    if not (measure.mantel_haenszel and measure.family == "table"):
         return
     from . import mh
 
@@ -340,7 +342,7 @@ def _table_blocks(
     )
     if res is not None:
         blocks["mantel_haenszel"] = res
-    if spec.measure in _PETO_MEASURES:
+    if measure.peto:
         res = _safe(
             notes,
             "peto",

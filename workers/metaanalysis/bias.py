@@ -12,11 +12,11 @@ import math
 from typing import Any
 
 import numpy as np
-from scipy import special
+from scipy import special, stats
 
 from .design import check_rank
 from .errors import ConvergenceError, EngineError, InsufficientDataError
-from .estimators import METAFOR_DEFAULTS, IntOnly, alpha_from_level, tau2_intercept_only
+from .estimators import METAFOR_DEFAULTS, InterceptOnlySums, alpha_from_level, tau2_intercept_only
 from .rma import EngineResult, FitResult, fit_model
 
 __all__ = [
@@ -182,25 +182,6 @@ def _kendall_cdf(n: int) -> np.ndarray:
     return np.minimum(np.cumsum(f), 1.0)
 
 
-def _kendall_tau_b(x: np.ndarray, y: np.ndarray) -> float:
-    """Kendall's tau-b as R's ``cor(method = "kendall")``."""
-    n = x.size
-    if n <= 3000:
-        sx = np.sign(x[:, None] - x[None, :])
-        sy = np.sign(y[:, None] - y[None, :])
-        num = float(np.sum(sx * sy))
-        den = math.sqrt(float(np.sum(sx * sx)) * float(np.sum(sy * sy)))
-        return num / den if den > 0 else math.nan
-    from scipy import stats
-
-    return float(stats.kendalltau(x, y, variant="b").statistic)
-
-
-def _tie_counts(x: np.ndarray) -> np.ndarray:
-    _, counts = np.unique(x, return_counts=True)
-    return counts[counts > 1].astype(float)
-
-
 def rank_test(fit: FitResult) -> RankResult:
     """Begg & Mazumdar's rank correlation test as metafor's ``ranktest()``.
 
@@ -219,7 +200,8 @@ def rank_test(fit: FitResult) -> RankResult:
     Kendall's tau between ``(yi - theta_EE)/sqrt(vi - 1/sum(1/vi))`` and ``vi``, tested with R's
     ``cor.test(method = "kendall", exact = TRUE)``: without ties the exact null distribution,
     ``p = min(1, 2 P(T <= q))`` (or the upper tail) with ``q = round((tau + 1) n (n - 1)/4)``;
-    with ties the normal approximation with R's tie-corrected variance of S. For n above
+    with ties the normal approximation with R's tie-corrected variance of S (tau-b and that
+    p-value from :func:`scipy.stats.kendalltau`, in O(n log n)). For n above
     :data:`EXACT_KENDALL_MAX_N` the normal approximation is used even without ties (R's exact
     routine overflows beyond n = 170 and returns 0 or NaN there; that is not reproduced).
     """
@@ -233,12 +215,19 @@ def rank_test(fit: FitResult) -> RankResult:
     vstar = v - 1.0 / float(np.sum(w))
     with np.errstate(invalid="ignore", divide="ignore"):
         ystar = (y - theta) / np.sqrt(vstar)
-    tau = _kendall_tau_b(ystar, v)
-    if not math.isfinite(tau):
+    ties = len(np.unique(ystar)) < n or len(np.unique(v)) < n
+    # scipy's O(n log n) tau-b; its asymptotic p-value uses the tie-corrected variance of S that
+    # R's cor.test() uses (Kendall 1970), with no continuity correction, as metafor calls it
+    exact = not ties and n <= EXACT_KENDALL_MAX_N
+    # with two studies a tie leaves one variable constant: tau is undefined (and scipy's
+    # variance of S divides by n - 2); the exact p-value is metafor's, below, so scipy is
+    # only asked for its cheap asymptotic one
+    res = None if ties and n <= 2 else stats.kendalltau(ystar, v, method="asymptotic" if n > 2 else "exact")
+    tau = math.nan if res is None else float(res.statistic)
+    if res is None or not math.isfinite(tau):
         reasons["tau"] = reasons["pval"] = "all standardised effects or all variances are equal"
         return RankResult(tau=math.nan, pval=math.nan, exact=False, na_reasons=reasons)
-    ties = len(np.unique(ystar)) < n or len(np.unique(v)) < n
-    if not ties and n <= EXACT_KENDALL_MAX_N:
+    if exact:
         m = n * (n - 1) / 4.0
         q = round((tau + 1.0) * n * (n - 1) / 4.0)
         cdf = _kendall_cdf(n)
@@ -247,21 +236,7 @@ def rank_test(fit: FitResult) -> RankResult:
         tail = total - q if q > m else q
         p = float(cdf[tail]) if tail >= 0 else 0.0
         return RankResult(tau=tau, pval=min(2.0 * p, 1.0), exact=True, na_reasons=reasons)
-    xt, yt = _tie_counts(ystar), _tie_counts(v)
-    t0 = n * (n - 1) / 2.0
-    t1 = float(np.sum(xt * (xt - 1))) / 2.0
-    t2 = float(np.sum(yt * (yt - 1))) / 2.0
-    s = tau * math.sqrt((t0 - t1) * (t0 - t2))
-    v0 = n * (n - 1) * (2 * n + 5)
-    vt = float(np.sum(xt * (xt - 1) * (2 * xt + 5)))
-    vu = float(np.sum(yt * (yt - 1) * (2 * yt + 5)))
-    v1 = float(np.sum(xt * (xt - 1))) * float(np.sum(yt * (yt - 1)))
-    v2 = float(np.sum(xt * (xt - 1) * (xt - 2))) * float(np.sum(yt * (yt - 1) * (yt - 2)))
-    var_s = (v0 - vt - vu) / 18.0 + v1 / (2.0 * n * (n - 1))
-    if n > 2:
-        var_s += v2 / (9.0 * n * (n - 1) * (n - 2))
-    z = s / math.sqrt(var_s)
-    pval = 2.0 * min(float(special.ndtr(z)), float(special.ndtr(-z)))
+    pval = float(res.pvalue)
     return RankResult(tau=tau, pval=pval, exact=False, na_reasons=reasons)
 
 
@@ -428,7 +403,7 @@ def trimfill(fit: FitResult, side: str | None = None, maxiter: int = 100) -> Tri
     yi = yi[order]
     vi = fit.vi[order]
     k = yi.size
-    S = IntOnly(yi, vi)
+    S = InterceptOnlySums(yi, vi)
     k0_prev, k0 = -1, 0
     it = 0
     beta = math.nan

@@ -26,29 +26,22 @@ import csv
 import io
 import json
 import math
-import re
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NoReturn, TextIO
 
-from . import ENGINE_VERSION
+from . import ENGINE_VERSION, tables
 from .effect_sizes import MEASURE_COLUMNS
-from .effects import MEASURES
 from .errors import EngineError, InvalidInputError
 from .estimators import METHODS, TESTS
+from .measures import OUTCOME_MEASURES, REGISTRY, is_log_scale
+from .results import to_jsonable
 
 #: Exit status for input the tool cannot use (argparse uses the same).
 EXIT_BAD_INPUT = 2
 #: Exit status for valid input the engine cannot analyse.
 EXIT_ENGINE_ERROR = 1
-
-#: Delimiters tried when ``--sep`` is not given.
-SNIFF_DELIMITERS = ",;\t|"
-
-#: Measures whose estimates are on the log scale (metafor reports them so); the report adds the
-#: back-transformed pooled estimate for them.
-LOG_SCALE_MEASURES = frozenset({"OR", "RR", "ROM", "IRR", "PETO"})
 
 #: Problems listed in the one-line message before "and N more".
 MAX_LISTED_PROBLEMS = 10
@@ -104,7 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--measure",
         required=True,
         type=str.upper,
-        choices=MEASURES,
+        choices=OUTCOME_MEASURES,
         help="effect-size measure (metafor's codes; GEN: yi and vi given)",
     )
     parser.add_argument(
@@ -184,34 +177,27 @@ def _read_text(source: str, encoding: str, stdin: TextIO | None) -> str:
         raise CliInputError(f"cannot read {source}: {exc.strerror or exc}") from None
 
 
-def detect_delimiter(text: str) -> str:
-    """Guess the field delimiter of CSV text.
+def detect_delimiter(text: str, measure: str | None = None, extra: Iterable[str] = ()) -> str:
+    """Guess the field delimiter of CSV text as an upload does.
 
-    Parameters
-    ----------
-    text : str
-        The file's content.
-
-    Returns
-    -------
-    str
-        One of :data:`SNIFF_DELIMITERS`, as :class:`csv.Sniffer` decides from the first lines;
-        if it cannot decide, the candidate occurring most often in the header line (a comma if
-        none occurs).
+    The delimiter giving the most recognised header names (the measure's columns, ``study`` and
+    the ``extra`` columns the analysis names), then the most regular rows
+    (:func:`tables.detect_delimiter`): unlike character frequencies, decimal commas cannot fool it.
     """
-    lines = [line for line in text.splitlines() if line.strip()]
-    sample = "\n".join(lines[:20])
-    try:
-        return csv.Sniffer().sniff(sample, delimiters=SNIFF_DELIMITERS).delimiter
-    except csv.Error:
-        header = lines[0] if lines else ""
-        counts = {d: header.count(d) for d in SNIFF_DELIMITERS}
-        best = max(counts, key=lambda d: counts[d])
-        return best if counts[best] > 0 else ","
+    names = ["study", *extra]
+    if measure is not None:
+        names += _numeric_names(measure)
+    return tables.detect_delimiter(text, {tables.header_key(n) for n in names})
 
 
 def read_table(
-    source: str, *, sep: str | None = None, encoding: str = "utf-8-sig", stdin: TextIO | None = None
+    source: str,
+    *,
+    sep: str | None = None,
+    encoding: str = "utf-8-sig",
+    stdin: TextIO | None = None,
+    measure: str | None = None,
+    extra: Iterable[str] = (),
 ) -> Any:
     """Read the study table of a CSV file with pandas.
 
@@ -225,6 +211,11 @@ def read_table(
         Text encoding (UTF-8 with or without a byte-order mark).
     stdin : file-like, optional
         Stream read for ``"-"`` (default ``sys.stdin``).
+    measure : str, optional
+        Effect-size measure: its columns are read as text, for :func:`rows_from_frame` to read
+        their numbers as an upload does, and they help detect the delimiter.
+    extra : iterable of str
+        Further column names the analysis uses (moderators), which help detect the delimiter.
 
     Returns
     -------
@@ -243,17 +234,24 @@ def read_table(
     name = "standard input" if source == "-" else source
     if not text.strip():
         raise CliInputError(f"{name} is empty")
-    delimiter = sep if sep is not None else detect_delimiter(text)
+    extra = list(extra)
+    delimiter = sep if sep is not None else detect_delimiter(text, measure, extra)
     if delimiter in ("\\t", "tab"):
         delimiter = "\t"
+    as_text = dict.fromkeys(_numeric_names(measure), str) if measure is not None else None
     try:
-        frame = pd.read_csv(io.StringIO(text), sep=delimiter, engine="python", skipinitialspace=True)
+        frame = pd.read_csv(
+            io.StringIO(text), sep=delimiter, engine="python", skipinitialspace=True, dtype=as_text
+        )
     except (pd.errors.ParserError, pd.errors.EmptyDataError, csv.Error, ValueError) as exc:
         detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CliInputError(f"cannot parse {name} as CSV: {detail}") from None
     frame.columns = [str(c).strip() for c in frame.columns]
     if len(frame) == 0:
         raise CliInputError(f"{name} has a header but no rows")
+    # as an upload: a comma-separated file is taken to use decimal points unless its numbers prove
+    # otherwise; any other file must prove its decimal mark before "1,234" or "1.234" is read
+    frame.attrs["default_decimal"] = "." if delimiter == "," else None
     return frame
 
 
@@ -265,7 +263,7 @@ def read_table(
 def measure_columns(measure: str) -> list[str | tuple[str, ...]]:
     """The columns ``measure`` reads: a name, or a tuple of alternatives (one must be present)."""
     cols: list[str | tuple[str, ...]] = list(MEASURE_COLUMNS[measure])
-    if measure == "GEN":
+    if REGISTRY[measure].family == "generic":
         cols.append("ni")  # optional sample sizes, used by the fail-safe N and funnel
     return cols
 
@@ -313,16 +311,26 @@ def _to_python(value: Any) -> Any:
     return value
 
 
-_DECIMAL_COMMA = re.compile(r"^[+-]?\d*,\d+(?:[eE][+-]?\d+)?$")
-
-
-def _clean_number(value: Any) -> Any:
-    """A numeric cell as text pandas can parse: blanks stripped, a Unicode minus and a decimal comma
-    (``0,25``, as spreadsheets in many locales write it) turned into ``-`` and ``.``."""
-    if not isinstance(value, str):
+def _number(value: Any, decimal_mark: str | None) -> float | str | None:
+    """A cell as a number read as an upload reads it; the reason as text when it is not one."""
+    value = _to_python(value)
+    if value is None or isinstance(value, int | float):
         return value
-    text = value.strip().replace("\u2212", "-")
-    return text.replace(",", ".") if _DECIMAL_COMMA.match(text) else text
+    number = tables.classify(str(value))
+    if number.kind == "invalid":
+        return "is not a number"
+    resolved = tables.resolve(number, decimal_mark)
+    if resolved is None:
+        return (
+            f"is ambiguous ({number.value:g} or {number.alternative:g}) and no other number in the "
+            "file shows which decimal mark it uses"
+        )
+    return resolved
+
+
+def _decimal_mark(frame: Any, names: Iterable[str]) -> str | None:
+    texts = (str(v).strip() for name in names for v in frame[name].tolist() if isinstance(v, str))
+    return tables.detect_decimal_mark(texts, frame.attrs.get("default_decimal", "."))
 
 
 def rows_from_frame(
@@ -373,25 +381,24 @@ def rows_from_frame(
         ]
     problems: list[str] = []
     frame = frame.copy()
-    for name in _numeric_names(measure):
-        if name not in frame.columns or frame[name].dtype.kind in "iuf":
-            continue
-        cleaned = frame[name].map(_clean_number)
-        numbers = pd.to_numeric(cleaned, errors="coerce")
-        bad = numbers.isna() & cleaned.map(lambda v: _to_python(v) is not None)
-        for i in [int(j) for j in bad.to_numpy().nonzero()[0]]:
-            problems.append(f"{_label(i, labels)}, column {name}: {str(cleaned.iloc[i])!r} is not a number")
-        frame[name] = numbers.astype(float)
-    for name in {*mods, *(c for c in (subgroup, order) if c)}:
-        # a moderator written with decimal commas is numeric, not a factor
-        col = frame[name]
-        if (
-            col.dtype.kind == "O"
-            and col.map(lambda v: isinstance(v, str) and _DECIMAL_COMMA.match(v.strip())).any()
-        ):
-            numbers = pd.to_numeric(col.map(_clean_number), errors="coerce")
-            if not (numbers.isna() & col.map(lambda v: _to_python(v) is not None)).any():
-                frame[name] = numbers.astype(float)
+    numeric = [n for n in _numeric_names(measure) if n in frame.columns and frame[n].dtype.kind not in "iuf"]
+    others = [n for n in {*mods, *(c for c in (subgroup, order) if c)} if frame[n].dtype.kind == "O"]
+    mark = _decimal_mark(frame, [*numeric, *others])
+    for name in numeric:
+        values = [_number(v, mark) for v in frame[name].tolist()]
+        for i, v in enumerate(values):
+            if isinstance(v, str):
+                problems.append(
+                    f"{_label(i, labels)}, column {name}: {str(frame[name].iloc[i]).strip()!r} {v}"
+                )
+        frame[name] = pd.Series([v if isinstance(v, float | int) else None for v in values], dtype=float)
+    for name in others:
+        # a moderator whose every value is a number written as text (decimal commas) is numeric,
+        # not a factor
+        values = [_number(v, mark) for v in frame[name].tolist()]
+        texts = [v for v in frame[name].tolist() if isinstance(v, str)]
+        if texts and not any(isinstance(v, str) for v in values):
+            frame[name] = pd.Series(values, dtype=float)
     if problems:
         raise CliInputError(_join_problems("values that are not numbers", problems))
 
@@ -633,7 +640,7 @@ def _predict_section(spec: Mapping[str, Any], pred: Mapping[str, Any], measure: 
     rows = [[fmt(values[key][i] if i < len(values[key]) else None) for key in keys] for i in range(n)]
     out = ["", "Pooled estimate with prediction interval:", ""]
     out += table(header, rows, row_names=[str(i + 1) for i in range(n)] if n > 1 else None)
-    if measure in LOG_SCALE_MEASURES and n == 1:
+    if is_log_scale(measure) and n == 1:
 
         def exp(key: str) -> str:
             v = values.get(key, [None])[0]
@@ -861,7 +868,7 @@ def format_report(report: Mapping[str, Any], rows: Sequence[Mapping[str, Any]] =
     measure = str(spec.get("measure", ""))
     labels = [str(r.get("study", i + 1)) for i, r in enumerate(rows)]
     in_model = model_labels(report, rows)
-    scale = " (log scale)" if measure in LOG_SCALE_MEASURES else ""
+    scale = " (log scale)" if is_log_scale(measure) else ""
     out = [
         f"Meta-analysis engine {report.get('engine_version', ENGINE_VERSION)} (metafor 3.8-1 definitions)",
         f"Measure: {measure}{scale}; rows: {len(rows) if rows else 'NA'}; studies in the model: "
@@ -934,17 +941,6 @@ def format_report(report: Mapping[str, Any], rows: Sequence[Mapping[str, Any]] =
     return "\n".join(lines).rstrip() + "\n"
 
 
-def _jsonable(value: Any) -> Any:
-    """Replace non-finite floats by ``None`` (JSON has no NaN); the engine's ``to_dict`` already should."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    return value
-
-
 # ----------------------------------------------------------------------------------------------
 # main
 # ----------------------------------------------------------------------------------------------
@@ -990,7 +986,14 @@ def main(
     mods = tuple(name for group in args.mods for name in group)
     rows: list[dict[str, Any]] = []
     try:
-        frame = read_table(args.csv, sep=args.sep, encoding=args.encoding, stdin=stdin)
+        frame = read_table(
+            args.csv,
+            sep=args.sep,
+            encoding=args.encoding,
+            stdin=stdin,
+            measure=args.measure,
+            extra=[*mods, *(c for c in (args.subgroup, args.order) if c)],
+        )
         rows = rows_from_frame(frame, args.measure, mods=mods, subgroup=args.subgroup, order=args.order)
         spec = AnalysisSpec(
             measure=args.measure,
@@ -1014,7 +1017,7 @@ def main(
         _error(err, describe_engine_error(exc, [str(r.get("study")) for r in rows]))
         return EXIT_ENGINE_ERROR
     if args.format == "json":
-        out.write(json.dumps(_jsonable(report), indent=2, allow_nan=False) + "\n")
+        out.write(json.dumps(to_jsonable(report), indent=2, allow_nan=False) + "\n")
     else:
         out.write(format_report(report, rows))
     if "fit" not in (report.get("blocks") or {}):

@@ -22,52 +22,17 @@ import numpy as np
 from scipy import special
 
 from .errors import EngineError, InvalidInputError
+from .measures import REGISTRY
 from .results import ResultBase
 
 ZeroCellRule = Literal["all", "only0", "if0all", "none"]
 ZERO_CELL_RULES: tuple[str, ...] = ("all", "only0", "if0all", "none")
 
-#: Columns each measure reads, in metafor's argument names. A tuple inside the tuple lists
-#: alternatives: for 2x2 tables ``bi`` may be replaced by ``n1i`` (then ``bi = n1i - ai``), as
-#: in metafor; for proportions ``ni`` may be replaced by ``mi`` (non-events).
-MEASURE_COLUMNS: Mapping[str, tuple[str | tuple[str, str], ...]] = {
-    # 2x2 tables: ai/bi events/non-events in group 1, ci/di in group 2
-    "OR": ("ai", ("bi", "n1i"), "ci", ("di", "n2i")),
-    "RR": ("ai", ("bi", "n1i"), "ci", ("di", "n2i")),
-    "RD": ("ai", ("bi", "n1i"), "ci", ("di", "n2i")),
-    "PETO": ("ai", ("bi", "n1i"), "ci", ("di", "n2i")),
-    # two-group person-time data
-    "IRR": ("x1i", "t1i", "x2i", "t2i"),
-    "IRD": ("x1i", "t1i", "x2i", "t2i"),
-    # two-group means, SDs and sizes
-    "MD": ("m1i", "sd1i", "n1i", "m2i", "sd2i", "n2i"),
-    "SMD": ("m1i", "sd1i", "n1i", "m2i", "sd2i", "n2i"),
-    "ROM": ("m1i", "sd1i", "n1i", "m2i", "sd2i", "n2i"),
-    # correlations
-    "COR": ("ri", "ni"),
-    "ZCOR": ("ri", "ni"),
-    # single proportions
-    "PR": ("xi", ("ni", "mi")),
-    "PLO": ("xi", ("ni", "mi")),
-    # precomputed effect sizes: ``vi`` or its square root ``sei``
-    "GEN": ("yi", ("vi", "sei")),
-}
-
-_FAMILY: Mapping[str, str] = {
-    "OR": "table",
-    "RR": "table",
-    "RD": "table",
-    "PETO": "table",
-    "IRR": "person_time",
-    "IRD": "person_time",
-    "MD": "means",
-    "SMD": "means",
-    "ROM": "means",
-    "COR": "correlation",
-    "ZCOR": "correlation",
-    "PR": "proportion",
-    "PLO": "proportion",
-    "GEN": "generic",
+#: Columns each measure reads, in metafor's argument names, from the registry. A tuple inside the
+#: tuple lists alternatives: for 2x2 tables ``bi`` may be replaced by ``n1i`` (then
+#: ``bi = n1i - ai``), as in metafor; for proportions ``ni`` may be replaced by ``mi`` (non-events).
+MEASURE_COLUMNS: Mapping[str, tuple[str | tuple[str, ...], ...]] = {
+    code: tuple(g[0] if len(g) == 1 else g for g in m.groups) for code, m in REGISTRY.items()
 }
 
 _NOT_FINITE = "the effect size or its sampling variance is not finite for these values"
@@ -243,7 +208,7 @@ def read_study_table(measure: str, data: Mapping[str, Any]) -> StudyTable:
                     f"measure {measure} needs column {spec!r}", code="missing_column", column=spec
                 )
             wanted.append(spec)
-    if measure == "GEN" and "ni" in data:
+    if REGISTRY[measure].family == "generic" and "ni" in data:
         wanted.append("ni")
 
     cols = {name: _column_values(data[name], name, problems) for name in wanted}
@@ -257,7 +222,7 @@ def read_study_table(measure: str, data: Mapping[str, Any]) -> StudyTable:
     for name, v in cols.items():
         _problem_rows(np.isinf(v), f"{name} is infinite", name, problems)
 
-    family = _FAMILY[measure]
+    family = REGISTRY[measure].family
     needed: tuple[str, ...]
     with np.errstate(invalid="ignore"):  # comparisons with NaN (missing) are simply False
         if family == "table":
@@ -553,31 +518,9 @@ _KERNELS: Mapping[str, _Kernel] = {
 }
 
 
-#: The input columns ``yi`` and ``vi`` each depend on, to propagate missing values as R does.
-_TABLE_CELLS = ("ai", "bi", "ci", "di")
-_PERSON_TIME = ("x1i", "t1i", "x2i", "t2i")
-_MEANS = ("m1i", "sd1i", "n1i", "m2i", "sd2i", "n2i")
-_DEPENDS_ON: Mapping[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
-    "OR": (_TABLE_CELLS, _TABLE_CELLS),
-    "RR": (_TABLE_CELLS, _TABLE_CELLS),
-    "RD": (_TABLE_CELLS, _TABLE_CELLS),
-    "PETO": (_TABLE_CELLS, _TABLE_CELLS),
-    "IRR": (_PERSON_TIME, ("x1i", "x2i")),
-    "IRD": (_PERSON_TIME, _PERSON_TIME),
-    "MD": (("m1i", "m2i"), ("sd1i", "n1i", "sd2i", "n2i")),
-    "SMD": (_MEANS, _MEANS),
-    "ROM": (("m1i", "m2i"), _MEANS),
-    "COR": (("ri",), ("ri", "ni")),
-    "ZCOR": (("ri",), ("ni",)),
-    "PR": (("xi", "mi"), ("xi", "mi")),
-    "PLO": (("xi", "mi"), ("xi", "mi")),
-    "GEN": (("yi",), ("vi",)),
-}
-
-
 def _total_sample_size(table: StudyTable) -> np.ndarray:
     c = table.columns
-    family = _FAMILY[table.measure]
+    family = REGISTRY[table.measure].family
     if family == "table":
         return c["ai"] + c["bi"] + c["ci"] + c["di"]
     if family == "person_time":
@@ -605,15 +548,15 @@ def effect_sizes_from_table(
     measure = table.measure
     cols = table.columns
     with np.errstate(all="ignore"):
-        yi, vi, reasons = _KERNELS[_FAMILY[measure]](measure, cols, float(add), to, bool(drop00))
+        yi, vi, reasons = _KERNELS[REGISTRY[measure].family](measure, cols, float(add), to, bool(drop00))
         # R keeps two kinds of missing apart and so must we. A missing input propagates as NA
         # into whatever depends on it, and only there (MD with a missing SD still has its yi).
         # A non-finite result from complete inputs (Inf or NaN) makes metafor set *both* yi
         # and vi to NA (end of escalc()).
-        yi_deps, vi_deps = _DEPENDS_ON[measure]
+        yi_deps, vi_deps = REGISTRY[measure].yi_inputs, REGISTRY[measure].vi_inputs
         yi_na = np.logical_or.reduce([np.isnan(cols[name]) for name in yi_deps])
         vi_na = np.logical_or.reduce([np.isnan(cols[name]) for name in vi_deps])
-        if measure in ("COR", "ZCOR"):
+        if REGISTRY[measure].family == "correlation":
             # the variance formulas are undefined for ni <= 3; metafor sets vi to NA there
             # before the Inf/NaN step, so a finite yi stays
             small = cols["ni"] <= 3

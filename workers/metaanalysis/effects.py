@@ -14,22 +14,20 @@ from typing import Any
 import numpy as np
 
 from .effect_sizes import (
-    MEASURE_COLUMNS,
     EffectSizes,
     InvalidStudyDataError,
     compute_effect_sizes,
     read_study_table,
 )
 from .errors import EngineError
+from .measures import OUTCOME_MEASURES, REGISTRY
 from .results import ResultBase
 
 #: Measures a consortium outcome can use (PETO and IRD are computed but not offered as outcomes).
-MEASURES: tuple[str, ...] = ("SMD", "MD", "ROM", "OR", "RR", "RD", "COR", "ZCOR", "PR", "PLO", "IRR", "GEN")
+MEASURES: tuple[str, ...] = OUTCOME_MEASURES
 
 #: The columns each measure needs, by metafor's argument names (the first of each alternative).
-REQUIRED_COLUMNS: dict[str, tuple[str, ...]] = {
-    m: tuple(c if isinstance(c, str) else c[0] for c in MEASURE_COLUMNS[m]) for m in MEASURES
-}
+REQUIRED_COLUMNS: dict[str, tuple[str, ...]] = {m: REGISTRY[m].required for m in MEASURES}
 
 
 @dataclasses.dataclass(frozen=True)

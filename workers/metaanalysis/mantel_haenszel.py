@@ -10,6 +10,7 @@ used for the heterogeneity test, the second to the tables that are pooled.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -18,6 +19,7 @@ from scipy import stats
 
 from .effect_sizes import StudyTable, add_to_zero_cells, effect_sizes_from_table, read_study_table
 from .errors import InsufficientDataError, InvalidInputError
+from .estimators.inference import alpha_from_level, critical_values, i2_h2
 from .results import ResultBase
 
 MH_MEASURES: tuple[str, ...] = ("OR", "RR", "RD", "IRR", "IRD")
@@ -143,7 +145,7 @@ def _z_critical(level: float) -> float:
         raise InvalidInputError(
             f"level must be a percentage between 0 and 100, got {level!r}", code="bad_option"
         )
-    return float(stats.norm.isf((1 - level / 100) / 2))
+    return float(critical_values(alpha_from_level(level), math.nan))
 
 
 def _cell_names(measure: str) -> tuple[str, ...]:
@@ -204,8 +206,7 @@ def _clamp0(value: float) -> float:
 
 
 def _i2(qe: float, df: int) -> float:
-    # metafor: max(0, 100 (Q - df) / Q); Q = 0 gives -Inf there, hence 0
-    return max(0.0, 100 * (qe - df) / qe) if qe > 0 else 0.0
+    return float(i2_h2(qe, df, math.nan, math.nan, equal_effects=True)[0])
 
 
 def _z_summary(
@@ -219,6 +220,29 @@ def _z_summary(
         return np.nan, np.nan, beta, beta
     stat = beta / se
     return stat, float(2 * stats.norm.sf(abs(stat))), beta - crit * se, beta + crit * se
+
+
+def _shared_fields(
+    level: float,
+    used: np.ndarray,
+    omitted: dict[int, str],
+    k_yi: int,
+    pooled: tuple[float, ...],
+    heterogeneity: tuple[float, float, float, float],
+    na_reasons: dict[str, str],
+) -> dict[str, Any]:
+    """The fields of :class:`_PooledTablesResult` by name, from the pooled estimate's
+    ``(beta, se, stat, pval, ci_lb, ci_ub)`` and the ``(QE, QEp, I2, H2)`` of both methods."""
+    return {
+        "level": float(level),
+        "k": int(used.sum()),
+        "k_yi": k_yi,
+        "rows_used": tuple(int(i) for i in np.flatnonzero(used)),
+        "omitted": omitted,
+        **dict(zip(("beta", "se", "stat", "pval", "ci_lb", "ci_ub"), pooled, strict=True)),
+        **dict(zip(("QE", "QEp", "I2", "H2"), heterogeneity, strict=True)),
+        "na_reasons": na_reasons,
+    }
 
 
 def rma_mh(
@@ -311,14 +335,14 @@ def rma_mh(
                 beta, se, undefined = _mh_ird(x1i, x2i, t1i, t2i)
 
     if undefined:
-        stat = pval = ci_lb = ci_ub = np.nan
+        summary: tuple[float, ...] = (np.nan,) * 4
         for name in ("beta", "se", "stat", "pval", "ci_lb", "ci_ub", "QE", "QEp", "I2", "H2"):
             na_reasons[name] = undefined
-        qe = qep = i2 = h2 = np.nan
+        heterogeneity = (np.nan, np.nan, np.nan, np.nan)
     else:
-        stat, pval, ci_lb, ci_ub = _z_summary(beta, se, crit, na_reasons)
+        summary = _z_summary(beta, se, crit, na_reasons)
         usable = es.usable
-        qe, qep, i2, h2 = _heterogeneity(es.yi[usable], es.vi[usable], beta, na_reasons)
+        heterogeneity = _heterogeneity(es.yi[usable], es.vi[usable], beta, na_reasons)
 
     for name, measures in _TESTS_DEFINED_FOR.items():
         if measure not in measures:
@@ -331,22 +355,9 @@ def rma_mh(
 
     return MantelHaenszelResult(
         measure=measure,
-        level=float(level),
-        k=int(used.sum()),
-        k_yi=int(es.usable.sum()),
-        rows_used=tuple(int(i) for i in np.flatnonzero(used)),
-        omitted=omitted,
-        beta=beta,
-        se=se,
-        stat=stat,
-        pval=pval,
-        ci_lb=ci_lb,
-        ci_ub=ci_ub,
-        QE=qe,
-        QEp=qep,
-        I2=i2,
-        H2=h2,
-        na_reasons=na_reasons,
+        **_shared_fields(
+            level, used, omitted, int(es.usable.sum()), (beta, se, *summary), heterogeneity, na_reasons
+        ),
         CO=tests["CO"],
         COp=tests["COp"],
         MH=tests["MH"],
@@ -546,7 +557,7 @@ def rma_peto(
     beta = float(np.sum(o_minus_e) / sum_v)
     se = float(np.sqrt(1 / sum_v))
     na_reasons: dict[str, str] = {}
-    stat, pval, ci_lb, ci_ub = _z_summary(beta, se, crit, na_reasons)
+    summary = _z_summary(beta, se, crit, na_reasons)
 
     informative = variance > 0
     k_pos = int(informative.sum())
@@ -563,21 +574,6 @@ def rma_peto(
 
     return PetoResult(
         measure="OR",
-        level=float(level),
-        k=int(used.sum()),
-        k_yi=k_yi,
-        rows_used=tuple(int(i) for i in np.flatnonzero(used)),
-        omitted=omitted,
-        beta=beta,
-        se=se,
-        stat=stat,
-        pval=pval,
-        ci_lb=ci_lb,
-        ci_ub=ci_ub,
-        QE=qe,
-        QEp=qep,
-        I2=i2,
-        H2=h2,
-        na_reasons=na_reasons,
+        **_shared_fields(level, used, omitted, k_yi, (beta, se, *summary), (qe, qep, i2, h2), na_reasons),
         k_pos=k_pos,
     )

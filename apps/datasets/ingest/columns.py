@@ -162,19 +162,19 @@ _GENERIC_ALIASES: dict[str, tuple[str, ...]] = {
     "sei": ("se", "standard error", "stderr", "std error", "sem"),
 }
 
+#: Aliases by the measure's family: the same statistics go by the same names whatever the measure.
+_FAMILY_ALIASES: dict[str, dict[str, tuple[str, ...]]] = {
+    "means": _MEANS_ALIASES,
+    "table": _TABLE_ALIASES,
+    "correlation": _CORRELATION_ALIASES,
+    "proportion": _PROPORTION_ALIASES,
+    "person_time": _PERSON_TIME_ALIASES,
+    "generic": _GENERIC_ALIASES,
+}
+
+#: The aliases each measure accepts.
 _STAT_ALIASES: dict[str, dict[str, tuple[str, ...]]] = {
-    "SMD": _MEANS_ALIASES,
-    "MD": _MEANS_ALIASES,
-    "ROM": _MEANS_ALIASES,
-    "OR": _TABLE_ALIASES,
-    "RR": _TABLE_ALIASES,
-    "RD": _TABLE_ALIASES,
-    "COR": _CORRELATION_ALIASES,
-    "ZCOR": _CORRELATION_ALIASES,
-    "PR": _PROPORTION_ALIASES,
-    "PLO": _PROPORTION_ALIASES,
-    "IRR": _PERSON_TIME_ALIASES,
-    "GEN": _GENERIC_ALIASES,
+    code: _FAMILY_ALIASES[m.family] for code, m in MEASURES.items()
 }
 
 

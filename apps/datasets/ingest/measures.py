@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from workers.metaanalysis import measures as registry
+
 StatKind = Literal[
     "mean", "sd", "group_n", "total_n", "count", "time", "correlation", "effect", "variance", "se"
 ]
@@ -61,21 +63,19 @@ STATISTICS: dict[str, Statistic] = {
 
 @dataclass(frozen=True)
 class Measure:
-    """An effect measure: its requirement groups and the smallest sample size it accepts.
+    """An effect measure as an upload takes it: its requirement groups and smallest sample size.
 
-    ``min_n`` applies to group sizes (``n1i``, ``n2i``) and total sample sizes (``ni``):
-
-    - means (SMD, MD, ROM): 2 per group, since a standard deviation needs two observations;
-    - correlations (COR, ZCOR): 4, since the sampling variance (``1/(ni-3)`` for ZCOR, and
-      metafor leaves COR's undefined too) needs ``ni > 3``;
-    - proportions (PR, PLO): 2;
-    - 2x2 tables (OR, RR, RD), when the group size is given instead of non-events: 1.
+    Built from the engine's registry (:mod:`workers.metaanalysis.measures`), which says why each
+    ``min_n`` is what it is; only the columns an upload can hold are kept (an upload gives
+    proportions' sample size, never their non-events).
     """
 
     code: str
     label: str
     groups: tuple[tuple[str, ...], ...]
     min_n: int = 2
+    positive_means: bool = False
+    family: str = "generic"
 
     @property
     def statistics(self) -> tuple[str, ...]:
@@ -85,25 +85,13 @@ class Measure:
         return tuple(firsts + rest)
 
 
-_MEANS = (("m1i",), ("sd1i",), ("n1i",), ("m2i",), ("sd2i",), ("n2i",))
-_TABLE = (("ai",), ("bi", "n1i"), ("ci",), ("di", "n2i"))
+def _upload_measure(m: registry.Measure) -> Measure:
+    groups = tuple(tuple(c for c in group if c in STATISTICS) for group in m.groups)
+    return Measure(m.code, m.label, groups, m.min_n, m.positive_means, m.family)
+
 
 MEASURES: dict[str, Measure] = {
-    m.code: m
-    for m in (
-        Measure("SMD", "standardised mean difference (SMD)", _MEANS),
-        Measure("MD", "mean difference (MD)", _MEANS),
-        Measure("ROM", "ratio of means (ROM)", _MEANS),
-        Measure("OR", "odds ratio (OR)", _TABLE, min_n=1),
-        Measure("RR", "risk ratio (RR)", _TABLE, min_n=1),
-        Measure("RD", "risk difference (RD)", _TABLE, min_n=1),
-        Measure("COR", "correlation (COR)", (("ri",), ("ni",)), min_n=4),
-        Measure("ZCOR", "Fisher's z-transformed correlation (ZCOR)", (("ri",), ("ni",)), min_n=4),
-        Measure("PR", "proportion (PR)", (("xi",), ("ni",))),
-        Measure("PLO", "log odds of a proportion (PLO)", (("xi",), ("ni",))),
-        Measure("IRR", "incidence rate ratio (IRR)", (("x1i",), ("t1i",), ("x2i",), ("t2i",))),
-        Measure("GEN", "precomputed effect size (GEN)", (("yi",), ("vi", "sei"))),
-    )
+    code: _upload_measure(registry.get(code)) for code in registry.OUTCOME_MEASURES
 }
 
 #: Identity columns, in canonical order. Every parsed row has all of them.

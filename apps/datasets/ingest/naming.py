@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import unicodedata
+from workers.metaanalysis.tables import header_key
 
-
-def header_key(text: str) -> str:
-    """The comparison key of a header: case-folded letters and digits only."""
-    folded = unicodedata.normalize("NFKC", text).casefold()
-    return "".join(ch for ch in folded if ch.isalnum())
+__all__ = ["column_letter", "header_key"]
 
 
 def column_letter(index: int) -> str:

@@ -26,11 +26,14 @@ import posixpath
 import re
 import warnings
 import zipfile
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Any
 from xml.parsers import expat
+
+from workers.metaanalysis import tables
+from workers.metaanalysis.tables import HEADER_SEARCH, header_index, parse_records
 
 from .columns import known_header_keys
 from .errors import UploadError, UploadRejected
@@ -41,7 +44,6 @@ from .spec import SHEET_EXTRA_ROWS, SourceFormat, UploadSpec
 MIB = 1024 * 1024
 
 #: Delimiters tried on CSV files, in order of preference when they score the same.
-DELIMITERS: tuple[str, ...] = (",", ";", "\t", "|")
 
 #: A member of an XLSX archive bigger than this must not be compressed more than _MAX_RATIO times;
 #: real sheets compress 5-30x, a zip bomb about 1000x.
@@ -287,7 +289,6 @@ def _short(text: str, limit: int = 100) -> str:
 
 
 #: How many non-empty rows may precede the header (titles, notes) and still be recognised as such.
-_HEADER_SEARCH = 10
 
 
 @dataclass
@@ -314,17 +315,6 @@ class _Collected:
         ]
 
 
-def _header_index(known_counts: Sequence[int]) -> int:
-    """Which of the first rows is the header, given how many known column names each holds.
-
-    The first row, unless a later one holds more known names, and at least two: a data row may
-    hold a value that happens to be a one-letter alias ("a", "n", "x"), a real header rarely
-    holds fewer than two known names.
-    """
-    best = max(range(len(known_counts)), key=lambda i: (known_counts[i], -i))
-    return best if known_counts[best] >= 2 and known_counts[best] > known_counts[0] else 0
-
-
 def _collect(records: Iterable[tuple[int, list[Any]]], spec: UploadSpec) -> _Collected:
     """Header and data rows (blank rows dropped), with the row limit.
 
@@ -333,11 +323,11 @@ def _collect(records: Iterable[tuple[int, list[Any]]], spec: UploadSpec) -> _Col
     data, v3") above the real header.
     """
     non_empty = ((n, cells) for n, cells in records if not all(is_blank(c) for c in cells))
-    lead = list(itertools.islice(non_empty, _HEADER_SEARCH))
+    lead = list(itertools.islice(non_empty, HEADER_SEARCH))
     if not lead:
         raise _reject("empty_file", "The file has no header row and no data.")
     known = known_header_keys(spec)
-    chosen = _header_index(
+    chosen = header_index(
         [sum(1 for c in cells if isinstance(c, str) and header_key(c) in known) for _, cells in lead]
     )
     header_row, header = lead[chosen]
@@ -443,29 +433,6 @@ def _check_text(text: str) -> str:
     return text
 
 
-def _parse_records(
-    text: str, delimiter: str, limit: int | None = None
-) -> Iterator[tuple[int, list[str] | None]]:
-    """CSV records numbered from 1 as a spreadsheet shows them (a quoted line break stays in its row).
-
-    ``None`` stands for a record the csv module could not read (a field beyond its size limit,
-    which in practice means a quote that was never closed); reading stops there, since where the
-    following rows begin can no longer be known.
-    """
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=False)
-    number = 0
-    while limit is None or number < limit:
-        number += 1
-        try:
-            record = next(reader)
-        except StopIteration:
-            return
-        except csv.Error:
-            yield number, None
-            return
-        yield number, record
-
-
 def _ends_inside_quotes(text: str, delimiter: str) -> bool:
     """True when the text ends inside a quoted field (a quote opened and never closed)."""
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
@@ -480,40 +447,8 @@ def _ends_inside_quotes(text: str, delimiter: str) -> bool:
 
 
 def detect_delimiter(text: str, spec: UploadSpec | None = None) -> str:
-    """The delimiter that gives the most recognised header names, then the most regular rows.
-
-    csv.Sniffer guesses from character frequencies and is easily fooled by decimal commas; the
-    header is a far better witness, since the platform knows which column names to expect.
-    """
-    sample = text[: 256 * 1024]
-    known = known_header_keys(spec)
-    best: tuple[tuple[float, ...], str] | None = None
-    for rank, delimiter in enumerate(DELIMITERS):
-        records = [
-            r for _, r in _parse_records(sample, delimiter, limit=60) if r and any(c.strip() for c in r)
-        ]
-        if not records:
-            continue
-        # the header is the first record, or a later one with more known names (below a title)
-        counts = [sum(1 for h in r if header_key(h) in known) for r in records[:_HEADER_SEARCH]]
-        at = _header_index(counts)
-        header, data = records[at], records[at + 1 :]
-        width = len(header)
-        recognised = counts[at]
-        fits = sum(1 for r in data if len(r) <= width or not any(c.strip() for c in r[width:]))
-        exact = sum(1 for r in data if len(r) == width)
-        n = max(len(data), 1)
-        score = (
-            float(recognised),
-            fits / n if data else 1.0,
-            float(width > 1),
-            exact / n,
-            float(width),
-            -rank,
-        )
-        if best is None or score > best[0]:
-            best = (score, delimiter)
-    return best[1] if best else ","
+    """The delimiter giving the most recognised header names (see ``tables.detect_delimiter``)."""
+    return tables.detect_delimiter(text, known_header_keys(spec))
 
 
 def _read_csv(content: bytes, *, spec: UploadSpec) -> RawTable:
@@ -542,7 +477,7 @@ def _read_csv(content: bytes, *, spec: UploadSpec) -> RawTable:
     else:
         delimiter = detect_delimiter(text, spec)
 
-    parsed = list(_parse_records(text, delimiter))
+    parsed = list(parse_records(text, delimiter))
     errors: list[UploadError] = []
     unclosed = _ends_inside_quotes(text, delimiter)
     broken: set[int] = set()

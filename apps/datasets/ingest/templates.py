@@ -118,7 +118,7 @@ def _rule(name: str, spec: UploadSpec) -> str:
     measure = MEASURES[spec.measure]
     kind = STATISTICS[name].kind
     return {
-        "mean": "A number greater than 0" if measure.code == "ROM" else "A number",
+        "mean": "A number greater than 0" if measure.positive_means else "A number",
         "sd": "A number greater than 0",
         "group_n": f"A whole number, at least {measure.min_n}",
         "total_n": f"A whole number, at least {measure.min_n}",

@@ -448,7 +448,7 @@ class _Validator:
             )
         if kind == "se" and value <= 0:
             return "variance_not_positive", f"the standard error must be greater than 0, but it is {shown}."
-        if kind == "mean" and m.code == "ROM" and value <= 0:
+        if kind == "mean" and m.positive_means and value <= 0:
             return "mean_not_positive_for_ratio", (
                 f"the {m.label} needs means greater than 0, but it is {shown}."
             )
@@ -544,7 +544,7 @@ class _Validator:
                     f"{which} no participants (events and non-events are all 0), so no effect size can "
                     "be computed. Check the counts.",
                 )
-        elif self.measure.code in ("PR", "PLO"):
+        elif self.measure.family == "proportion":
             if "xi" in s and "ni" in s and s["xi"] > s["ni"]:
                 col = self.by_target["xi"]
                 self._error(
@@ -557,7 +557,7 @@ class _Validator:
                     f"({format_number(s['ni'])}).",
                 )
         elif (
-            self.measure.code == "GEN"
+            self.measure.family == "generic"
             and "sei" in s
             and "vi" not in s
             and is_blank(self._cell(raw, self.by_target.get("vi")))

@@ -1,0 +1,338 @@
+"""tau² of every subset of a :class:`~.subsets.Family` at once, by metafor's estimators.
+
+metafor 3.8-1 ``rma.uni()`` (Viechtbauer 2010, J Stat Softw 36(3)): DL (DerSimonian & Laird 1986),
+HE (Hedges 1983), HS (Hunter & Schmidt 2004), SJ (Sidik & Jonkman 2005), ML and REML (Fisher
+scoring; Viechtbauer 2005), EB (Morris 1983) and PM (Paule & Mandel 1982, in
+:mod:`.paule_mandel`). Iteration follows metafor (Fisher scoring from max(0, HE), step halving
+at tau² = 0, the check that tau² = 0 does not have a larger likelihood). Under a tight threshold
+the iterations take Newton steps where those agree with the Fisher step (quadratic instead of
+linear convergence): the converged value is the same root up to metafor's threshold. Under
+metafor's loose default threshold (1e-5) the stopping point depends on the path, so metafor's
+path is followed exactly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+
+from .control import DEFAULT_CONTROL, NEWTON_BELOW_THRESHOLD, Control
+from .control import EPS as _EPS
+from .paule_mandel import paule_mandel_family
+from .single import InterceptOnlySums, RegressionSums, fisher_scoring_single, intercept_only_score
+from .subsets import (
+    Family,
+    Problem,
+    Sums,
+    _dot,
+    _matvec,
+    _resid_quad,
+    _solve,
+    _tr,
+    equal_effects_parts,
+    hedges_untruncated,
+    wls,
+)
+
+
+@dataclasses.dataclass
+class Tau2Result:
+    """tau² for each subset with bookkeeping for the single-fit standard error."""
+
+    tau2: np.ndarray
+    ok: np.ndarray
+    reason: list[str | None]
+    tau2_0: np.ndarray | None = None  # SJ's starting value
+
+
+def estimate_tau2(
+    family: Family,
+    method: str,
+    ctl: Control = DEFAULT_CONTROL,
+    start: np.ndarray | None = None,
+    newton: bool = False,
+) -> Tau2Result:
+    """tau² for every subset of ``family`` by metafor's estimator ``method``.
+
+    Subsets with a single study get tau² = 0 (metafor's ``k = 1`` handling). ``start`` replaces
+    metafor's starting value (max(0, HE)) of the iterative ML/REML/EB estimators and ``newton``
+    switches their Fisher scoring to a Newton/Fisher hybrid: both only change the path, not the
+    root, and are used for leave-one-out families started at the full-data estimate.
+    """
+    pr = family.pr
+    p = pr.p
+    sizes = family.sizes
+    B = family.B
+    reason: list[str | None] = [None] * B
+    ok = np.ones(B, dtype=bool)
+    tau2_0 = None
+    one = sizes == 1
+    # metafor refuses a model with more parameters than studies (p + 1 with tau², p for EE; an
+    # intercept-only model with one study is the exception): such subsets are left out
+    need = p if method == "EE" else p + 1
+    too_few = (sizes < need) & ~(one & (p == 1))
+    singular = family.inestimable() & ~too_few
+    skip = too_few | singular
+    with np.errstate(divide="ignore", invalid="ignore"):
+        if method == "EE":
+            tau2 = np.zeros(B)
+        elif method in ("DL", "HS"):
+            qe, trP, sw = equal_effects_parts(family)
+            tau2 = (qe - (sizes - p)) / trP if method == "DL" else (qe - sizes) / sw
+            tau2 = np.maximum(0.0, tau2)
+        elif method == "HE":
+            tau2 = np.maximum(0.0, hedges_untruncated(family))
+        elif method == "SJ":
+            S0 = Sums(family.fixed("one", None), p)
+            # metafor: var(ymci) * (k-1)/k, the plain (not model-based) variance of y
+            t0 = (S0.yy - S0.Xy[:, 0] ** 2 / sizes) / sizes
+            t0 = np.maximum(t0, 0.0)
+            (S1raw,) = family.var(np.arange(B), t0, (1,))
+            _, _, rss = wls(Sums(S1raw, p))
+            tau2 = t0 * rss / (sizes - p)
+            tau2_0 = t0
+        elif method in ("ML", "REML", "EB"):
+            tau2, ok, reason, _ = fisher_scoring_family(family, method, ctl, start, newton, skip)
+        elif method == "PM":
+            tau2, ok, reason = paule_mandel_family(family, ctl, skip)
+        else:
+            raise ValueError(f"unknown method {method!r}")
+    tau2 = np.where(one & ok, 0.0, tau2)
+    if np.any(one):
+        for i in np.flatnonzero(one & ~too_few):
+            reason[i] = None
+            ok[i] = True
+    if np.any(skip):
+        tau2 = np.where(skip, np.nan, tau2)
+        ok = ok & ~skip
+        for i in np.flatnonzero(too_few):
+            reason[i] = f"{int(sizes[i])} studies cannot estimate {need} parameters"
+        for i in np.flatnonzero(singular):
+            reason[i] = "a coefficient is not estimable in this subset (singular design)"
+    return Tau2Result(tau2=tau2, ok=ok, reason=reason, tau2_0=tau2_0)
+
+
+def _score_parts(family: Family, idx: np.ndarray, t: np.ndarray, method: str, newton: bool):
+    """Score, expected information and (optionally) the score's derivative at t."""
+    p = family.pr.p
+    sizes = family.sizes[idx]
+    if method == "EB":
+        powers: tuple[int, ...] = (1, 2) if newton else (1,)
+    elif method == "ML":
+        powers = (1, 2, 3) if newton else (1, 2)
+    else:
+        powers = (1, 2, 3)
+    raw = family.var(idx, t, powers)
+    if p == 1:
+        # the sums' columns (sum w^j, sum w^j y, sum w^j y^2) as rows, for the shared formulas
+        cols = [r.T for r in raw] + [None] * (3 - len(raw))
+        return intercept_only_score(cols[0], cols[1], cols[2], sizes, method, newton)
+    sums = [Sums(S, p) for S in raw]
+    S1 = sums[0]
+    A, beta, ypy = wls(S1)
+    if method == "EB":
+        score = ypy * sizes / (sizes - p) - sizes
+        info = S1.sw
+        dscore = -_resid_quad(beta, sums[1]) * sizes / (sizes - p) if newton else None
+        return score, info, dscore
+    S2 = sums[1]
+    yppy = _resid_quad(beta, S2)
+    if method == "ML":
+        score = yppy - S1.sw
+        info = S2.sw
+        tr_pp = None
+    else:
+        S3 = sums[2]
+        trP = S1.sw - _tr(A, S2.XX)
+        AX2 = A @ S2.XX if p > 1 else A * S2.XX
+        tr_pp = (
+            S2.sw - 2.0 * _tr(A, S3.XX) + (np.einsum("nij,nji->n", AX2, AX2) if p > 1 else AX2[:, 0, 0] ** 2)
+        )
+        score = yppy - trP
+        info = tr_pp
+    dscore = None
+    if newton:
+        S3 = sums[2]
+        u = S2.Xy - _matvec(S2.XX, beta)  # X'W^2 r
+        ypppy = _resid_quad(beta, S3) - _dot(u, _solve(A, u))
+        dscore = -2.0 * ypppy + (S2.sw if method == "ML" else tr_pp)
+    return score, info, dscore
+
+
+def fisher_scoring_family(
+    family: Family,
+    method: str,
+    ctl: Control,
+    start: np.ndarray | None,
+    newton: bool,
+    skip: np.ndarray | None = None,
+):
+    """metafor's Fisher scoring for ML/REML/EB with step halving at tau2.min = 0.
+
+    Convergence is declared when the change in tau² falls below ``ctl.threshold`` (or a few ulps of
+    tau², below which floating point cannot go; metafor would iterate to ``maxiter`` there).
+    """
+    B = family.B
+    sizes = family.sizes
+    reason: list[str | None] = [None] * B
+    ok = np.ones(B, dtype=bool)
+    if ctl.threshold >= NEWTON_BELOW_THRESHOLD:
+        # loose threshold: where iteration stops depends on the path, so follow metafor's exactly
+        start, newton = None, False
+    if start is None:
+        t = np.maximum(0.0, hedges_untruncated(family))
+        t[~np.isfinite(t)] = 0.0
+    else:
+        t = np.array(start, dtype=float, copy=True)
+    t[sizes == 1] = 0.0
+    active = np.flatnonzero((sizes > 1) if skip is None else (sizes > 1) & ~skip)
+    it = 0
+    while active.size:
+        it += 1
+        ta = t[active]
+        score, info, dscore = _score_parts(family, active, ta, method, newton)
+        adj = score / info
+        if newton and dscore is not None:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                nadj = -score / dscore
+                ratio = nadj / adj
+            use = (dscore < 0) & np.isfinite(nadj) & (ratio > 0.1) & (ratio < 10.0)
+            adj = np.where(use, nadj, adj)
+        adj[np.isnan(adj)] = 0.0  # as metafor (a saturated model gives NaN)
+        diverged = np.isinf(adj)
+        if np.any(diverged):
+            # an infinite step (no information left): metafor would halve it forever
+            for i in active[diverged]:
+                ok[i] = False
+                reason[i] = "Fisher scoring diverged (infinite step)"
+            t[active[diverged]] = np.nan
+            keep = ~diverged
+            active, ta, adj = active[keep], ta[keep], adj[keep]
+        # step halving so that tau² stays >= tau2.min = 0; from tau² = 0 with a negative step,
+        # halving only ends when the step underflows, so that case is short-cut to a zero step
+        adj[(ta == 0.0) & (adj < 0.0)] = 0.0
+        neg = ta + adj < 0.0
+        if np.any(neg):
+            # metafor halves the step until tau² + step >= 0; jump to the number of halvings
+            # (scaling by powers of two is exact, so this is the same step as repeated halving)
+            r = np.flatnonzero(neg)
+            with np.errstate(divide="ignore"):
+                h = np.maximum(1, np.ceil(np.log2(-adj[r] / ta[r])) - 1).astype(int)
+            step = np.ldexp(adj[r], -h)
+            short = ta[r] + step < 0.0
+            while np.any(short):
+                h[short] += 1
+                step[short] = np.ldexp(adj[r][short], -h[short])
+                short = ta[r] + step < 0.0
+            adj[r] = step
+        tn = ta + adj
+        change = np.abs(tn - ta)
+        t[active] = tn
+        conv = change <= np.maximum(ctl.threshold, 8.0 * _EPS * tn)
+        active = active[~conv]
+        if 0 < active.size <= _HANDOFF_ROWS and it < ctl.maxiter:
+            # a few slow subsets left (typically creeping towards tau² = 0 by step halving, one
+            # halving per iteration): finish them one by one on the cheaper single-model path,
+            # continuing the same iteration
+            for i in active:
+                ti, oki, why = _finish_one(family, int(i), method, ctl, float(t[i]), it)
+                t[i] = ti
+                if not oki:
+                    ok[i] = False
+                    reason[i] = why
+            active = active[:0]
+            break
+        if it >= ctl.maxiter and active.size:
+            for i in active:
+                ok[i] = False
+                reason[i] = f"Fisher scoring did not converge in {ctl.maxiter} iterations"
+            t[active] = np.nan
+            break
+    if method in ("ML", "REML"):
+        _ll0check(family, t, ok, method, ctl)
+    return t, ok, reason, it
+
+
+#: Below this many unfinished subsets the batched iteration hands them to the single-model code.
+_HANDOFF_ROWS = 4
+
+
+def _finish_one(
+    family: Family, i: int, method: str, ctl: Control, t: float, it: int
+) -> tuple[float, bool, str | None]:
+    """Continue subset i's iteration from tau² = t after ``it`` iterations, on its own data."""
+    pr = family.pr
+    if family.kind == "full":
+        keep = np.arange(pr.k)
+    elif family.kind == "loo":
+        keep = np.delete(np.arange(pr.k), i)
+    else:
+        keep = np.arange(i + 1)
+    if pr.p == 1:
+        sums: InterceptOnlySums | RegressionSums = InterceptOnlySums(pr.y[keep], pr.v[keep])
+    else:
+        sums = RegressionSums(Problem(pr.y[keep], pr.v[keep], pr.X[keep]))
+    t1, ok, why = fisher_scoring_single(sums, method, ctl, t, it=it, ll0=False)
+    return (t1 if ok else math.nan), ok, why
+
+
+def _loglik(family: Family, idx: np.ndarray, t: np.ndarray, method: str) -> np.ndarray:
+    """ML or REML log-likelihood (without the constant log|X'X| term) at tau² = t."""
+    pr = family.pr
+    p = pr.p
+    sizes = family.sizes[idx]
+    (S,) = family.var(idx, t, (1,))
+    S1 = Sums(S, p)
+    _, _, rss = wls(S1)
+    # sum(log(v + t)) over each subset, through the same masked machinery on a log-weight column
+    logsum = _masked_logsum(family, idx, t)
+    if method == "ML":
+        return -0.5 * sizes * math.log(2 * math.pi) - 0.5 * logsum - 0.5 * rss
+    if p == 1:
+        logdet = np.log(S1.XX[:, 0, 0])
+    else:
+        logdet = np.linalg.slogdet(S1.XX)[1] + 2.0 * float(np.sum(np.log(pr.scale)))
+    return -0.5 * (sizes - p) * math.log(2 * math.pi) - 0.5 * logsum - 0.5 * logdet - 0.5 * rss
+
+
+def _masked_logsum(family: Family, idx: np.ndarray, t: np.ndarray) -> np.ndarray:
+    v = family.pr.v
+    out = np.empty(idx.size)
+    for j, (i, ti) in enumerate(zip(idx, t, strict=True)):
+        lv = np.log(v + ti)
+        if family.kind == "full":
+            out[j] = lv.sum()
+        elif family.kind == "loo":
+            out[j] = lv.sum() - lv[i]
+        else:
+            out[j] = lv[: i + 1].sum()
+    return out
+
+
+def _ll0check(family: Family, t: np.ndarray, ok: np.ndarray, method: str, ctl: Control) -> None:
+    """metafor's check whether the likelihood at tau² = 0 beats the converged value.
+
+    Only subsets whose score is negative at tau² = 0 can have the boundary win (otherwise the
+    likelihood increases away from 0 towards the root found), so only those are evaluated.
+    """
+    pr = family.pr
+    cand = np.flatnonzero(ok & (t > ctl.threshold) & (family.sizes > 1))
+    if cand.size == 0:
+        return
+    if family.kind != "full":
+        # score at 0 uses the fixed weights 1/v: cheap prefix/suffix sums
+        p = pr.p
+        S1 = Sums(family.fixed("w1", 1.0 / pr.v), p)
+        S2 = Sums(family.fixed("w2", 1.0 / pr.v**2), p)
+        A, beta, _ = wls(S1)
+        yppy = _resid_quad(beta, S2)
+        score0 = yppy - S1.sw if method == "ML" else yppy - (S1.sw - _tr(A, S2.XX))
+        cand = cand[score0[cand] < 0]
+        if cand.size == 0:
+            return
+    ll0 = _loglik(family, cand, np.zeros(cand.size), method)
+    ll1 = _loglik(family, cand, t[cand], method)
+    flip = ll0 - ll1 > ctl.tol
+    t[cand[flip]] = 0.0
