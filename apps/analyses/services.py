@@ -38,7 +38,7 @@ from apps.analyses.models import Analysis, AnalysisResult, OutboxEvent
 from apps.audit.services import audit_record
 from apps.consortium import roles
 from apps.consortium.models import Outcome
-from apps.consortium.validators import clean_text
+from apps.consortium.validators import FieldChecks, clean_text
 from apps.datasets.models import Dataset
 from workers.metaanalysis import ENGINE_VERSION
 from workers.metaanalysis.analysis import run_analysis
@@ -395,14 +395,7 @@ def analysis_validate(*, outcome: Outcome, analysis: Analysis | None, data: dict
     defaults = {f: Analysis().__dict__[f] for f in ANALYSIS_FIELDS}
     merged = {**defaults, **current, **{k: v for k, v in data.items() if k in ANALYSIS_FIELDS}}
     moderators = {m["name"]: m.get("kind", "categorical") for m in outcome.moderators}
-    errors: dict[str, list[str]] = {}
-    cleaned: dict[str, Any] = {}
-
-    def check(field: str, fn: Any) -> None:
-        try:
-            cleaned[field] = fn(merged.get(field))
-        except ValidationError as exc:
-            errors.setdefault(field, []).extend(exc.messages)
+    checks = FieldChecks(merged)
 
     def choice(values: list[str]) -> Any:
         def fn(value: Any) -> str:
@@ -455,18 +448,16 @@ def analysis_validate(*, outcome: Outcome, analysis: Analysis | None, data: dict
             raise ValidationError("Give true or false.")
         return value
 
-    check("name", lambda v: clean_text(v, field="The name", max_length=200))
-    check("method", choice(list(Analysis.Method.values)))
-    check("test", choice(list(Analysis.Test.values)))
-    check("level", level)
-    check("mods", mods)
-    check("subgroup", column(("categorical", "numeric")))
-    check("cumulative_order", column(("numeric",), extra=("year",)))
-    check("sensitivity", flag)
-    check("bias", flag)
-    if errors:
-        raise ValidationError(errors)
-    return cleaned
+    checks.check("name", lambda v: clean_text(v, field="The name", max_length=200))
+    checks.check("method", choice(list(Analysis.Method.values)))
+    checks.check("test", choice(list(Analysis.Test.values)))
+    checks.check("level", level)
+    checks.check("mods", mods)
+    checks.check("subgroup", column(("categorical", "numeric")))
+    checks.check("cumulative_order", column(("numeric",), extra=("year",)))
+    checks.check("sensitivity", flag)
+    checks.check("bias", flag)
+    return checks.result()
 
 
 def _assert_steering(actor: Any) -> None:

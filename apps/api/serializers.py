@@ -8,8 +8,10 @@ from django.core.validators import RegexValidator
 from rest_framework import serializers
 
 from apps.analyses.models import Analysis, AnalysisResult
+from apps.analyses.services import ANALYSIS_FIELDS
 from apps.audit.models import AuditEvent
 from apps.consortium.models import Centre, Outcome
+from apps.consortium.services import OUTCOME_FIELDS
 from apps.consortium.validators import (
     MODERATOR_NAME,
     MULTILINE_TEXT_PATTERN,
@@ -98,17 +100,7 @@ class OutcomeSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Outcome
-        fields = [
-            "id",
-            "code",
-            "name",
-            "description",
-            "measure",
-            "direction",
-            "instruments",
-            "timepoints",
-            "moderators",
-        ]
+        fields = ["id", *OUTCOME_FIELDS]
 
 
 class DatasetVersionSummarySerializer(serializers.ModelSerializer):
@@ -289,16 +281,8 @@ class AnalysisSerializer(serializers.ModelSerializer):
         fields = [
             "id",
             "outcome",
-            "name",
+            *ANALYSIS_FIELDS,
             "is_default",
-            "method",
-            "test",
-            "level",
-            "mods",
-            "subgroup",
-            "cumulative_order",
-            "sensitivity",
-            "bias",
             "state",
             "requested_seq",
             "computed_seq",

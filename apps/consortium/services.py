@@ -13,7 +13,7 @@ from apps.analyses.services import analyses_request_recompute, analysis_create_d
 from apps.audit.services import audit_record
 from apps.consortium import roles
 from apps.consortium.models import MEASURE_CHOICES, Centre, Membership, Outcome
-from apps.consortium.validators import MODERATOR_NAME, OUTCOME_CODE, clean_name_list, clean_text
+from apps.consortium.validators import MODERATOR_NAME, OUTCOME_CODE, FieldChecks, clean_name_list, clean_text
 from apps.datasets.ingest.naming import header_key
 
 if TYPE_CHECKING:
@@ -105,14 +105,7 @@ def outcome_validate(*, outcome: Outcome | None, data: dict[str, Any]) -> dict[s
     """
     current = outcome_snapshot(outcome) if outcome is not None else {}
     merged = {**current, **{k: v for k, v in data.items() if k in OUTCOME_FIELDS}}
-    errors: dict[str, list[str]] = {}
-    cleaned: dict[str, Any] = {}
-
-    def check(field: str, fn: Any) -> None:
-        try:
-            cleaned[field] = fn(merged.get(field))
-        except ValidationError as exc:
-            errors.setdefault(field, []).extend(exc.messages)
+    checks = FieldChecks(merged)
 
     def code(value: Any) -> str:
         text = clean_text(value, field="The code", max_length=40)
@@ -177,20 +170,18 @@ def outcome_validate(*, outcome: Outcome | None, data: dict[str, Any]) -> dict[s
                     )
         return result
 
-    check("code", code)
-    check("name", lambda v: clean_text(v, field="The name", max_length=200))
-    check(
+    checks.check("code", code)
+    checks.check("name", lambda v: clean_text(v, field="The name", max_length=200))
+    checks.check(
         "description",
         lambda v: clean_text(v or "", field="The description", max_length=5000, multiline=True, blank=True),
     )
-    check("measure", measure)
-    check("direction", lambda v: direction(v or Outcome.Direction.HIGHER_IS_BETTER))
-    check("instruments", lambda v: clean_name_list(v or [], field="The instruments"))
-    check("timepoints", lambda v: clean_name_list(v or [], field="The time points"))
-    check("moderators", moderators)
-    if errors:
-        raise ValidationError(errors)
-    return cleaned
+    checks.check("measure", measure)
+    checks.check("direction", lambda v: direction(v or Outcome.Direction.HIGHER_IS_BETTER))
+    checks.check("instruments", lambda v: clean_name_list(v or [], field="The instruments"))
+    checks.check("timepoints", lambda v: clean_name_list(v or [], field="The time points"))
+    checks.check("moderators", moderators)
+    return checks.result()
 
 
 def _assert_steering(actor: User | None) -> None:

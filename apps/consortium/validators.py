@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Callable
+from typing import Any
 
 from django.core.exceptions import ValidationError
 
@@ -68,3 +70,25 @@ def clean_name_list(value: object, *, field: str, max_items: int = 100, max_leng
         seen[key] = name
         names.append(name)
     return names
+
+
+class FieldChecks:
+    """One check per field, every field's problems collected: what a form's ``clean`` does, for
+    the services that validate a whole entry (``outcome_validate``, ``analysis_validate``)."""
+
+    def __init__(self, values: dict[str, Any]) -> None:
+        self.values = values
+        self.errors: dict[str, list[str]] = {}
+        self.cleaned: dict[str, Any] = {}
+
+    def check(self, field: str, clean: Callable[[Any], Any]) -> None:
+        try:
+            self.cleaned[field] = clean(self.values.get(field))
+        except ValidationError as exc:
+            self.errors.setdefault(field, []).extend(exc.messages)
+
+    def result(self) -> dict[str, Any]:
+        """The cleaned values, or a ValidationError with the messages of every field."""
+        if self.errors:
+            raise ValidationError(self.errors)
+        return self.cleaned
