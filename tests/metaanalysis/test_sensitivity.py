@@ -203,5 +203,5 @@ def test_leave_one_out_series_equals_masked_sums() -> None:
         for n, (a, b) in enumerate(zip(series, exact, strict=True), start=1):
             W = (1.0 / (v[None, :] + t[:, None])) ** n
             W[idx, idx] = 0.0
-            scale = W @ np.abs(fam.pr.G)
+            scale = W @ np.abs(fam.problem.G)
             assert np.max(np.abs(a - b) / scale) < 1e-13, (centre, n)

@@ -16,9 +16,6 @@ CODES = frozenset(measures.REGISTRY)
 LISTS_ALLOWED = {
     # the registry itself
     "workers/metaanalysis/measures.py",
-    # its kernels dispatch on which of metafor's pooled-table tests each measure has; that its
-    # list of eligible measures matches the registry is checked below
-    "workers/metaanalysis/mantel_haenszel.py",
 }
 
 

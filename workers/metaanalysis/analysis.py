@@ -220,6 +220,33 @@ def _safe(notes: _Notes, block: str, fn: Callable[[], Any]) -> Any:
         return None
 
 
+def _add_block(
+    blocks: dict[str, Any], notes: _Notes, block: str, fn: Callable[[], Any], *, reasons: bool = False
+) -> Any:
+    """Run one block and store it; with ``reasons``, its reasons for each NaN field become notes."""
+    res = _safe(notes, block, fn)
+    if res is not None:
+        blocks[block] = res
+        if reasons:
+            for key, msg in res.na_reasons.items():
+                notes.add(block, key, msg)
+    return res
+
+
+@dataclasses.dataclass(frozen=True)
+class _Model:
+    """The fitted model and the rows it came from: what every block after the fit reads.
+
+    ``idx`` are the input rows in the model and ``labels`` their study labels, in model order.
+    """
+
+    spec: AnalysisSpec
+    fit: FitResult
+    rows: Sequence[Mapping[str, object]]
+    idx: np.ndarray
+    labels: list[str]
+
+
 def run_analysis(spec: AnalysisSpec, rows: Sequence[Mapping[str, object]]) -> AnalysisReport:
     """Run every analysis of ``spec`` on the study rows.
 
@@ -303,7 +330,7 @@ def run_analysis(spec: AnalysisSpec, rows: Sequence[Mapping[str, object]]) -> An
         blocks["fit"] = fit
         for msg in fit.notes:
             notes.add("fit", "fit_note", msg)
-        _model_blocks(spec, fit, rows, idx, labels, blocks, notes)
+        _model_blocks(_Model(spec, fit, rows, idx, [labels[i] for i in idx]), blocks, notes)
     return AnalysisReport(
         engine_version=ENGINE_VERSION, spec=spec, k=k, blocks=blocks, omitted=omitted, notes=notes.items
     )
@@ -333,35 +360,26 @@ def _table_blocks(
             "mantel_haenszel", "not_applicable", "Mantel-Haenszel pooling needs the columns ai, bi, ci, di"
         )
         return
-    res = _safe(
+    _add_block(
+        blocks,
         notes,
         "mantel_haenszel",
         lambda: mh.mantel_haenszel(
             spec.measure, cells["ai"], cells["bi"], cells["ci"], cells["di"], level=spec.level
         ),
     )
-    if res is not None:
-        blocks["mantel_haenszel"] = res
     if measure.peto:
-        res = _safe(
+        _add_block(
+            blocks,
             notes,
             "peto",
             lambda: mh.peto(cells["ai"], cells["bi"], cells["ci"], cells["di"], level=spec.level),
         )
-        if res is not None:
-            blocks["peto"] = res
 
 
-def _model_blocks(
-    spec: AnalysisSpec,
-    fit: FitResult,
-    rows: Sequence[Mapping[str, object]],
-    idx: np.ndarray,
-    labels: list[str],
-    blocks: dict[str, Any],
-    notes: _Notes,
-) -> None:
+def _model_blocks(model: _Model, blocks: dict[str, Any], notes: _Notes) -> None:
     """Every block computed from the fitted model."""
+    spec, fit, rows, idx = model.spec, model.fit, model.rows, model.idx
     if fit.int_only:
         blocks["predict"] = predict(fit)
     else:
@@ -377,45 +395,34 @@ def _model_blocks(
             "the equal-effects model has no tau² to give a confidence interval for",
         )
     else:
-        res = _safe(notes, "confint", lambda: confint(fit))
-        if res is not None:
-            blocks["confint"] = res
-            for key, msg in res.na_reasons.items():
-                notes.add("confint", key, msg)
-    labs = [labels[i] for i in idx]
+        _add_block(blocks, notes, "confint", lambda: confint(fit), reasons=True)
     if spec.bias:
-        _bias_blocks(fit, labs, blocks, notes)
+        _bias_blocks(fit, blocks, notes)
     if fit.int_only:
         trim = blocks.get("trimfill")
         blocks["funnel"] = funnel(fit, trim if isinstance(trim, TrimfillResult) else None)
     else:
         notes.add("funnel", "not_applicable", "the funnel plot is drawn for models without moderators")
     if spec.sensitivity:
-        _sensitivity_blocks(spec, fit, rows, idx, labs, blocks, notes)
+        _sensitivity_blocks(model, blocks, notes)
     if spec.subgroup is not None:
         groups = [rows[i].get(spec.subgroup) for i in idx]
         if not any(spec.subgroup in r for r in rows):
             notes.add("subgroups", "unknown_column", f"subgroup column {spec.subgroup!r} is not in the data")
         else:
-            res = _safe(
+            _add_block(
+                blocks,
                 notes,
                 "subgroups",
                 lambda: subgroups(
                     fit.yi, fit.vi, groups, method=spec.method, test=spec.test, level=spec.level
                 ),
+                reasons=True,
             )
-            if res is not None:
-                blocks["subgroups"] = res
-                for key, msg in res.na_reasons.items():
-                    notes.add("subgroups", key, msg)
 
 
-def _bias_blocks(fit: FitResult, labs: list[str], blocks: dict[str, Any], notes: _Notes) -> None:
-    res = _safe(notes, "egger", lambda: egger(fit))
-    if res is not None:
-        blocks["egger"] = res
-        for key, msg in res.na_reasons.items():
-            notes.add("egger", key, msg)
+def _bias_blocks(fit: FitResult, blocks: dict[str, Any], notes: _Notes) -> None:
+    _add_block(blocks, notes, "egger", lambda: egger(fit), reasons=True)
     if fit.k < 2:
         notes.add("rank", "insufficient_data", "the rank correlation test needs at least 2 studies")
     else:
@@ -431,9 +438,7 @@ def _bias_blocks(fit: FitResult, labs: list[str], blocks: dict[str, Any], notes:
                         "normal_approximation",
                         "ties (or k > 400): the p-value uses the normal approximation, as cor.test",
                     )
-    res = _safe(notes, "fsn", lambda: fsn(fit.yi, fit.vi))
-    if res is not None:
-        blocks["fsn"] = res
+    _add_block(blocks, notes, "fsn", lambda: fsn(fit.yi, fit.vi))
     if not fit.int_only:
         notes.add("trimfill", "not_applicable", "trim-and-fill applies to models without moderators only")
     else:
@@ -471,15 +476,8 @@ def _with_labels(res: ResultBase, labels: list[str]) -> _Labelled:
     return _Labelled(result=res, study=labels)
 
 
-def _sensitivity_blocks(
-    spec: AnalysisSpec,
-    fit: FitResult,
-    rows: Sequence[Mapping[str, object]],
-    idx: np.ndarray,
-    labs: list[str],
-    blocks: dict[str, Any],
-    notes: _Notes,
-) -> None:
+def _sensitivity_blocks(model: _Model, blocks: dict[str, Any], notes: _Notes) -> None:
+    spec, fit, rows, idx, labs = model.spec, model.fit, model.rows, model.idx, model.labels
     if not fit.int_only:
         notes.add(
             "leave1out", "not_applicable", "leave-one-out applies to models without moderators (as metafor)"
@@ -491,14 +489,9 @@ def _sensitivity_blocks(
         )
     loo = _safe(notes, "influence", lambda: loo_fits(fit)) if fit.k >= 2 else None
     if fit.int_only:
-        if fit.k < 2:
-            notes.add("leave1out", "insufficient_data", "leave-one-out needs at least 2 studies")
-        elif loo is not None:
-            res = _safe(notes, "leave1out", lambda: leave1out(fit, loo))
-            if res is not None:
-                blocks["leave1out"] = _with_labels(res, labs)
-                for i, msg in res.failed.items():
-                    notes.add("leave1out", "refit_failed", f"without {labs[i]}: {msg}")
+        _add_leave_one_out_block(
+            model, loo, blocks, notes, "leave1out", leave1out, "leave-one-out needs at least 2 studies"
+        )
         order = None
         if spec.cumulative_order is not None:
             if not any(spec.cumulative_order in r for r in rows):
@@ -522,11 +515,28 @@ def _sensitivity_blocks(
             blocks["cumulative"] = _with_labels(res, [labs[i] for i in res.order])
             for i, msg in res.failed.items():
                 notes.add("cumulative", "refit_failed", f"up to {labs[int(res.order[i])]}: {msg}")
+    _add_leave_one_out_block(
+        model, loo, blocks, notes, "influence", influence, "influence diagnostics need at least 2 studies"
+    )
+
+
+def _add_leave_one_out_block(
+    model: _Model,
+    loo: Any,
+    blocks: dict[str, Any],
+    notes: _Notes,
+    block: str,
+    compute: Callable[[FitResult, Any], Any],
+    too_few: str,
+) -> None:
+    """A block read from the k leave-one-out fits ``loo`` (leave-one-out, influence), labelled by
+    study; ``too_few`` is the note when the model has fewer than 2 studies."""
+    fit, labs = model.fit, model.labels
     if fit.k < 2:
-        notes.add("influence", "insufficient_data", "influence diagnostics need at least 2 studies")
+        notes.add(block, "insufficient_data", too_few)
     elif loo is not None:
-        res = _safe(notes, "influence", lambda: influence(fit, loo))
+        res = _safe(notes, block, lambda: compute(fit, loo))
         if res is not None:
-            blocks["influence"] = _with_labels(res, labs)
+            blocks[block] = _with_labels(res, labs)
             for i, msg in res.failed.items():
-                notes.add("influence", "refit_failed", f"without {labs[i]}: {msg}")
+                notes.add(block, "refit_failed", f"without {labs[i]}: {msg}")

@@ -321,6 +321,8 @@ class TrimfillResult(EngineResult):
     k0: int
     se_k0: float
     side: str
+    # beta..ci_ub: the Wald summary every pooled result carries (FitResult.pooled(), and
+    # _PooledTablesResult in mantel_haenszel.py); listed per result to keep each field order.
     beta: float
     se: float
     stat: float
@@ -446,13 +448,7 @@ def trimfill(fit: FitResult, side: str | None = None, maxiter: int = 100) -> Tri
             k0=0,
             se_k0=se_k0,
             side=side,
-            beta=float(fit.beta[0]),
-            se=float(fit.se[0]),
-            stat=float(fit.stat[0]),
-            pval=float(fit.pval[0]),
-            ci_lb=float(fit.ci_lb[0]),
-            ci_ub=float(fit.ci_ub[0]),
-            tau2=fit.tau2,
+            **fit.pooled(),
             level=fit.level,
             test=fit.test,
             filled_yi=np.zeros(0),
@@ -479,13 +475,7 @@ def trimfill(fit: FitResult, side: str | None = None, maxiter: int = 100) -> Tri
         k0=int(k0),
         se_k0=se_k0,
         side=side,
-        beta=float(res.beta[0]),
-        se=float(res.se[0]),
-        stat=float(res.stat[0]),
-        pval=float(res.pval[0]),
-        ci_lb=float(res.ci_lb[0]),
-        ci_ub=float(res.ci_ub[0]),
-        tau2=res.tau2,
+        **res.pooled(),
         level=95.0,
         test="z",
         filled_yi=filled,

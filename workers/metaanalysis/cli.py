@@ -100,6 +100,8 @@ def build_parser() -> argparse.ArgumentParser:
         choices=OUTCOME_MEASURES,
         help="effect-size measure (metafor's codes; GEN: yi and vi given)",
     )
+    # One add_argument call per option, as argparse reads best: --method and --test look alike
+    # (a choice folded to one case) but a helper for two calls would hide what each accepts.
     parser.add_argument(
         "--method",
         default="REML",

@@ -65,7 +65,11 @@ def _q_profile_fun(pr: Problem):
         S1r, S2r = fam.var(np.arange(t.size), t, (1, 2))
         S1, S2 = Sums(S1r, pr.p), Sums(S2r, pr.p)
         _, beta, rss = wls(S1)
-        d = -(S2.yy - 2.0 * np.einsum("ni,ni->n", beta, S2.Xy) + np.einsum("ni,nij,nj->n", beta, S2.XX, beta))
+        d = -(
+            S2.ytCy
+            - 2.0 * np.einsum("ni,ni->n", beta, S2.XtCy)
+            + np.einsum("ni,nij,nj->n", beta, S2.XtCX, beta)
+        )
         return rss, d
 
     return q

@@ -81,6 +81,8 @@ class StudyTable:
     n_rows: int
 
 
+# A frozen result with a numpydoc Attributes section, the form of every engine result (the
+# header mantel_haenszel's results share is that convention, not repeated logic).
 @dataclasses.dataclass(frozen=True, eq=False)
 class EffectSizes(ResultBase):
     """Observed effect sizes and sampling variances, one per input row (``escalc()``).
@@ -235,6 +237,8 @@ def read_study_table(measure: str, data: Mapping[str, Any]) -> StudyTable:
             _derive_from_total(cols, "di", "n2i", "ci", problems)
             needed = ("ai", "bi", "ci", "di")
         elif family == "person_time":
+            # each family's domain rules are written out (alike in shape to the means' below): the
+            # columns and the words of each message are what the user reads
             for name in ("x1i", "x2i"):
                 _problem_rows(cols[name] < 0, f"{name} (a count) is negative", name, problems)
             for name in ("t1i", "t2i"):
@@ -577,6 +581,8 @@ def effect_sizes_from_table(
         arr.setflags(write=False)
     ni = _total_sample_size(table)
     ni.setflags(write=False)
+    # frozen results are built by keyword, one field a line (the shape rma() shares when it
+    # builds FitResult): each name stands beside its value
     return EffectSizes(
         measure=measure,
         yi=yi,

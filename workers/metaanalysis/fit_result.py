@@ -115,6 +115,19 @@ class FitResult(EngineResult):
         """Whether the model is intercept-only."""
         return self.p == 1
 
+    def pooled(self) -> dict[str, float]:
+        """The intercept's estimate, standard error, statistic, p-value and confidence limits,
+        with tau²: the summary trim-and-fill and each subgroup report of a model."""
+        return {
+            "beta": float(self.beta[0]),
+            "se": float(self.se[0]),
+            "stat": float(self.stat[0]),
+            "pval": float(self.pval[0]),
+            "ci_lb": float(self.ci_lb[0]),
+            "ci_ub": float(self.ci_ub[0]),
+            "tau2": self.tau2,
+        }
+
     @property
     def weights(self) -> np.ndarray:
         """Model weights 1/(vi + tau²) (metafor ``weights()`` gives them in percent)."""

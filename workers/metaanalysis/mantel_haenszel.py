@@ -19,18 +19,13 @@ from scipy import stats
 
 from .effect_sizes import StudyTable, add_to_zero_cells, effect_sizes_from_table, read_study_table
 from .errors import InsufficientDataError, InvalidInputError
-from .estimators.inference import alpha_from_level, critical_values, i2_h2
+from .estimators.inference import alpha_from_level, i2_h2, wald_tail
+from .measures import MANTEL_HAENSZEL_MEASURES, MANTEL_HAENSZEL_TESTS
+from .measures import get as get_measure
 from .results import ResultBase
 
-MH_MEASURES: tuple[str, ...] = ("OR", "RR", "RD", "IRR", "IRD")
-
-# metafor computes these tests of the pooled tables only for some measures
-_TESTS_DEFINED_FOR: dict[str, tuple[str, ...]] = {
-    "CO": ("OR",),
-    "MH": ("OR", "IRR"),
-    "BD": ("OR",),
-    "TA": ("OR",),
-}
+#: The measures ``rma.mh()`` pools (from the registry).
+MH_MEASURES: tuple[str, ...] = MANTEL_HAENSZEL_MEASURES
 
 _DROPPED = "no events (or only events) in both groups: table dropped (drop00)"
 
@@ -69,6 +64,8 @@ class _PooledTablesResult(ResultBase):
     k_yi: int
     rows_used: tuple[int, ...]
     omitted: dict[int, str]
+    # beta..ci_ub: the Wald summary every pooled result carries (as TrimfillResult in bias.py);
+    # listed per result to keep each field order.
     beta: float
     se: float
     stat: float
@@ -114,6 +111,7 @@ class MantelHaenszelResult(_PooledTablesResult):
     correct: bool
 
 
+# the header every frozen engine result has (see EffectSizes): a convention, not repeated logic
 @dataclasses.dataclass(frozen=True, eq=False)
 class PetoResult(_PooledTablesResult):
     """Peto's one-step pooled log odds ratio (``rma.peto()``).
@@ -139,17 +137,21 @@ def _pair(value: Any, second: Any, name: str) -> tuple[Any, Any]:
     return value, second
 
 
-def _z_critical(level: float) -> float:
-    """Two-sided normal quantile for a confidence level given in percent."""
+def _alpha(level: float) -> float:
+    """alpha of a confidence level given in percent (metafor's ``.level()``)."""
     if not 0 < level < 100:
         raise InvalidInputError(
             f"level must be a percentage between 0 and 100, got {level!r}", code="bad_option"
         )
-    return float(critical_values(alpha_from_level(level), math.nan))
+    return alpha_from_level(level)
+
+
+def _is_person_time(measure: str) -> bool:
+    return get_measure(measure).family == "person_time"
 
 
 def _cell_names(measure: str) -> tuple[str, ...]:
-    return ("x1i", "x2i") if measure in ("IRR", "IRD") else ("ai", "bi", "ci", "di")
+    return ("x1i", "x2i") if _is_person_time(measure) else ("ai", "bi", "ci", "di")
 
 
 def _select_tables(table: StudyTable, drop00: bool) -> tuple[np.ndarray, dict[int, str]]:
@@ -165,7 +167,7 @@ def _select_tables(table: StudyTable, drop00: bool) -> tuple[np.ndarray, dict[in
         used[row] = False
         omitted[row] = "missing value in " + ", ".join(names)
     if drop00:
-        if table.measure in ("IRR", "IRD"):
+        if _is_person_time(table.measure):
             double_zero = (cols["x1i"] == 0) & (cols["x2i"] == 0)
         else:
             double_zero = ((cols["ai"] == 0) & (cols["ci"] == 0)) | ((cols["bi"] == 0) & (cols["di"] == 0))
@@ -210,16 +212,17 @@ def _i2(qe: float, df: int) -> float:
 
 
 def _z_summary(
-    beta: float, se: float, crit: float, na_reasons: dict[str, str]
+    beta: float, se: float, alpha: float, na_reasons: dict[str, str]
 ) -> tuple[float, float, float, float]:
-    """z statistic, two-sided p-value and confidence limits of a pooled estimate."""
+    """z statistic, two-sided p-value and confidence limits of a pooled estimate: the Wald tail
+    every pooled estimate shares (:func:`~.estimators.inference.wald_tail`)."""
     if not se > 0:
         # every table has risks of exactly 0 or 1 (possible for RD without correction); metafor
         # divides by zero here and reports z = +-Inf, p = 0, which would read as certainty
         na_reasons["stat"] = na_reasons["pval"] = "the standard error is 0: no test is possible"
         return np.nan, np.nan, beta, beta
-    stat = beta / se
-    return stat, float(2 * stats.norm.sf(abs(stat))), beta - crit * se, beta + crit * se
+    stat, pval, ci_lb, ci_ub = wald_tail(np.asarray(beta), np.asarray(se), alpha, math.nan)
+    return float(stat), float(pval), float(ci_lb), float(ci_ub)
 
 
 def _shared_fields(
@@ -303,7 +306,7 @@ def rma_mh(
     add_es, add_mh = _pair(add, 0.0, "add")
     to_es, to_mh = _pair(to, "none", "to")
     drop_es, drop_mh = _pair(drop00, False, "drop00")
-    crit = _z_critical(level)
+    alpha = _alpha(level)
 
     table = read_study_table(measure, data)
     es = effect_sizes_from_table(table, add=add_es, to=to_es, drop00=drop_es)
@@ -314,7 +317,7 @@ def rma_mh(
     k_pos: int | None = None
 
     with np.errstate(divide="ignore", invalid="ignore"):
-        if measure in ("OR", "RR", "RD"):
+        if not _is_person_time(measure):
             ai, bi, ci, di = cells
             n1i, n2i = ai + bi, ci + di
             ni = n1i + n2i
@@ -340,11 +343,11 @@ def rma_mh(
             na_reasons[name] = undefined
         heterogeneity = (np.nan, np.nan, np.nan, np.nan)
     else:
-        summary = _z_summary(beta, se, crit, na_reasons)
+        summary = _z_summary(beta, se, alpha, na_reasons)
         usable = es.usable
         heterogeneity = _heterogeneity(es.yi[usable], es.vi[usable], beta, na_reasons)
 
-    for name, measures in _TESTS_DEFINED_FOR.items():
+    for name, measures in MANTEL_HAENSZEL_TESTS.items():
         if measure not in measures:
             why = f"computed for {' and '.join(measures)} only"
             na_reasons.setdefault(name, why)
@@ -532,7 +535,7 @@ def rma_peto(
     add_es, add_peto = _pair(add, 0.0, "add")
     to_es, to_peto = _pair(to, "none", "to")
     drop_es, drop_peto = _pair(drop00, False, "drop00")
-    crit = _z_critical(level)
+    alpha = _alpha(level)
 
     table = read_study_table("PETO", data)
     es = effect_sizes_from_table(table, add=add_es, to=to_es, drop00=drop_es)
@@ -557,7 +560,7 @@ def rma_peto(
     beta = float(np.sum(o_minus_e) / sum_v)
     se = float(np.sqrt(1 / sum_v))
     na_reasons: dict[str, str] = {}
-    summary = _z_summary(beta, se, crit, na_reasons)
+    summary = _z_summary(beta, se, alpha, na_reasons)
 
     informative = variance > 0
     k_pos = int(informative.sum())

@@ -52,6 +52,9 @@ class Measure:
         The name of the back-transformed ratio, for log-scale measures.
     mantel_haenszel : bool
         Pooled by the Mantel-Haenszel method as well (metafor's ``rma.mh``).
+    mantel_haenszel_tests : tuple of str
+        The tests of the pooled tables ``rma.mh`` reports for this measure: Cochran's (CO), the
+        Cochran-Mantel-Haenszel (MH), Breslow-Day (BD) and Tarone's (TA) test.
     peto : bool
         Pooled by Peto's method as well (metafor's ``rma.peto``).
     outcome : bool
@@ -74,6 +77,7 @@ class Measure:
     log_scale: bool = False
     ratio_label: str | None = None
     mantel_haenszel: bool = False
+    mantel_haenszel_tests: tuple[str, ...] = ()
     peto: bool = False
     outcome: bool = True
     min_n: int = 2
@@ -143,6 +147,7 @@ REGISTRY: Mapping[str, Measure] = {
             log_scale=True,
             ratio_label="OR",
             mantel_haenszel=True,
+            mantel_haenszel_tests=("CO", "MH", "BD", "TA"),
             peto=True,
         ),
         _table_measure(
@@ -198,6 +203,7 @@ REGISTRY: Mapping[str, Measure] = {
             log_scale=True,
             ratio_label="IRR",
             mantel_haenszel=True,
+            mantel_haenszel_tests=("MH",),
         ),
         Measure(
             "GEN",
@@ -235,6 +241,12 @@ OUTCOME_MEASURES: tuple[str, ...] = tuple(code for code, m in REGISTRY.items() i
 
 #: Codes with a Mantel-Haenszel estimator.
 MANTEL_HAENSZEL_MEASURES: tuple[str, ...] = tuple(code for code, m in REGISTRY.items() if m.mantel_haenszel)
+
+#: Each test of the pooled tables ``rma.mh`` reports, with the measures it is reported for.
+MANTEL_HAENSZEL_TESTS: Mapping[str, tuple[str, ...]] = {
+    test: tuple(code for code, m in REGISTRY.items() if test in m.mantel_haenszel_tests)
+    for test in ("CO", "MH", "BD", "TA")
+}
 
 
 def get(code: str) -> Measure:

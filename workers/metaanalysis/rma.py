@@ -324,6 +324,7 @@ def _make_fit(
             reasons["R2"] = "not computed for this internal refit"
     else:
         reasons["QM"] = reasons["R2"] = "intercept-only model: no moderators"
+    # built by keyword, as every frozen result is (the shape effect_sizes shares with it)
     return FitResult(
         **{name: getattr(sf, name) for name in _FROM_SINGLE_FIT},
         stat=sf.zval,

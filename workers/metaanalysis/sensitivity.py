@@ -103,7 +103,7 @@ def loo_fits(fit: FitResult) -> FamilyFit:
     pr = Problem(fit.yi, fit.vi, fit.X if fit.p > 1 else None)
     fam = Family(pr, "loo")
     return fit_family(
-        fam, fit.method, fit.test, fit.level, fit.control, start=_start(fit, fam.B), newton=True
+        fam, fit.method, fit.test, fit.level, fit.control, start=_start(fit, fam.n_subsets), newton=True
     )
 
 

@@ -103,18 +103,7 @@ def subgroups(
             entry["error"] = exc.message
             out_groups.append(entry)
             continue
-        entry.update(
-            beta=float(f.beta[0]),
-            se=float(f.se[0]),
-            stat=float(f.stat[0]),
-            pval=float(f.pval[0]),
-            ci_lb=float(f.ci_lb[0]),
-            ci_ub=float(f.ci_ub[0]),
-            tau2=f.tau2,
-            I2=f.I2,
-            QE=f.QE,
-            QEp=f.QEp,
-        )
+        entry.update(f.pooled(), I2=f.I2, QE=f.QE, QEp=f.QEp)
         out_groups.append(entry)
         est.append(float(f.beta[0]))
         ses.append(float(f.se[0]))

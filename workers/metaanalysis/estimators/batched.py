@@ -47,6 +47,8 @@ class Tau2Result:
     tau2_0: np.ndarray | None = None  # SJ's starting value
 
 
+# fit_family (family_fit.py) takes the same estimator options and passes them on here: the
+# signatures match because one calls the other.
 def estimate_tau2(
     family: Family,
     method: str,
@@ -61,10 +63,10 @@ def estimate_tau2(
     switches their Fisher scoring to a Newton/Fisher hybrid: both only change the path, not the
     root, and are used for leave-one-out families started at the full-data estimate.
     """
-    pr = family.pr
+    pr = family.problem
     p = pr.p
     sizes = family.sizes
-    B = family.B
+    B = family.n_subsets
     reason: list[str | None] = [None] * B
     ok = np.ones(B, dtype=bool)
     tau2_0 = None
@@ -87,7 +89,7 @@ def estimate_tau2(
         elif method == "SJ":
             S0 = Sums(family.fixed("one", None), p)
             # metafor: var(ymci) * (k-1)/k, the plain (not model-based) variance of y
-            t0 = (S0.yy - S0.Xy[:, 0] ** 2 / sizes) / sizes
+            t0 = (S0.ytCy - S0.XtCy[:, 0] ** 2 / sizes) / sizes
             t0 = np.maximum(t0, 0.0)
             (S1raw,) = family.var(np.arange(B), t0, (1,))
             _, _, rss = wls(Sums(S1raw, p))
@@ -116,7 +118,7 @@ def estimate_tau2(
 
 def _score_parts(family: Family, idx: np.ndarray, t: np.ndarray, method: str, newton: bool):
     """Score, expected information and (optionally) the score's derivative at t."""
-    p = family.pr.p
+    p = family.problem.p
     sizes = family.sizes[idx]
     if method == "EB":
         powers: tuple[int, ...] = (1, 2) if newton else (1,)
@@ -134,30 +136,32 @@ def _score_parts(family: Family, idx: np.ndarray, t: np.ndarray, method: str, ne
     A, beta, ypy = wls(S1)
     if method == "EB":
         score = ypy * sizes / (sizes - p) - sizes
-        info = S1.sw
+        info = S1.sum_c
         dscore = -_resid_quad(beta, sums[1]) * sizes / (sizes - p) if newton else None
         return score, info, dscore
     S2 = sums[1]
     yppy = _resid_quad(beta, S2)
     if method == "ML":
-        score = yppy - S1.sw
-        info = S2.sw
+        score = yppy - S1.sum_c
+        info = S2.sum_c
         tr_pp = None
     else:
         S3 = sums[2]
-        trP = S1.sw - _tr(A, S2.XX)
-        AX2 = A @ S2.XX if p > 1 else A * S2.XX
+        trP = S1.sum_c - _tr(A, S2.XtCX)
+        AX2 = A @ S2.XtCX if p > 1 else A * S2.XtCX
         tr_pp = (
-            S2.sw - 2.0 * _tr(A, S3.XX) + (np.einsum("nij,nji->n", AX2, AX2) if p > 1 else AX2[:, 0, 0] ** 2)
+            S2.sum_c
+            - 2.0 * _tr(A, S3.XtCX)
+            + (np.einsum("nij,nji->n", AX2, AX2) if p > 1 else AX2[:, 0, 0] ** 2)
         )
         score = yppy - trP
         info = tr_pp
     dscore = None
     if newton:
         S3 = sums[2]
-        u = S2.Xy - _matvec(S2.XX, beta)  # X'W^2 r
+        u = S2.XtCy - _matvec(S2.XtCX, beta)  # X'W^2 r
         ypppy = _resid_quad(beta, S3) - _dot(u, _solve(A, u))
-        dscore = -2.0 * ypppy + (S2.sw if method == "ML" else tr_pp)
+        dscore = -2.0 * ypppy + (S2.sum_c if method == "ML" else tr_pp)
     return score, info, dscore
 
 
@@ -174,7 +178,7 @@ def fisher_scoring_family(
     Convergence is declared when the change in tau² falls below ``ctl.threshold`` (or a few ulps of
     tau², below which floating point cannot go; metafor would iterate to ``maxiter`` there).
     """
-    B = family.B
+    B = family.n_subsets
     sizes = family.sizes
     reason: list[str | None] = [None] * B
     ok = np.ones(B, dtype=bool)
@@ -263,7 +267,7 @@ def _finish_one(
     family: Family, i: int, method: str, ctl: Control, t: float, it: int
 ) -> tuple[float, bool, str | None]:
     """Continue subset i's iteration from tau² = t after ``it`` iterations, on its own data."""
-    pr = family.pr
+    pr = family.problem
     if family.kind == "full":
         keep = np.arange(pr.k)
     elif family.kind == "loo":
@@ -280,7 +284,7 @@ def _finish_one(
 
 def _loglik(family: Family, idx: np.ndarray, t: np.ndarray, method: str) -> np.ndarray:
     """ML or REML log-likelihood (without the constant log|X'X| term) at tau² = t."""
-    pr = family.pr
+    pr = family.problem
     p = pr.p
     sizes = family.sizes[idx]
     (S,) = family.var(idx, t, (1,))
@@ -291,14 +295,14 @@ def _loglik(family: Family, idx: np.ndarray, t: np.ndarray, method: str) -> np.n
     if method == "ML":
         return -0.5 * sizes * math.log(2 * math.pi) - 0.5 * logsum - 0.5 * rss
     if p == 1:
-        logdet = np.log(S1.XX[:, 0, 0])
+        logdet = np.log(S1.XtCX[:, 0, 0])
     else:
-        logdet = np.linalg.slogdet(S1.XX)[1] + 2.0 * float(np.sum(np.log(pr.scale)))
+        logdet = np.linalg.slogdet(S1.XtCX)[1] + 2.0 * float(np.sum(np.log(pr.scale)))
     return -0.5 * (sizes - p) * math.log(2 * math.pi) - 0.5 * logsum - 0.5 * logdet - 0.5 * rss
 
 
 def _masked_logsum(family: Family, idx: np.ndarray, t: np.ndarray) -> np.ndarray:
-    v = family.pr.v
+    v = family.problem.v
     out = np.empty(idx.size)
     for j, (i, ti) in enumerate(zip(idx, t, strict=True)):
         lv = np.log(v + ti)
@@ -317,7 +321,7 @@ def _ll0check(family: Family, t: np.ndarray, ok: np.ndarray, method: str, ctl: C
     Only subsets whose score is negative at tau² = 0 can have the boundary win (otherwise the
     likelihood increases away from 0 towards the root found), so only those are evaluated.
     """
-    pr = family.pr
+    pr = family.problem
     cand = np.flatnonzero(ok & (t > ctl.threshold) & (family.sizes > 1))
     if cand.size == 0:
         return
@@ -328,7 +332,7 @@ def _ll0check(family: Family, t: np.ndarray, ok: np.ndarray, method: str, ctl: C
         S2 = Sums(family.fixed("w2", 1.0 / pr.v**2), p)
         A, beta, _ = wls(S1)
         yppy = _resid_quad(beta, S2)
-        score0 = yppy - S1.sw if method == "ML" else yppy - (S1.sw - _tr(A, S2.XX))
+        score0 = yppy - S1.sum_c if method == "ML" else yppy - (S1.sum_c - _tr(A, S2.XtCX))
         cand = cand[score0[cand] < 0]
         if cand.size == 0:
             return

@@ -39,6 +39,7 @@ class FamilyFit:
     test: list[str]
 
 
+# The estimator options of batched.estimate_tau2, passed on to it: the signatures match on purpose.
 def fit_family(
     family: Family,
     method: str,
@@ -71,9 +72,9 @@ def fit_family(
     tests, Knapp & Hartung 2003 scaling, I² and H² after Higgins & Thompson 2002) is the one
     every model of the engine uses (:mod:`.inference`).
     """
-    pr = family.pr
+    pr = family.problem
     p = pr.p
-    B = family.B
+    B = family.n_subsets
     sizes = family.sizes
     t2 = estimate_tau2(family, method, ctl, start=start, newton=newton)
     tau2 = t2.tau2

@@ -86,7 +86,7 @@ def paule_mandel_family(family: Family, ctl: Control, skip: np.ndarray | None = 
     solved together to machine precision by a safeguarded Newton method (their roots are the
     same to within metafor's tolerance).
     """
-    pr = family.pr
+    pr = family.problem
     if family.kind == "full":
 
         def q_full(t: float) -> float:
@@ -98,7 +98,7 @@ def paule_mandel_family(family: Family, ctl: Control, skip: np.ndarray | None = 
         t, ok1, why = paule_mandel_single(q_full, q_full(0.0), pr.y, ctl)
         return np.array([t]), np.array([ok1]), [why]
     p = pr.p
-    B = family.B
+    B = family.n_subsets
     kb = family.sizes
     reason: list[str | None] = [None] * B
     ok = np.ones(B, dtype=bool)

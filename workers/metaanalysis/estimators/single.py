@@ -103,7 +103,7 @@ class RegressionSums:
     """
 
     def __init__(self, pr: Problem) -> None:
-        self.pr = pr
+        self.problem = pr
         self.p = pr.p
         self.k = pr.k
         self.Wp = np.empty((3, pr.k))
@@ -111,13 +111,13 @@ class RegressionSums:
 
     def sums(self, t: float, n: int = 1) -> np.ndarray:
         Wp = self.Wp
-        np.add(self.pr.v, t, out=self.tmp)
+        np.add(self.problem.v, t, out=self.tmp)
         np.divide(1.0, self.tmp, out=Wp[0])
         if n > 1:
             np.multiply(Wp[0], Wp[0], out=Wp[1])
         if n > 2:
             np.multiply(Wp[1], Wp[0], out=Wp[2])
-        return Wp[:n] @ self.pr.G
+        return Wp[:n] @ self.problem.G
 
     def unpack(self, row: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
         p = self.p
@@ -133,7 +133,7 @@ class RegressionSums:
 
     def hedges(self) -> float:
         """Hedges' estimator, untruncated: (RSS_OLS - tr(PV)) / (k - p)."""
-        pr = self.pr
+        pr = self.problem
         XX0, Xy0, yy0 = self.unpack(pr.G.sum(axis=0))
         A = np.linalg.inv(XX0)
         rss = yy0 - float(Xy0 @ A @ Xy0)

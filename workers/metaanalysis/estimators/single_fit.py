@@ -228,13 +228,13 @@ def _p_traces(pr: Problem, w: np.ndarray, v: np.ndarray | None) -> dict[str, flo
     Returns tr(P), tr(PP), and with ``v`` also tr(PV), tr(PVPV), tr(PVP).
     """
     S_w = _wsums(pr, w)
-    A = _inv(S_w.XX)
+    A = _inv(S_w.XtCX)
     S_w2 = _wsums(pr, w * w)
     S_w3 = _wsums(pr, w**3)
-    AX2 = A @ S_w2.XX
+    AX2 = A @ S_w2.XtCX
     out = {
-        "trP": float(S_w.sw[0] - _tr(A, S_w2.XX)[0]),
-        "trPP": float(S_w2.sw[0] - 2.0 * _tr(A, S_w3.XX)[0] + np.trace(AX2[0] @ AX2[0])),
+        "trP": float(S_w.sum_c[0] - _tr(A, S_w2.XtCX)[0]),
+        "trPP": float(S_w2.sum_c[0] - 2.0 * _tr(A, S_w3.XtCX)[0] + np.trace(AX2[0] @ AX2[0])),
     }
     if v is not None:
         S_wv = _wsums(pr, w * v)  # not needed for traces but gives sum(w v)
@@ -242,10 +242,10 @@ def _p_traces(pr: Problem, w: np.ndarray, v: np.ndarray | None) -> dict[str, flo
         S_w3v = _wsums(pr, w**3 * v)
         S_w3v2 = _wsums(pr, w**3 * v * v)
         S_w2v2 = _wsums(pr, (w * v) ** 2)
-        AD = A @ S_w2v.XX
-        out["trPV"] = float(S_wv.sw[0] - _tr(A, S_w2v.XX)[0])
-        out["trPVPV"] = float(S_w2v2.sw[0] - 2.0 * _tr(A, S_w3v2.XX)[0] + np.trace(AD[0] @ AD[0]))
-        out["trPVP"] = float(S_w2v.sw[0] - 2.0 * _tr(A, S_w3v.XX)[0] + np.trace(AD[0] @ AX2[0]))
+        AD = A @ S_w2v.XtCX
+        out["trPV"] = float(S_wv.sum_c[0] - _tr(A, S_w2v.XtCX)[0])
+        out["trPVPV"] = float(S_w2v2.sum_c[0] - 2.0 * _tr(A, S_w3v2.XtCX)[0] + np.trace(AD[0] @ AD[0]))
+        out["trPVP"] = float(S_w2v.sum_c[0] - 2.0 * _tr(A, S_w3v.XtCX)[0] + np.trace(AD[0] @ AX2[0]))
     return out
 
 

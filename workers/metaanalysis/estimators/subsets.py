@@ -116,24 +116,25 @@ class Family:
     """A family of subsets of the studies of a :class:`Problem`.
 
     ``kind`` is ``"full"`` (one subset: all studies), ``"loo"`` (subset i leaves study i out) or
-    ``"cumul"`` (subset i holds studies 0..i).
+    ``"cumul"`` (subset i holds studies 0..i). ``problem`` is the model the subsets are taken from,
+    ``n_subsets`` their number and ``sizes`` the number of studies in each.
     """
 
     def __init__(self, problem: Problem, kind: str) -> None:
         if kind not in ("full", "loo", "cumul"):
             raise ValueError(f"unknown subset family {kind!r}")
-        self.pr = problem
+        self.problem = problem
         self.kind = kind
         k = problem.k
         #: number of studies in each subset
         if kind == "full":
-            self.B = 1
+            self.n_subsets = 1
             self.sizes = np.array([float(k)])
         elif kind == "loo":
-            self.B = k
+            self.n_subsets = k
             self.sizes = np.full(k, float(k - 1))
         else:
-            self.B = k
+            self.n_subsets = k
             self.sizes = np.arange(1, k + 1, dtype=float)
         self._fixed_cache: dict[str, np.ndarray] = {}
         self._tri_full: np.ndarray | None = None
@@ -144,9 +145,9 @@ class Family:
         metafor's refit then drops the coefficient and influence()/leave1out() report NA; the
         check is on the unweighted X'X of each subset, scaled to a correlation-type matrix.
         """
-        p = self.pr.p
+        p = self.problem.p
         if p == 1:
-            return np.zeros(self.B, dtype=bool)
+            return np.zeros(self.n_subsets, dtype=bool)
         XX = self.fixed("one", None)[:, : p * p].reshape(-1, p, p)
         d = np.sqrt(np.maximum(np.einsum("nii->ni", XX), 0.0))
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -160,7 +161,7 @@ class Family:
         hit = self._fixed_cache.get(key)
         if hit is not None:
             return hit
-        G = self.pr.G
+        G = self.problem.G
         M = G if c is None else G * c[:, None]
         if self.kind == "full":
             out = M.sum(axis=0, keepdims=True)
@@ -175,7 +176,7 @@ class Family:
             if M.shape[0] > 1:
                 suf[:-1] = np.cumsum(M[:0:-1], axis=0)[::-1]
             out = pre + suf
-            out.shape = (self.B, q)
+            out.shape = (self.n_subsets, q)
         self._fixed_cache[key] = out
         return out
 
@@ -184,7 +185,7 @@ class Family:
 
         Returns one (len(idx), q) array per power in ``powers``.
         """
-        pr = self.pr
+        pr = self.problem
         n = idx.size
         outs = [np.empty((n, pr.q)) for _ in powers]
         if n == 0:
@@ -215,7 +216,7 @@ class Family:
         rows where it dominates the sum (subtraction would lose digits) or where the series would
         converge slowly are returned for the exact masked computation.
         """
-        pr = self.pr
+        pr = self.problem
         v, G = pr.v, pr.G
         c = 0.5 * (float(t.min()) + float(t.max()))
         d = t - c
@@ -250,7 +251,7 @@ class Family:
         O(P k q) pass. Subsets where that pass would cost more than their exact masked sums (the
         small first subsets, lone outlying values) take the exact route.
         """
-        pr = self.pr
+        pr = self.problem
         v, G = pr.v, pr.G
         outs = [np.empty((idx.size, pr.q)) for _ in powers]
         vmin = float(v.min())
@@ -288,7 +289,7 @@ class Family:
 
     def _exact(self, idx: np.ndarray, t: np.ndarray, powers: tuple[int, ...]) -> list[np.ndarray]:
         """Sums by masked (subset x study) weight matrices, in cache-sized row chunks."""
-        pr = self.pr
+        pr = self.problem
         v, G = pr.v, pr.G
         n = idx.size
         outs = [np.empty((n, pr.q)) for _ in powers]
@@ -313,7 +314,7 @@ class Family:
 
     def _tri(self, ii: np.ndarray, cols: int) -> np.ndarray:
         """0/1 rows of the lower-triangular inclusion mask of the cumulative subsets ``ii``."""
-        k = self.pr.k
+        k = self.problem.k
         if k <= 1024:  # small: build the whole k x k mask once (at most 8 MB)
             if self._tri_full is None:
                 self._tri_full = np.tri(k)
@@ -360,18 +361,32 @@ def _series_coefficients(n: int, M: int) -> np.ndarray:
 
 
 class Sums:
-    """Unpacked weighted sums ``(X'CX, X'Cy, y'Cy)`` for n subsets."""
+    """Unpacked weighted sums for n subsets, C a diagonal matrix of per-study weights.
 
-    __slots__ = ("XX", "Xy", "p", "sw", "yy")
+    Attributes
+    ----------
+    XtCX : ndarray, shape (n, p, p)
+        X'CX of each subset.
+    XtCy : ndarray, shape (n, p)
+        X'Cy.
+    ytCy : ndarray, shape (n,)
+        y'Cy.
+    sum_c : ndarray, shape (n,)
+        The sum of the weights (the intercept's entry of X'CX), tr(C).
+    p : int
+        Number of coefficients.
+    """
+
+    __slots__ = ("XtCX", "XtCy", "p", "sum_c", "ytCy")
 
     def __init__(self, S: np.ndarray, p: int) -> None:
         n = S.shape[0]
         pp = p * p
         self.p = p
-        self.XX = S[:, :pp].reshape(n, p, p)
-        self.Xy = S[:, pp : pp + p]
-        self.yy = S[:, pp + p]
-        self.sw = S[:, 0]
+        self.XtCX = S[:, :pp].reshape(n, p, p)
+        self.XtCy = S[:, pp : pp + p]
+        self.ytCy = S[:, pp + p]
+        self.sum_c = S[:, 0]
 
 
 def _inv(XX: np.ndarray) -> np.ndarray:
@@ -424,34 +439,34 @@ def _solve(A: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def wls(S1: Sums) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Weighted least squares from sums: returns (A = (X'WX)^-1, beta, y'Py = RSS)."""
-    A = _inv(S1.XX)
-    beta = _solve(A, S1.Xy)
-    rss = S1.yy - _dot(beta, S1.Xy)
+    A = _inv(S1.XtCX)
+    beta = _solve(A, S1.XtCy)
+    rss = S1.ytCy - _dot(beta, S1.XtCy)
     return A, beta, rss
 
 
 def _resid_quad(beta: np.ndarray, S: Sums) -> np.ndarray:
     """sum_j c_j (y_j - x_j'beta)^2 from the sums of weight c."""
-    return S.yy - 2.0 * _dot(beta, S.Xy) + _quad(beta, S.XX)
+    return S.ytCy - 2.0 * _dot(beta, S.XtCy) + _quad(beta, S.XtCX)
 
 
 def hedges_untruncated(family: Family) -> np.ndarray:
     """Hedges' (HE) estimator, untruncated: (RSS_OLS - tr(PV)) / (k - p)."""
-    pr = family.pr
+    pr = family.problem
     p = pr.p
     S0 = Sums(family.fixed("one", None), p)
     Sv = Sums(family.fixed("v", pr.v), p)
     A0, _, rss = wls(S0)
-    trPV = Sv.sw - _tr(A0, Sv.XX)
+    trPV = Sv.sum_c - _tr(A0, Sv.XtCX)
     with np.errstate(divide="ignore", invalid="ignore"):
         return (rss - trPV) / (family.sizes - p)
 
 
 def equal_effects_parts(family: Family) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(QE, tr(P_FE), sum(1/v)) with the inverse-variance (equal-effects) weights."""
-    pr = family.pr
+    pr = family.problem
     S1 = Sums(family.fixed("w1", 1.0 / pr.v), pr.p)
     S2 = Sums(family.fixed("w2", 1.0 / pr.v**2), pr.p)
     A, _, rss = wls(S1)
-    trP = S1.sw - _tr(A, S2.XX)
-    return rss, trP, S1.sw
+    trP = S1.sum_c - _tr(A, S2.XtCX)
+    return rss, trP, S1.sum_c
