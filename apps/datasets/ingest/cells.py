@@ -54,14 +54,23 @@ def format_number(value: float) -> str:
     return repr(value)
 
 
+def _blank_formula_or_error(cell: Any) -> tuple[bool, Problem | None]:
+    """Cells read the same way whether a number or a text is expected: ``(True, problem)`` for a
+    blank (no problem), a formula or an Excel error; ``(False, None)`` for anything else."""
+    if is_blank(cell):
+        return True, None
+    if isinstance(cell, FormulaCell):
+        return True, "formula"
+    if isinstance(cell, ErrorCell):
+        return True, "excel_error"
+    return False, None
+
+
 def read_number(cell: Any, decimal_mark: str | None) -> tuple[float | None, Problem | None]:
     """``(value, None)`` for a number or a blank (value ``None``), else ``(None, problem)``."""
-    if is_blank(cell):
-        return None, None
-    if isinstance(cell, FormulaCell):
-        return None, "formula"
-    if isinstance(cell, ErrorCell):
-        return None, "excel_error"
+    settled, problem = _blank_formula_or_error(cell)
+    if settled:
+        return None, problem
     if isinstance(cell, bool):  # before int: True is an int in Python
         return None, "boolean"
     if isinstance(cell, (int, float)):
@@ -85,12 +94,9 @@ def read_text(cell: Any) -> tuple[str | None, Problem | None]:
     Numbers become their shortest text (``2019`` rather than ``2019.0``), booleans ``TRUE``/``FALSE``
     and dates ISO 8601, as a spreadsheet would show them.
     """
-    if is_blank(cell):
-        return None, None
-    if isinstance(cell, FormulaCell):
-        return None, "formula"
-    if isinstance(cell, ErrorCell):
-        return None, "excel_error"
+    settled, problem = _blank_formula_or_error(cell)
+    if settled:
+        return None, problem
     if isinstance(cell, (dict, list)):
         return None, "structured"
     if isinstance(cell, float) and not math.isfinite(cell):

@@ -307,25 +307,21 @@ def resolve_columns(
         if not source:
             if index < len(has_data) and has_data[index]:
                 res.errors.append(
-                    UploadError(
-                        row=None,
-                        column=None,
-                        value=None,
-                        code="unnamed_column",
-                        message=f"Column {letter} has values but no header; add a header or delete the "
-                        "column.",
+                    UploadError.about(
+                        "unnamed_column",
+                        f"Column {letter} has values but no header; add a header or delete the column.",
                     )
                 )
             continue
         if _is_formula_text(source):
             res.errors.append(
-                UploadError(
+                UploadError.about(
+                    "formula_cell",
+                    f"The header of column {letter} is a formula ('{source[:60]}'); write the column "
+                    "name as plain text.",
                     row=header_row,
                     column=source,
                     value=source[:100],
-                    code="formula_cell",
-                    message=f"The header of column {letter} is a formula ('{source[:60]}'); write the column "
-                    "name as plain text.",
                 )
             )
             continue
@@ -340,13 +336,11 @@ def resolve_columns(
             first = taken[taken_key]
             what = f"'{target}'" + (f" ({STATISTICS[target].label})" if target in STATISTICS else "")
             res.errors.append(
-                UploadError(
-                    row=None,
-                    column=source,
-                    value=None,
-                    code="duplicate_column",
-                    message=f"Columns '{first.source}' and '{source}' both mean {what}; keep only one of "
+                UploadError.about(
+                    "duplicate_column",
+                    f"Columns '{first.source}' and '{source}' both mean {what}; keep only one of "
                     "them (the second was not read).",
+                    column=source,
                 )
             )
             continue
@@ -399,11 +393,9 @@ def _missing_columns(
                 f"of every row, one of: {', '.join(sorted(spec.instruments))}.",
             )
         )
-    errors = []
+    errors: list[UploadError] = []
     for i, (column, message) in enumerate(missing):
         if i == 0 and single_column_hint:
             message = f"{message} {single_column_hint}"
-        errors.append(
-            UploadError(row=None, column=column, value=None, code="missing_column", message=message)
-        )
+        errors.append(UploadError.about("missing_column", message, column=column))
     return errors

@@ -99,6 +99,19 @@ class UploadError:
     code: str
     message: str
 
+    @classmethod
+    def about(
+        cls,
+        code: str,
+        message: str,
+        *,
+        row: int | None = None,
+        column: str | None = None,
+        value: str | None = None,
+    ) -> UploadError:
+        """A problem by its code and sentence; row, column and value where it has them."""
+        return cls(row=row, column=column, value=value, code=code, message=message)
+
     def to_dict(self) -> dict[str, object]:
         return {
             "row": self.row,

@@ -231,12 +231,11 @@ def read_rows_object(rows: object, *, spec: UploadSpec) -> RawTable:
             f"There are {len(rows):,} rows, more than the limit of {spec.max_rows:,}. Split the upload.",
         )
     errors = [
-        UploadError(
+        UploadError.about(
+            "invalid_json",
+            f"Item {i} of the list is not an object with column names as keys.",
             row=i,
-            column=None,
             value=_short(json.dumps(item, default=str)),
-            code="invalid_json",
-            message=f"Item {i} of the list is not an object with column names as keys.",
         )
         for i, item in enumerate(rows, start=1)
         if not isinstance(item, dict)
@@ -304,12 +303,9 @@ class _Collected:
         one = len(self.skipped) == 1
         rows = f"Row {self.skipped[0]}" if one else "Rows " + ", ".join(map(str, self.skipped))
         return [
-            UploadError(
-                row=None,
-                column=None,
-                value=None,
-                code="rows_above_header",
-                message=f"{rows} above the header (row {self.header_row}) {'was' if one else 'were'} not "
+            UploadError.about(
+                "rows_above_header",
+                f"{rows} above the header (row {self.header_row}) {'was' if one else 'were'} not "
                 "read as data.",
             )
         ]
@@ -460,12 +456,9 @@ def _read_csv(content: bytes, *, spec: UploadSpec) -> RawTable:
     warnings_: list[UploadError] = []
     if encoding == "cp1252":
         warnings_.append(
-            UploadError(
-                row=None,
-                column=None,
-                value=None,
-                code="encoding_fallback",
-                message="The file is not UTF-8; it was read as Windows-1252 (Western European). Check that "
+            UploadError.about(
+                "encoding_fallback",
+                "The file is not UTF-8; it was read as Windows-1252 (Western European). Check that "
                 "accented letters in study names look right, or save the file as CSV UTF-8.",
             )
         )
@@ -495,14 +488,12 @@ def _read_csv(content: bytes, *, spec: UploadSpec) -> RawTable:
         if row.number in broken:
             row.readable = False
             errors.append(
-                UploadError(
-                    row=row.number,
-                    column=None,
-                    value=None,
-                    code="malformed_csv",
-                    message=f"Row {row.number}: a quoted value starts here but its closing quote is "
+                UploadError.about(
+                    "malformed_csv",
+                    f"Row {row.number}: a quoted value starts here but its closing quote is "
                     "missing, so the rest of the file cannot be read as rows. The file may be truncated; "
                     "check the quotes in this row.",
+                    row=row.number,
                 )
             )
         elif len(row.cells) > width and any(not is_blank(c) for c in row.cells[width:]):
@@ -515,14 +506,12 @@ def _read_csv(content: bytes, *, spec: UploadSpec) -> RawTable:
                 else ""
             )
             errors.append(
-                UploadError(
-                    row=row.number,
-                    column=None,
-                    value=None,
-                    code="extra_values",
-                    message=f"Row {row.number} has {len(row.cells)} values but the header has {width} "
+                UploadError.about(
+                    "extra_values",
+                    f"Row {row.number} has {len(row.cells)} values but the header has {width} "
                     f"columns ({extra} value{'s' if extra != 1 else ''} beyond column "
                     f"{column_letter(width - 1)}).{hint}",
+                    row=row.number,
                 )
             )
     one_column_hint: str | None = None
@@ -987,13 +976,13 @@ def _read_xlsx(content: bytes, *, ext: str, spec: UploadSpec) -> RawTable:
         cell = header[index] if index < len(header) else None
         if isinstance(cell, FormulaCell):
             errors.append(
-                UploadError(
+                UploadError.about(
+                    "formula_cell",
+                    f"Row {header_row}, column {column_letter(index)}: the header is a formula "
+                    f"('{_short(cell.text, 60)}'); write the column name as plain text.",
                     row=header_row,
                     column=cell.text,
                     value=_short(cell.text),
-                    code="formula_cell",
-                    message=f"Row {header_row}, column {column_letter(index)}: the header is a formula "
-                    f"('{_short(cell.text, 60)}'); write the column name as plain text.",
                 )
             )
             header_texts.append(None)

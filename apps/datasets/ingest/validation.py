@@ -118,12 +118,9 @@ class _Validator:
         mark = detect_decimal_mark(texts, self.table.default_decimal)
         if mark == ",":
             self.warnings.append(
-                UploadError(
-                    row=None,
-                    column=None,
-                    value=None,
-                    code="decimal_comma",
-                    message="Numbers were written with decimal commas (e.g. 0,45) and were read as such.",
+                UploadError.about(
+                    "decimal_comma",
+                    "Numbers were written with decimal commas (e.g. 0,45) and were read as such.",
                 )
             )
         return mark
@@ -216,30 +213,39 @@ class _Validator:
             return None
         return raw.cells[col.index]
 
+    def _unreadable_text(
+        self,
+        state: _RowState,
+        raw: RawRow,
+        col: ResolvedColumn,
+        cell: Any,
+        problem: str,
+        as_what: str,
+        invalid: str,
+    ) -> None:
+        """A cell that cannot be read as text: a formula (enter its value) or anything else (``invalid``)."""
+        if problem == "formula":
+            hint = f" {as_what}" if as_what else ""
+            message = f"the cell holds a formula ('{display(cell)}'); enter the value itself{hint}."
+            self._error(state, "formula_cell", raw.number, col, cell, message)
+        else:
+            self._error(state, "invalid_value", raw.number, col, cell, invalid)
+
     def _text(self, state: _RowState, raw: RawRow, target: str) -> str | None:
         col = self.by_target.get(target)
         cell = self._cell(raw, col)
         text, problem = read_text(cell)
         if problem is not None:
             assert col is not None
-            if problem == "formula":
-                self._error(
-                    state,
-                    "formula_cell",
-                    raw.number,
-                    col,
-                    cell,
-                    f"the cell holds a formula ('{display(cell)}'); enter the value itself as text.",
-                )
-            else:
-                self._error(
-                    state,
-                    "invalid_value",
-                    raw.number,
-                    col,
-                    cell,
-                    f"'{display(cell)}' is not a valid label; enter plain text.",
-                )
+            self._unreadable_text(
+                state,
+                raw,
+                col,
+                cell,
+                problem,
+                "as text",
+                f"'{display(cell)}' is not a valid label; enter plain text.",
+            )
             return None
         if text is None:
             return None
@@ -572,13 +578,11 @@ class _Validator:
             total, minus = sources[name]
             how = f"{total} − {minus}" if minus else f"{total}²"
             self.warnings.append(
-                UploadError(
-                    row=None,
-                    column=name,
-                    value=None,
-                    code="derived_column",
-                    message=f"The {STATISTICS[name].label} ({name}) was computed as {how} in {count} "
+                UploadError.about(
+                    "derived_column",
+                    f"The {STATISTICS[name].label} ({name}) was computed as {how} in {count} "
                     f"row{'s' if count != 1 else ''}.",
+                    column=name,
                 )
             )
 
@@ -606,22 +610,14 @@ class _Validator:
             for raw, state in states:
                 cell = self._cell(raw, col)
                 text, problem = read_text(cell)
-                if problem == "formula":
-                    self._error(
+                if problem is not None:
+                    self._unreadable_text(
                         state,
-                        "formula_cell",
-                        raw.number,
+                        raw,
                         col,
                         cell,
-                        f"the cell holds a formula ('{display(cell)}'); enter the value itself.",
-                    )
-                elif problem is not None:
-                    self._error(
-                        state,
-                        "invalid_value",
-                        raw.number,
-                        col,
-                        cell,
+                        problem,
+                        "",
                         f"'{display(cell)}' cannot be stored in a cell; enter plain text or a number.",
                     )
                 texts.append(text)
@@ -642,13 +638,11 @@ class _Validator:
                     f"the {self.measure.label}."
                 )
             self.warnings.append(
-                UploadError(
-                    row=None,
-                    column=col.source,
-                    value=None,
-                    code="extra_column",
-                    message=f"Column '{col.source}' is not in the data dictionary for this outcome; it was "
+                UploadError.about(
+                    "extra_column",
+                    f"Column '{col.source}' is not in the data dictionary for this outcome; it was "
                     f"kept as an extra moderator, read as {read_as}.{note}",
+                    column=col.source,
                 )
             )
 
