@@ -36,6 +36,7 @@ from django.utils import timezone
 
 from apps.analyses.models import Analysis, AnalysisResult, OutboxEvent
 from apps.audit.services import audit_record
+from apps.config.celery import configured_app
 from apps.consortium import roles
 from apps.consortium.models import Outcome
 from apps.consortium.validators import FieldChecks, clean_text
@@ -116,9 +117,7 @@ def _publish_in_thread(event_ids: list[int]) -> None:
 
 
 def _send(analysis_id: int) -> None:
-    from workers.celery import app
-
-    app.send_task(RECOMPUTE_TASK, args=[analysis_id], retry=False)
+    configured_app().send_task(RECOMPUTE_TASK, args=[analysis_id], retry=False)
 
 
 def outbox_publish_pending(*, event_ids: list[int] | None = None, limit: int = 500) -> int:

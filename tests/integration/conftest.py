@@ -190,8 +190,9 @@ def recompute_state() -> dict[str, Any]:
 
 def use_broker(url: str) -> None:
     """Point this process's Celery app (the publisher) at ``url``, dropping pooled connections."""
-    from workers.celery import app
+    from apps.config.celery import configured_app
 
+    app = configured_app()
     settings.CELERY_BROKER_URL = url
     app.conf.broker_url = url
     if app._pool is not None:

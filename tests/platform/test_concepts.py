@@ -151,15 +151,17 @@ def test_a_data_change_requests_recomputes_through_the_signal() -> None:
     assert on_outcome_data_changed in sync_receivers
 
 
-def test_services_reach_the_broker_only_to_publish() -> None:
-    """apps import workers.celery in one place, late, to publish; the tasks import the services."""
+def test_imports_run_from_the_workers_to_the_apps_never_back() -> None:
+    """The services publish through the Celery app in apps/config; the worker package imports the
+    apps (its tasks call the services), never the other way round."""
     importers = {
         path.relative_to(ROOT).as_posix()
         for path in (ROOT / "apps").rglob("*.py")
         if any(n.startswith(("workers.celery", "workers.tasks")) for n in _imports(path))
     }
-    assert importers == {"apps/analyses/services.py"}
+    assert importers == set()
     assert "apps.analyses" in _imports(ROOT / "workers/tasks.py")
+    assert "apps.config.celery" in _imports(ROOT / "apps/analyses/services.py")
 
 
 def test_plots_draw_intervals_at_the_analysis_level() -> None:
