@@ -1,15 +1,14 @@
 from typing import Any
 
-from django import forms
 from django.contrib import admin
-from django.core.exceptions import ValidationError
 
 from apps.analyses.models import Analysis, AnalysisResult, OutboxEvent
 from apps.analyses.services import ANALYSIS_FIELDS, analysis_create, analysis_update, analysis_validate
+from apps.consortium.admin import ServiceValidatedForm
 from apps.datasets.admin import ReadOnlyAdmin
 
 
-class AnalysisForm(forms.ModelForm):
+class AnalysisForm(ServiceValidatedForm):
     """Checks the specification with the same rules as the API (``analysis_validate``)."""
 
     class Meta:
@@ -25,13 +24,8 @@ class AnalysisForm(forms.ModelForm):
         if outcome is None:
             return data
         fields = {k: v for k, v in data.items() if k in ANALYSIS_FIELDS}
-        try:
-            self.service_data = analysis_validate(
-                outcome=outcome, analysis=self.instance if self.instance.pk else None, data=fields
-            )
-        except ValidationError as exc:
-            for field, messages in exc.message_dict.items():
-                self.add_error(field if field in self.fields else None, messages)
+        analysis = self.instance if self.instance.pk else None
+        self.validate_with(lambda: analysis_validate(outcome=outcome, analysis=analysis, data=fields))
         return data
 
 

@@ -1,6 +1,7 @@
 """The admin site is for administrators' housekeeping. Every change it can make goes through the
 same services as the API and the portal: validated, audited and recomputed."""
 
+from collections.abc import Callable
 from typing import Any
 
 from django import forms
@@ -56,7 +57,22 @@ class ApiClientAdmin(admin.ModelAdmin):
     list_display = ["name", "user", "scopes", "created_at"]
 
 
-class OutcomeForm(forms.ModelForm):
+class ServiceValidatedForm(forms.ModelForm):
+    """An admin form whose rules are a service's: ``validate_with`` runs the service's validation
+    and shows its messages on the fields; ``service_data`` is what the admin then saves through
+    the service."""
+
+    service_data: dict[str, Any]
+
+    def validate_with(self, validate: Callable[[], dict[str, Any]]) -> None:
+        try:
+            self.service_data = validate()
+        except ValidationError as exc:
+            for field, messages in exc.message_dict.items():
+                self.add_error(field if field in self.fields else None, messages)
+
+
+class OutcomeForm(ServiceValidatedForm):
     """Checks the entry with the data dictionary's own rules (``outcome_validate``)."""
 
     class Meta:
@@ -66,11 +82,7 @@ class OutcomeForm(forms.ModelForm):
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}
         outcome = self.instance if self.instance.pk else None
-        try:
-            self.service_data = outcome_validate(outcome=outcome, data=data)
-        except ValidationError as exc:
-            for field, messages in exc.message_dict.items():
-                self.add_error(field if field in self.fields else None, messages)
+        self.validate_with(lambda: outcome_validate(outcome=outcome, data=data))
         return data
 
 
