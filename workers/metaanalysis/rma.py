@@ -28,7 +28,6 @@ from .estimators import (
     SingleFit,
     fit_intercept_only,
     fit_regression,
-    se_tau2,
 )
 from .fit_result import EngineResult, FitResult, jsonable
 from .predict import PredictResult, predict
@@ -232,17 +231,15 @@ def fit_model(
         test = "z"
     if p == 1:
         sf = fit_intercept_only(y, v, method, test, level, control)
-        pr = None
     else:
-        pr = Problem(y, v, Xf)
-        sf = fit_regression(pr, method, test, level, control)
+        sf = fit_regression(Problem(y, v, Xf), method, test, level, control)
     if not sf.ok:
         raise ConvergenceError(sf.reason or f"the {method} estimator did not converge")
-    return _make_fit(y, v, Xf, pr, sf, method, test, level, names, control, notes, reasons, r2)
+    return _make_fit(y, v, Xf, sf, method, test, level, names, control, notes, reasons, r2)
 
 
 # The fields of FitResult that are SingleFit's as they stand (``stat`` and ``dfs`` are its ``zval``
-# and ``ddf``; ``se_tau2`` may still have to be computed from the design).
+# and ``ddf``; ``se_tau2`` is NaN with a reason for EE and k = 1).
 _FROM_SINGLE_FIT = (
     "tau2",
     "tau2_0",
@@ -265,7 +262,6 @@ def _make_fit(
     y: np.ndarray,
     v: np.ndarray,
     Xf: np.ndarray | None,
-    pr: Problem | None,
     sf: SingleFit,
     method: str,
     test: str,
@@ -278,18 +274,14 @@ def _make_fit(
 ) -> FitResult:
     k = y.size
     p = 1 if Xf is None else Xf.shape[1]
-    tau2 = sf.tau2
     if method == "EE":
         st2 = math.nan
         reasons["se_tau2"] = "equal-effects model: tau² is fixed at 0, not estimated"
     elif k == 1:
         st2 = math.nan
         reasons["se_tau2"] = "k = 1: tau² is set to 0 and has no standard error"
-    elif sf.se_tau2 is not None:
-        st2 = sf.se_tau2
     else:
-        assert pr is not None
-        st2 = se_tau2(pr, method, tau2, sf.tau2_0)
+        st2 = sf.se_tau2
     if k == 1:
         notes.append("k = 1: tau² is set to 0; QE = 0, QEp = 1, I² = 0 and H² = 1 carry no information")
     if k == p:

@@ -8,8 +8,10 @@ The numerical core behind :func:`workers.metaanalysis.rma.rma` and the sensitivi
   confidence limits, I² and H²) every model of the engine shares, Mantel-Haenszel and Peto too;
 * :mod:`.subsets` -- the studies of a model and families of their subsets (leave-one-out,
   cumulative) as weighted sums, without k x k matrices;
+* :mod:`.fisher_scoring` -- the one Fisher-scoring loop (ML, REML, EB) of one model or of a
+  family of subsets;
 * :mod:`.batched` -- every estimator for all subsets of a family at once;
-* :mod:`.single` -- one model's weighted sums, its Fisher-scoring loop and estimators;
+* :mod:`.single` -- one model's weighted sums, score functions and estimators;
 * :mod:`.paule_mandel` -- the Paule-Mandel estimator, single and batched;
 * :mod:`.roots` -- root finders (safeguarded Newton, R's ``uniroot()``);
 * :mod:`.family_fit`, :mod:`.single_fit` -- the fits assembled from tau².

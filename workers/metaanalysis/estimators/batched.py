@@ -19,7 +19,7 @@ import math
 import numpy as np
 
 from .control import DEFAULT_CONTROL, NEWTON_BELOW_THRESHOLD, Control
-from .control import EPS as _EPS
+from .fisher_scoring import fisher_scoring
 from .paule_mandel import paule_mandel_family
 from .single import InterceptOnlySums, RegressionSums, fisher_scoring_single, intercept_only_score
 from .subsets import (
@@ -58,10 +58,29 @@ def estimate_tau2(
 ) -> Tau2Result:
     """tau² for every subset of ``family`` by metafor's estimator ``method``.
 
-    Subsets with a single study get tau² = 0 (metafor's ``k = 1`` handling). ``start`` replaces
-    metafor's starting value (max(0, HE)) of the iterative ML/REML/EB estimators and ``newton``
-    switches their Fisher scoring to a Newton/Fisher hybrid: both only change the path, not the
-    root, and are used for leave-one-out families started at the full-data estimate.
+    Parameters
+    ----------
+    family : Family
+    method : str
+        One of metafor's ``method`` names (:data:`~.control.METHODS`).
+    ctl : Control
+    start : ndarray, optional
+        Replaces metafor's starting value (max(0, HE)) of the iterative ML/REML/EB estimators.
+    newton : bool
+        Newton steps in their Fisher scoring where they agree with the Fisher step.
+
+    Returns
+    -------
+    Tau2Result
+
+    Notes
+    -----
+    metafor 3.8-1 ``rma.uni()`` refitted to each subset: DL (DerSimonian & Laird 1986), HE
+    (Hedges 1983), HS (Hunter & Schmidt 2004), SJ (Sidik & Jonkman 2005), ML and REML (Fisher
+    scoring, Viechtbauer 2005), EB (Morris 1983) and PM (Paule & Mandel 1982). Subsets with a
+    single study get tau² = 0 (metafor's ``k = 1`` handling). ``start`` and ``newton`` only change
+    the path, not the root; they are used for leave-one-out families started at the full-data
+    estimate.
     """
     pr = family.problem
     p = pr.p
@@ -117,7 +136,29 @@ def estimate_tau2(
 
 
 def _score_parts(family: Family, idx: np.ndarray, t: np.ndarray, method: str, newton: bool):
-    """Score, expected information and (optionally) the score's derivative at t."""
+    """Score, Fisher information and score derivative of the subsets ``idx`` at tau² = ``t``.
+
+    Parameters
+    ----------
+    family : Family
+    idx : ndarray of int
+        The subsets.
+    t : ndarray
+        Their tau² values.
+    method : {"ML", "REML", "EB"}
+    newton : bool
+        Also return the derivative of the score (else None).
+
+    Returns
+    -------
+    score, information, dscore : ndarray
+
+    Notes
+    -----
+    The batched form of :func:`~.single.regression_score` (intercept-only families through
+    :func:`~.single.intercept_only_score`): metafor 3.8-1 ``rma.uni()``'s Fisher scoring for ML and
+    REML (Viechtbauer 2005, Stat Med 24:2193) and EB (Morris 1983).
+    """
     p = family.problem.p
     sizes = family.sizes[idx]
     if method == "EB":
@@ -172,16 +213,35 @@ def fisher_scoring_family(
     start: np.ndarray | None,
     newton: bool,
     skip: np.ndarray | None = None,
-):
-    """metafor's Fisher scoring for ML/REML/EB with step halving at tau2.min = 0.
+) -> tuple[np.ndarray, np.ndarray, list[str | None], int]:
+    """ML, REML or EB tau² of every subset of ``family`` by metafor's Fisher scoring.
 
-    Convergence is declared when the change in tau² falls below ``ctl.threshold`` (or a few ulps of
-    tau², below which floating point cannot go; metafor would iterate to ``maxiter`` there).
+    Parameters
+    ----------
+    family : Family
+    method : {"ML", "REML", "EB"}
+    ctl : Control
+    start : ndarray, optional
+        Starting values (default metafor's max(0, HE) of each subset).
+    newton : bool
+        Newton steps where they agree with the Fisher step (leave-one-out families started at
+        the full-data estimate); ignored under metafor's loose default threshold.
+    skip : ndarray of bool, optional
+        Subsets not to iterate (too few studies, singular design).
+
+    Returns
+    -------
+    tau2, ok, reason, iterations
+
+    Notes
+    -----
+    metafor 3.8-1 ``rma.uni()`` refitted to each subset (as ``leave1out()`` and ``cumul()`` do):
+    Fisher scoring for ML and REML (Viechtbauer 2005, Stat Med 24:2193) and EB (Morris 1983),
+    with step halving at tau2.min = 0 and the tau² = 0 likelihood check, in the one loop
+    :func:`~.fisher_scoring.fisher_scoring`, here on the batched sums of all subsets at once.
+    The last few slow subsets continue alone on their own single-model sums (:func:`_finish_one`).
     """
-    B = family.n_subsets
     sizes = family.sizes
-    reason: list[str | None] = [None] * B
-    ok = np.ones(B, dtype=bool)
     if ctl.threshold >= NEWTON_BELOW_THRESHOLD:
         # loose threshold: where iteration stops depends on the path, so follow metafor's exactly
         start, newton = None, False
@@ -192,81 +252,42 @@ def fisher_scoring_family(
         t = np.array(start, dtype=float, copy=True)
     t[sizes == 1] = 0.0
     active = np.flatnonzero((sizes > 1) if skip is None else (sizes > 1) & ~skip)
-    it = 0
-    while active.size:
-        it += 1
-        ta = t[active]
-        score, info, dscore = _score_parts(family, active, ta, method, newton)
-        adj = score / info
-        if newton and dscore is not None:
-            with np.errstate(divide="ignore", invalid="ignore"):
-                nadj = -score / dscore
-                ratio = nadj / adj
-            use = (dscore < 0) & np.isfinite(nadj) & (ratio > 0.1) & (ratio < 10.0)
-            adj = np.where(use, nadj, adj)
-        adj[np.isnan(adj)] = 0.0  # as metafor (a saturated model gives NaN)
-        diverged = np.isinf(adj)
-        if np.any(diverged):
-            # an infinite step (no information left): metafor would halve it forever
-            for i in active[diverged]:
-                ok[i] = False
-                reason[i] = "Fisher scoring diverged (infinite step)"
-            t[active[diverged]] = np.nan
-            keep = ~diverged
-            active, ta, adj = active[keep], ta[keep], adj[keep]
-        # step halving so that tau² stays >= tau2.min = 0; from tau² = 0 with a negative step,
-        # halving only ends when the step underflows, so that case is short-cut to a zero step
-        adj[(ta == 0.0) & (adj < 0.0)] = 0.0
-        neg = ta + adj < 0.0
-        if np.any(neg):
-            # metafor halves the step until tau² + step >= 0; jump to the number of halvings
-            # (scaling by powers of two is exact, so this is the same step as repeated halving)
-            r = np.flatnonzero(neg)
-            with np.errstate(divide="ignore"):
-                h = np.maximum(1, np.ceil(np.log2(-adj[r] / ta[r])) - 1).astype(int)
-            step = np.ldexp(adj[r], -h)
-            short = ta[r] + step < 0.0
-            while np.any(short):
-                h[short] += 1
-                step[short] = np.ldexp(adj[r][short], -h[short])
-                short = ta[r] + step < 0.0
-            adj[r] = step
-        tn = ta + adj
-        change = np.abs(tn - ta)
-        t[active] = tn
-        conv = change <= np.maximum(ctl.threshold, 8.0 * _EPS * tn)
-        active = active[~conv]
-        if 0 < active.size <= _HANDOFF_ROWS and it < ctl.maxiter:
-            # a few slow subsets left (typically creeping towards tau² = 0 by step halving, one
-            # halving per iteration): finish them one by one on the cheaper single-model path,
-            # continuing the same iteration
-            for i in active:
-                ti, oki, why = _finish_one(family, int(i), method, ctl, float(t[i]), it)
-                t[i] = ti
-                if not oki:
-                    ok[i] = False
-                    reason[i] = why
-            active = active[:0]
-            break
-        if it >= ctl.maxiter and active.size:
-            for i in active:
-                ok[i] = False
-                reason[i] = f"Fisher scoring did not converge in {ctl.maxiter} iterations"
-            t[active] = np.nan
-            break
-    if method in ("ML", "REML"):
-        _ll0check(family, t, ok, method, ctl)
-    return t, ok, reason, it
 
+    def score(idx: np.ndarray, ta: np.ndarray):
+        return _score_parts(family, idx, ta, method, newton)
 
-#: Below this many unfinished subsets the batched iteration hands them to the single-model code.
-_HANDOFF_ROWS = 4
+    def finish_one(i: int, ti: float, it: int) -> tuple[float, bool, str | None]:
+        return _finish_one(family, i, method, ctl, ti, it)
+
+    def loglik_gain(cand: np.ndarray, tc: np.ndarray) -> np.ndarray:
+        return _loglik_gain(family, cand, tc, method)
+
+    return fisher_scoring(
+        score,
+        t,
+        active,
+        ctl,
+        newton,
+        finish_one=finish_one,
+        loglik_gain=loglik_gain if method in ("ML", "REML") else None,
+    )
 
 
 def _finish_one(
     family: Family, i: int, method: str, ctl: Control, t: float, it: int
 ) -> tuple[float, bool, str | None]:
-    """Continue subset i's iteration from tau² = t after ``it`` iterations, on its own data."""
+    """Continue subset i's iteration from tau² = t after ``it`` iterations, on its own data.
+
+    Returns
+    -------
+    tau2, ok, reason
+
+    Notes
+    -----
+    The same Fisher scoring (metafor's ``rma.uni()``, Viechtbauer 2005) on the subset's
+    single-model sums: :func:`~.single.fisher_scoring_single` without the tau² = 0 check, which
+    the family's loop applies to all subsets at the end.
+    """
     pr = family.problem
     if family.kind == "full":
         keep = np.arange(pr.k)
@@ -283,7 +304,14 @@ def _finish_one(
 
 
 def _loglik(family: Family, idx: np.ndarray, t: np.ndarray, method: str) -> np.ndarray:
-    """ML or REML log-likelihood (without the constant log|X'X| term) at tau² = t."""
+    """ML or REML log-likelihood (without the constant log|X'X| term) of subsets at tau² = t.
+
+    Returns
+    -------
+    ndarray
+        One value per subset in ``idx``: metafor 3.8-1 ``rma.uni()``'s ``ll.ML``/``ll.REML``
+        (Viechtbauer 2005), up to a constant, for its check at tau² = 0.
+    """
     pr = family.problem
     p = pr.p
     sizes = family.sizes[idx]
@@ -315,17 +343,17 @@ def _masked_logsum(family: Family, idx: np.ndarray, t: np.ndarray) -> np.ndarray
     return out
 
 
-def _ll0check(family: Family, t: np.ndarray, ok: np.ndarray, method: str, ctl: Control) -> None:
-    """metafor's check whether the likelihood at tau² = 0 beats the converged value.
+def _loglik_gain(family: Family, cand: np.ndarray, tc: np.ndarray, method: str) -> np.ndarray:
+    """Log-likelihood at tau² = 0 minus that at ``tc`` for the subsets ``cand`` (metafor's check
+    whether tau² = 0 beats the converged value; -inf where it cannot).
 
     Only subsets whose score is negative at tau² = 0 can have the boundary win (otherwise the
     likelihood increases away from 0 towards the root found), so only those are evaluated.
     """
     pr = family.problem
-    cand = np.flatnonzero(ok & (t > ctl.threshold) & (family.sizes > 1))
-    if cand.size == 0:
-        return
-    if family.kind != "full":
+    gain = np.full(cand.size, -np.inf)
+    sel = np.flatnonzero(family.sizes[cand] > 1)
+    if sel.size and family.kind != "full":
         # score at 0 uses the fixed weights 1/v: cheap prefix/suffix sums
         p = pr.p
         S1 = Sums(family.fixed("w1", 1.0 / pr.v), p)
@@ -333,10 +361,10 @@ def _ll0check(family: Family, t: np.ndarray, ok: np.ndarray, method: str, ctl: C
         A, beta, _ = wls(S1)
         yppy = _resid_quad(beta, S2)
         score0 = yppy - S1.sum_c if method == "ML" else yppy - (S1.sum_c - _tr(A, S2.XtCX))
-        cand = cand[score0[cand] < 0]
-        if cand.size == 0:
-            return
-    ll0 = _loglik(family, cand, np.zeros(cand.size), method)
-    ll1 = _loglik(family, cand, t[cand], method)
-    flip = ll0 - ll1 > ctl.tol
-    t[cand[flip]] = 0.0
+        sel = sel[score0[cand[sel]] < 0]
+    if sel.size:
+        rows = cand[sel]
+        ll0 = _loglik(family, rows, np.zeros(rows.size), method)
+        ll1 = _loglik(family, rows, tc[sel], method)
+        gain[sel] = ll0 - ll1
+    return gain

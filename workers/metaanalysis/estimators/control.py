@@ -34,7 +34,7 @@ DEFAULT_CONTROL = Control()
 METAFOR_DEFAULTS = Control(threshold=1e-5, tol=EPS**0.25, maxiter=100)
 
 #: Below this convergence threshold the iterations take Newton steps where they are
-#: safe (see :func:`~.single.newton_ok`): the converged value is the same root, reached in a few
+#: safe (see :func:`~.fisher_scoring.fisher_scoring`): the converged value is the same root, reached in a few
 #: iterations where Fisher scoring converges linearly (30+ iterations to 1e-13 are common). With
 #: metafor's default threshold (1e-5) the Fisher path itself decides where iteration stops, so it
 #: is followed exactly.

@@ -46,7 +46,8 @@ def paule_mandel_single(
 
     Notes
     -----
-    metafor: 0 when Q(0) < k - p, else ``uniroot()`` on [0, tau2.max]. Brent's iterates are
+    metafor 3.8-1 ``rma.uni(method = "PM")`` (Paule & Mandel 1982): 0 when Q(0) < k - p, else
+    ``uniroot()`` on [0, tau2.max]. Brent's iterates are
     reproduced (:func:`~.roots.zeroin`) because at a loose ``tol`` the stopping point, not the
     exact root, is the estimate.
     """
@@ -80,7 +81,8 @@ def paule_mandel_family(family: Family, ctl: Control, skip: np.ndarray | None = 
 
     Notes
     -----
-    The tau² where the generalised Q equals k - p (metafor: ``uniroot()`` on [tau2.min,
+    Paule & Mandel (1982): the tau² where the generalised Q equals k - p (metafor 3.8-1
+    ``rma.uni(method = "PM")``: ``uniroot()`` on [tau2.min,
     tau2.max], tau2.max = max(100, 10 mad(y)^2); 0 when Q(0) < k - p). The full model follows
     R's ``uniroot()`` iterates (:func:`paule_mandel_single`); the subsets of larger families are
     solved together to machine precision by a safeguarded Newton method (their roots are the

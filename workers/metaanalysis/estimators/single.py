@@ -1,9 +1,11 @@
-"""One model's tau²: weighted sums of an intercept-only model or a meta-regression, with the
-Fisher-scoring loop and the estimators that run on them.
+"""One model's tau²: weighted sums of an intercept-only model or a meta-regression, their
+score functions and the estimators that run on them.
 
 The single-model counterparts of :mod:`.subsets` and :mod:`.batched`: the same definitions
 (metafor 3.8-1 ``rma.uni()``), with scalar or p x p arithmetic where a batch of one would spend
-its time in overhead. This is the hot path of ``rma()``, trim-and-fill and subgroup fits.
+its time in overhead. The iteration of ML, REML and EB is the one loop of
+:mod:`.fisher_scoring`, run with a single row. This is the hot path of ``rma()``, trim-and-fill and
+subgroup fits.
 """
 
 from __future__ import annotations
@@ -13,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from .control import EPS as _EPS
 from .control import NEWTON_BELOW_THRESHOLD, Control
+from .fisher_scoring import fisher_scoring
 from .paule_mandel import paule_mandel_single
 from .subsets import Problem
 
@@ -29,6 +31,8 @@ class InterceptOnlySums:
     """
 
     __slots__ = ("G", "Wp", "k", "m", "tmp", "v", "y", "ybar")
+    #: Coefficients: the intercept.
+    p = 1
 
     def __init__(self, y: np.ndarray, v: np.ndarray) -> None:
         k = y.size
@@ -44,6 +48,10 @@ class InterceptOnlySums:
         self.G = G
         self.Wp = np.empty((3, k))
         self.tmp = np.empty(k)
+
+    def data(self) -> tuple[np.ndarray, np.ndarray]:
+        """The per-study products G (rows ``[1, y - mean, (y - mean)²]``) and v of the active studies."""
+        return self.G[: self.m], self.v[: self.m]
 
     def q_profile(self, t: float) -> tuple[float, float]:
         """Generalised Q statistic at tau² = t and its derivative -sum w²(y - mu)²."""
@@ -73,15 +81,25 @@ class InterceptOnlySums:
         return c[2] - c[1] * c[1] / m, float(self.v[:m].sum())
 
     def hedges(self) -> float:
-        """Hedges' estimator, untruncated: (RSS_OLS - tr(PV)) / (k - 1)."""
+        """Hedges' (1983) estimator, untruncated: (RSS_OLS - tr(PV)) / (k - 1).
+
+        Returns
+        -------
+        float
+            metafor's ``rma.uni(method = "HE")`` before truncation at 0 (also the starting value
+            of its Fisher scoring).
+        """
         rss, sv = self.unweighted()
         k = self.m
         return (rss - (sv - sv / k)) / (k - 1)
 
     def score(self, t: float, n: int, method: str, newton: bool) -> tuple[float, float, float | None]:
         """Score, Fisher information and (with ``newton``) the score's derivative at tau² = t."""
-        s = self.sums(t, n)
-        s += [None] * (3 - n)  # type: ignore[list-item]
+        return self.score_of(self.sums(t, n), method, newton)
+
+    def score_of(self, s: list[list[float]], method: str, newton: bool) -> tuple[float, float, float | None]:
+        """:meth:`score` from the sums ``s = sums(t, n)`` at tau² = t."""
+        s = s + [None] * (3 - len(s))  # type: ignore[list-item]
         return intercept_only_score(s[0], s[1], s[2], self.m, method, newton)
 
     def loglik(self, t: float, method: str) -> float:
@@ -109,6 +127,10 @@ class RegressionSums:
         self.Wp = np.empty((3, pr.k))
         self.tmp = np.empty(pr.k)
 
+    def data(self) -> tuple[np.ndarray, np.ndarray]:
+        """The per-study products G (:class:`~.subsets.Problem`'s layout) and v."""
+        return self.problem.G, self.problem.v
+
     def sums(self, t: float, n: int = 1) -> np.ndarray:
         Wp = self.Wp
         np.add(self.problem.v, t, out=self.tmp)
@@ -132,7 +154,14 @@ class RegressionSums:
         return A, b, yy - float(b @ Xy), XX, Xy
 
     def hedges(self) -> float:
-        """Hedges' estimator, untruncated: (RSS_OLS - tr(PV)) / (k - p)."""
+        """Hedges' (1983) estimator, untruncated: (RSS_OLS - tr(PV)) / (k - p).
+
+        Returns
+        -------
+        float
+            metafor's ``rma.uni(method = "HE")`` before truncation at 0 (also the starting value
+            of its Fisher scoring).
+        """
         pr = self.problem
         XX0, Xy0, yy0 = self.unpack(pr.G.sum(axis=0))
         A = np.linalg.inv(XX0)
@@ -143,6 +172,10 @@ class RegressionSums:
     def score(self, t: float, n: int, method: str, newton: bool) -> tuple[float, float, float | None]:
         """Score, Fisher information and (with ``newton``) the score's derivative at tau² = t."""
         return regression_score(self, self.sums(t, n), method, newton)
+
+    def score_of(self, M: np.ndarray, method: str, newton: bool) -> tuple[float, float, float | None]:
+        """:meth:`score` from the sums ``M = sums(t, n)`` at tau² = t."""
+        return regression_score(self, M, method, newton)
 
     def loglik(self, t: float, method: str) -> float:
         """ML or REML log-likelihood at tau² = t (REML up to a constant)."""
@@ -180,13 +213,31 @@ def _ypy(s1: list[float]) -> float:
 def intercept_only_score(
     s1: Any, s2: Any, s3: Any, k: Any, method: str, newton: bool
 ) -> tuple[Any, Any, Any]:
-    """Score, Fisher information and (with ``newton``) the score's derivative of intercept-only
-    models, from the weighted sums ``s_j = (sum w^j, sum w^j y, sum w^j y^2)``.
+    """Score, Fisher information and score derivative of intercept-only models for Fisher scoring.
 
-    Each ``s_j`` is a sequence of three floats (one model) or of three arrays (a family of
-    subsets, ``k`` then an array of sizes): the formulas are written once for both. ``s2`` and
-    ``s3`` may be None where the method does not need them. The Fisher step is score/information
-    (metafor's ``adj``).
+    Parameters
+    ----------
+    s1, s2, s3 : sequence
+        The weighted sums ``s_j = (sum w^j, sum w^j y, sum w^j y^2)``, w = 1/(v + tau²), y
+        centred: three floats (one model) or three arrays (a family of subsets); the formulas
+        are written once for both. ``s2`` and ``s3`` may be None where the method does not
+        need them.
+    k : int or ndarray
+        Studies in the model (an array of sizes for a family).
+    method : {"ML", "REML", "EB"}
+    newton : bool
+        Also return the derivative of the score (else None).
+
+    Returns
+    -------
+    score, information, dscore
+        The Fisher step is score / information (metafor's ``adj``).
+
+    Notes
+    -----
+    metafor 3.8-1 ``rma.uni()``: the ML and REML score and expected information of
+    Viechtbauer (2005, Stat Med 24:2193) -- y'PPy - tr(W) and sum w² (ML), y'PPy - tr(P) and
+    tr(PP) (REML) -- and Morris's (1983) EB step, (k/(k - 1)) y'Py - k over sum w.
     """
     sw = s1[0]
     mu = s1[1] / sw
@@ -212,7 +263,27 @@ def intercept_only_score(
 def regression_score(
     S: RegressionSums, M: np.ndarray, method: str, newton: bool
 ) -> tuple[float, float, float | None]:
-    """(score, Fisher information, derivative of the score) of one meta-regression."""
+    """Score, Fisher information and score derivative of one meta-regression for Fisher scoring.
+
+    Parameters
+    ----------
+    S : RegressionSums
+        The model.
+    M : ndarray
+        ``S.sums(t, n)`` at tau² = t (n = 3 for REML and for Newton steps).
+    method : {"ML", "REML", "EB"}
+    newton : bool
+        Also return the derivative of the score (else None).
+
+    Returns
+    -------
+    score, information, dscore
+
+    Notes
+    -----
+    The formulas of :func:`intercept_only_score` with p x p algebra (metafor 3.8-1
+    ``rma.uni()``; Viechtbauer 2005, Stat Med 24:2193, for ML and REML; Morris 1983 for EB).
+    """
     k, p = S.k, S.p
     A, b, ypy, _, _ = S.wls(M[0])
     sw = float(M[0][0])
@@ -239,14 +310,6 @@ def regression_score(
         ypppy = _resq(b, XX3, Xy3, yy3) - float(u @ A @ u)
         dscore = -2.0 * ypppy + (float(M[1][0]) if method == "ML" else info)
     return score, info, dscore
-
-
-def newton_ok(adj: float, nadj: float, dscore: float) -> bool:
-    """Use the Newton step when the score decreases and the step agrees with Fisher's to 10x."""
-    if not dscore < 0.0 or adj == 0.0:
-        return False
-    ratio = nadj / adj
-    return 0.1 < ratio < 10.0
 
 
 def fisher_scoring_single(
@@ -279,54 +342,57 @@ def fisher_scoring_single(
 
     Notes
     -----
-    metafor 3.8-1 ``rma.uni()``: Fisher scoring (Viechtbauer 2005, Stat Med 24:2193) from
-    max(0, HE), each step halved until tau² stays non-negative, stopping when the change is below
-    ``threshold``. EB is Morris's (1983) estimator on the same iteration. Under a tight threshold
-    a Newton step replaces the Fisher step where :func:`newton_ok` allows: the same root in fewer
-    iterations.
+    metafor 3.8-1 ``rma.uni()``: Fisher scoring for ML and REML (Viechtbauer 2005, Stat Med
+    24:2193) and Morris's (1983) EB estimator, from max(0, HE), each step halved until tau² stays
+    non-negative, stopping when the change is below ``threshold``. The iteration is the one loop
+    :func:`~.fisher_scoring.fisher_scoring` with a single row, its score from this model's scalar
+    or p x p sums. Under a tight threshold Newton steps replace the Fisher steps where they agree:
+    the same root in fewer iterations.
     """
-    t = max(0.0, sums.hedges()) if start is None else start
+    t = np.array([max(0.0, sums.hedges()) if start is None else start])
     newton = ctl.threshold < NEWTON_BELOW_THRESHOLD
     n = (2 if newton else 1) if method == "EB" else 3 if (method == "REML" or newton) else 2
-    while True:
-        it += 1
-        score, info, dscore = sums.score(t, n, method, newton)
-        adj = score / info
-        if dscore is not None and dscore != 0.0:
-            nadj = -score / dscore
-            if newton_ok(adj, nadj, dscore):
-                adj = nadj
-        if adj != adj:  # NaN
-            adj = 0.0
-        if math.isinf(adj):
-            return math.nan, False, "Fisher scoring diverged (infinite step)"
-        if t == 0.0 and adj < 0.0:
-            adj = 0.0
-        while t + adj < 0.0:  # step halving keeps tau² >= 0
-            adj *= 0.5
-        tn = t + adj
-        change = abs(tn - t)
-        t = tn
-        if change <= max(ctl.threshold, 8.0 * _EPS * t):
-            break
-        if it >= ctl.maxiter:
-            return math.nan, False, f"Fisher scoring did not converge in {ctl.maxiter} iterations"
-    if (
-        ll0
-        and method in ("ML", "REML")
-        and t > ctl.threshold
-        and sums.loglik(0.0, method) - sums.loglik(t, method) > ctl.tol
-    ):
-        t = 0.0
-    return t, True, None
+
+    def score(idx: np.ndarray, ta: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        sc, info, dscore = sums.score(float(ta[0]), n, method, newton)
+        return np.array([sc]), np.array([info]), None if dscore is None else np.array([dscore])
+
+    def loglik_gain(idx: np.ndarray, tc: np.ndarray) -> np.ndarray:
+        return np.array([sums.loglik(0.0, method) - sums.loglik(float(tc[0]), method)])
+
+    gain = loglik_gain if ll0 and method in ("ML", "REML") else None
+    tau2, ok, reason, _ = fisher_scoring(score, t, _ONE_ROW, ctl, newton, it=it, loglik_gain=gain)
+    return float(tau2[0]), bool(ok[0]), reason[0]
+
+
+#: The active rows of a single model's iteration.
+_ONE_ROW = np.zeros(1, dtype=np.intp)
 
 
 def tau2_intercept_only(
     S: InterceptOnlySums, method: str, ctl: Control, fe: list[list[float]] | None = None
 ) -> tuple[float, float, bool, str | None]:
-    """tau² of an intercept-only model on the active studies of ``S``: (tau2, SJ start, ok, reason).
+    """tau² of an intercept-only model on the active studies of ``S`` by metafor's estimator.
 
-    ``fe`` are the equal-effects sums ``S.sums(0, 2)`` when the caller has them already.
+    Parameters
+    ----------
+    S : InterceptOnlySums
+    method : str
+        One of metafor's ``method`` names (:data:`~.control.METHODS`).
+    ctl : Control
+    fe : list, optional
+        The equal-effects sums ``S.sums(0, 2)`` when the caller has them already.
+
+    Returns
+    -------
+    tau2, tau2_0, ok, reason
+        ``tau2_0`` is SJ's starting value (NaN for the others).
+
+    Notes
+    -----
+    metafor 3.8-1 ``rma.uni()``: DL (DerSimonian & Laird 1986), HS (Hunter & Schmidt 2004), HE
+    (Hedges 1983), SJ (Sidik & Jonkman 2005), ML and REML (Fisher scoring, Viechtbauer 2005), EB
+    (Morris 1983) and PM (Paule & Mandel 1982, R's ``uniroot()``); k = 1 and EE give 0.
     """
     k = S.m
     df = k - 1

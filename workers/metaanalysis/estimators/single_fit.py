@@ -22,13 +22,12 @@ from .subsets import Problem, Sums, _inv, _tr
 class SingleFit:
     """Results of one model (what ``rma.uni`` computes before assembling its output).
 
-    ``se_tau2`` is None where it is computed later from the design (meta-regression); ``ddf``
-    is NaN under the z test; ``vb`` is scaled by ``s2w`` under Knapp-Hartung.
+    ``se_tau2`` is NaN for the equal-effects model and k = 1; ``ddf`` is NaN under the z test; ``vb`` is scaled by ``s2w`` under Knapp-Hartung.
     """
 
     tau2: float
     tau2_0: float
-    se_tau2: float | None
+    se_tau2: float
     beta: np.ndarray
     vb: np.ndarray
     se: np.ndarray
@@ -73,7 +72,7 @@ def _assemble(
     trp0: float,
     tau2: float,
     tau2_0: float,
-    se_tau2: float | None,
+    se_tau2: float,
 ) -> SingleFit:
     """Knapp-Hartung scaling, the Wald tail and the heterogeneity statistics of one fit.
 
@@ -124,9 +123,27 @@ def fit_intercept_only(
 ) -> SingleFit:
     """metafor's ``rma.uni()`` for an intercept-only model, with scalar arithmetic on O(k) sums.
 
-    Same definitions and iteration as :func:`~.family_fit.fit_family` (and metafor): HE start,
-    Fisher scoring with step halving and the tau² = 0 likelihood check for ML/REML,
-    ``uniroot()`` for PM. The estimators' sources are listed in :mod:`.batched`.
+    Parameters
+    ----------
+    y, v : ndarray
+        Outcomes and sampling variances.
+    method, test : str
+        As :func:`workers.metaanalysis.rma.rma`.
+    level : float
+        Confidence level in percent.
+    ctl : Control
+
+    Returns
+    -------
+    SingleFit
+
+    Notes
+    -----
+    metafor 3.8-1 ``rma.uni()`` (Viechtbauer 2010): tau² by :func:`~.single.tau2_intercept_only`
+    (HE start, the Fisher scoring of Viechtbauer 2005 with step halving and the tau² = 0
+    likelihood check for ML/REML, ``uniroot()`` for Paule & Mandel 1982; the other estimators'
+    papers are listed there), its standard error by :func:`se_tau2`, then the Wald tail and the
+    heterogeneity statistics of :func:`_assemble`.
     """
     k = y.size
     S = InterceptOnlySums(y, v)
@@ -139,9 +156,7 @@ def fit_intercept_only(
     s = S.sums(tau2, 3)
     sw = s[0][0]
     mu = s[0][1] / sw
-    se_t2: float | None = math.nan
-    if k > 1 and method != "EE":
-        se_t2 = _se_tau2_intercept_only(method, k, tau2, tau2_0, s, fe, v)
+    rows = fe if method in ("DL", "HS") else s if method in ("ML", "REML", "EB", "PM") else None
     return _assemble(
         beta=np.array([mu + S.ybar]),
         vb=np.array([[1.0 / sw]]),
@@ -154,7 +169,7 @@ def fit_intercept_only(
         trp0=sw0 - fe[1][0] / sw0,
         tau2=tau2,
         tau2_0=tau2_0,
-        se_tau2=se_t2,
+        se_tau2=se_tau2(S, method, tau2, tau2_0, rows),
     )
 
 
@@ -163,8 +178,27 @@ def fit_regression(
 ) -> SingleFit:
     """metafor's ``rma.uni()`` for one meta-regression (p > 1).
 
-    The same definitions and iterations as :func:`~.family_fit.fit_family` (and metafor), with
-    the overhead of batching removed. The estimators' sources are listed in :mod:`.batched`.
+    Parameters
+    ----------
+    pr : Problem
+        The studies and the design.
+    method, test : str
+        As :func:`workers.metaanalysis.rma.rma`.
+    level : float
+        Confidence level in percent.
+    ctl : Control
+
+    Returns
+    -------
+    SingleFit
+
+    Notes
+    -----
+    metafor 3.8-1 ``rma.uni()`` (Viechtbauer 2010): the same definitions and iterations as
+    :func:`~.family_fit.fit_family`, with the overhead of batching removed -- DL (DerSimonian &
+    Laird 1986), HS (Hunter & Schmidt 2004), HE (Hedges 1983), SJ (Sidik & Jonkman 2005), ML and
+    REML (Fisher scoring, Viechtbauer 2005), EB (Morris 1983), PM (Paule & Mandel 1982) -- and the
+    standard error of tau² by :func:`se_tau2`.
     """
     S = RegressionSums(pr)
     k, p = pr.k, pr.p
@@ -214,112 +248,107 @@ def fit_regression(
         trp0=trp0,
         tau2=tau2,
         tau2_0=tau2_0,
-        se_tau2=None,
+        se_tau2=se_tau2(S, method, tau2, tau2_0),
     )
 
 
-def _wsums(pr: Problem, c: np.ndarray) -> Sums:
-    return Sums((pr.G * c[:, None]).sum(axis=0, keepdims=True), pr.p)
+def se_tau2(
+    sums: InterceptOnlySums | RegressionSums,
+    method: str,
+    tau2: float,
+    tau2_0: float,
+    rows: Any = None,
+) -> float:
+    """Standard error of tau² exactly as metafor's ``rma.uni()`` computes it for each estimator.
 
+    Parameters
+    ----------
+    sums : InterceptOnlySums or RegressionSums
+        The model (intercept-only or meta-regression) on its active studies.
+    method : str
+        The tau² estimator.
+    tau2 : float
+        Its estimate.
+    tau2_0 : float
+        SJ's starting value (unused by the other estimators).
+    rows : optional
+        ``sums.sums(t, 3)`` at the estimator's weights when the caller has them already: t = 0
+        (weights 1/v) for DL and HS, t = ``tau2`` for ML, REML, EB and PM.
 
-def _p_traces(pr: Problem, w: np.ndarray, v: np.ndarray | None) -> dict[str, float]:
-    """Traces of P = W - WX(X'WX)^-1X'W (and of PV) with p x p algebra.
+    Returns
+    -------
+    float
+        NaN for the equal-effects model and for k = 1.
 
-    Returns tr(P), tr(PP), and with ``v`` also tr(PV), tr(PVPV), tr(PVP).
+    Notes
+    -----
+    metafor 3.8-1 ``rma.uni()``, with P = W - WX(X'WX)⁻¹X'W and V = diag(v), one formula per
+    estimator for intercept-only models and meta-regressions alike. ML and REML: the inverse of
+    the Fisher information their iteration uses (Viechtbauer 2005, Stat Med 24:2193; 2 / sum w²
+    and 2 / tr(PP)); EB (Morris 1983) and PM (Paule & Mandel 1982): sqrt(2k² / (k - p)) / sum w.
+    The others from the traces of P with p x p sums (:func:`_p_traces`): DL (DerSimonian & Laird
+    1986) and HS (Hunter & Schmidt 2004) from the variance of the generalised Q with W = V⁻¹
+    (denominators tr(P)² and (sum w)²), HE (Hedges 1983) from that of the OLS residual sum of
+    squares, SJ (Sidik & Jonkman 2005) from that of the weighted one at their starting value.
     """
-    S_w = _wsums(pr, w)
+    G, v = sums.data()
+    k, p = v.size, sums.p
+    if method == "EE" or k == 1:
+        return math.nan
+    t = max(tau2, 0.0)
+    df = k - p
+    if method in ("ML", "REML", "EB", "PM"):
+        # the Fisher information of the iteration at tau² (EB's: sum w; PM's is taken as EB's)
+        M: Any = sums.sums(tau2, 3) if rows is None else rows
+        info = sums.score_of(M, "EB" if method == "PM" else method, False)[1]
+        return math.sqrt(2.0 / info) if method in ("ML", "REML") else math.sqrt(2.0 * k * k / df) / info
+    if method == "HE":
+        tr = _p_traces(G, p, None, v)  # w = 1: P = I - X(X'X)⁻¹X'
+        return math.sqrt((2 * tr["trPVPV"] + 4 * t * tr["trPV"] + 2 * t * t * df) / df**2)
+    M = np.asarray(sums.sums(tau2_0 if method == "SJ" else 0.0, 3) if rows is None else rows)
+    if method == "SJ":
+        tr = _p_traces(G, p, M, v, 1.0 / (v + tau2_0))
+        return math.sqrt(
+            tau2_0**2 / df**2 * (2 * tr["trPVPV"] + 4 * t * tr["trPVP"] + 2 * t * t * tr["trPP"])
+        )
+    tr = _p_traces(G, p, M, None)
+    denom = float(M[0, 0]) ** 2 if method == "HS" else tr["trP"] ** 2
+    return math.sqrt((2 * df + 4 * t * tr["trP"] + 2 * t * t * tr["trPP"]) / denom)
+
+
+def _p_traces(
+    G: np.ndarray,
+    p: int,
+    M: np.ndarray | None,
+    v: np.ndarray | None,
+    w: np.ndarray | None = None,
+) -> dict[str, float]:
+    """Traces of P = W - WX(X'WX)⁻¹X'W (and of PV) with p x p algebra, for one model.
+
+    ``M`` holds the sums of w G, w² G and w³ G (rows in the layout of ``G``, as ``sums(t, 3)``
+    returns them); None means w = 1. Returns tr(P) and tr(PP) (with ``M``), and with ``v`` also
+    tr(PV), tr(PVPV) and (with ``M``) tr(PVP), whose V-weighted sums use the weights ``w``
+    (default 1).
+    """
+    S_w = Sums(M[0:1] if M is not None else (np.ones(G.shape[0]) @ G)[None], p)
     A = _inv(S_w.XtCX)
-    S_w2 = _wsums(pr, w * w)
-    S_w3 = _wsums(pr, w**3)
-    AX2 = A @ S_w2.XtCX
-    out = {
-        "trP": float(S_w.sum_c[0] - _tr(A, S_w2.XtCX)[0]),
-        "trPP": float(S_w2.sum_c[0] - 2.0 * _tr(A, S_w3.XtCX)[0] + np.trace(AX2[0] @ AX2[0])),
-    }
+    out: dict[str, float] = {}
+    AX2 = None
+    if M is not None:
+        S_w2, S_w3 = Sums(M[1:2], p), Sums(M[2:3], p)
+        AX2 = A @ S_w2.XtCX
+        out["trP"] = float(S_w.sum_c[0] - _tr(A, S_w2.XtCX)[0])
+        out["trPP"] = float(S_w2.sum_c[0] - 2.0 * _tr(A, S_w3.XtCX)[0] + np.trace(AX2[0] @ AX2[0]))
     if v is not None:
-        S_wv = _wsums(pr, w * v)  # not needed for traces but gives sum(w v)
-        S_w2v = _wsums(pr, w * w * v)
-        S_w3v = _wsums(pr, w**3 * v)
-        S_w3v2 = _wsums(pr, w**3 * v * v)
-        S_w2v2 = _wsums(pr, (w * v) ** 2)
+        w = np.ones_like(v) if w is None else w
+        wv = w * v
+        # the sums of w v, w² v, w³ v, w³ v² and (w v)² G in one product
+        S_wv, S_w2v, S_w3v, S_w3v2, S_w2v2 = (
+            Sums(row[None], p) for row in np.stack([wv, w * wv, w * w * wv, w * wv * wv, wv * wv]) @ G
+        )
         AD = A @ S_w2v.XtCX
         out["trPV"] = float(S_wv.sum_c[0] - _tr(A, S_w2v.XtCX)[0])
         out["trPVPV"] = float(S_w2v2.sum_c[0] - 2.0 * _tr(A, S_w3v2.XtCX)[0] + np.trace(AD[0] @ AD[0]))
-        out["trPVP"] = float(S_w2v.sum_c[0] - 2.0 * _tr(A, S_w3v.XtCX)[0] + np.trace(AD[0] @ AX2[0]))
+        if AX2 is not None:
+            out["trPVP"] = float(S_w2v.sum_c[0] - 2.0 * _tr(A, S_w3v.XtCX)[0] + np.trace(AD[0] @ AX2[0]))
     return out
-
-
-def se_tau2(pr: Problem, method: str, tau2: float, tau2_0: float | None) -> float:
-    """Standard error of tau² exactly as ``rma.uni()`` computes it for each estimator."""
-    k, p = pr.k, pr.p
-    v = pr.v
-    t = max(tau2, 0.0)
-    if method == "EE" or k == 1:
-        return math.nan
-    if method in ("HS", "DL"):
-        w = 1.0 / v
-        tr = _p_traces(pr, w, None)
-        denom = float(np.sum(w)) ** 2 if method == "HS" else tr["trP"] ** 2
-        return math.sqrt(1.0 / denom * (2 * (k - p) + 4 * t * tr["trP"] + 2 * t * t * tr["trPP"]))
-    if method == "HE":
-        tr = _p_traces(pr, np.ones(k), v)
-        return math.sqrt(1.0 / (k - p) ** 2 * (2 * tr["trPVPV"] + 4 * t * tr["trPV"] + 2 * t * t * (k - p)))
-    if method == "SJ":
-        assert tau2_0 is not None
-        w = 1.0 / (v + tau2_0)
-        tr = _p_traces(pr, w, v)
-        return math.sqrt(
-            tau2_0**2 / (k - p) ** 2 * (2 * tr["trPVPV"] + 4 * t * tr["trPVP"] + 2 * t * t * tr["trPP"])
-        )
-    w = 1.0 / (v + tau2)
-    if method == "ML":
-        return math.sqrt(2.0 / float(np.sum(w * w)))
-    if method == "REML":
-        return math.sqrt(2.0 / _p_traces(pr, w, None)["trPP"])
-    # EB and PM: sqrt(2 k^2 / (k - p)) / sum(w)
-    return math.sqrt(2.0 * k * k / (k - p)) / float(np.sum(w))
-
-
-def _se_tau2_intercept_only(
-    method: str,
-    k: int,
-    tau2: float,
-    tau2_0: float,
-    s: list[list[float]],
-    fe: list[list[float]],
-    v: np.ndarray,
-) -> float:
-    """Standard error of tau² (as :func:`se_tau2`) for an intercept-only model, from its sums."""
-    t = max(tau2, 0.0)
-    df = k - 1
-    if method in ("HS", "DL"):
-        sw, s2, s3 = fe[0][0], fe[1][0], fe[2][0]
-        trp = sw - s2 / sw
-        trpp = s2 - 2.0 * s3 / sw + (s2 / sw) ** 2
-        denom = sw * sw if method == "HS" else trp * trp
-        return math.sqrt((2 * df + 4 * t * trp + 2 * t * t * trpp) / denom)
-    if method == "HE":
-        sv, sv2 = float(v.sum()), float((v * v).sum())
-        trpv = sv - sv / k
-        trpvpv = sv2 - 2.0 * sv2 / k + (sv / k) ** 2
-        return math.sqrt((2 * trpvpv + 4 * t * trpv + 2 * t * t * df) / df**2)
-    if method == "SJ":
-        w = 1.0 / (v + tau2_0)
-        wv = w * v
-        sw, sw2, sw3 = float(w.sum()), float((w * w).sum()), float((w**3).sum())
-        sw2v, sw3v, sw3v2, swv2 = (
-            float((w * wv).sum()),
-            float((w * w * wv).sum()),
-            float((w * wv * wv).sum()),
-            float((wv * wv).sum()),
-        )
-        trpvpv = swv2 - 2.0 * sw3v2 / sw + (sw2v / sw) ** 2
-        trpvp = sw2v - 2.0 * sw3v / sw + (sw2v / sw) * (sw2 / sw)
-        trpp = sw2 - 2.0 * sw3 / sw + (sw2 / sw) ** 2
-        return math.sqrt(tau2_0**2 / df**2 * (2 * trpvpv + 4 * t * trpvp + 2 * t * t * trpp))
-    sw, s2, s3 = s[0][0], s[1][0], s[2][0]
-    if method == "ML":
-        return math.sqrt(2.0 / s2)
-    if method == "REML":
-        return math.sqrt(2.0 / (s2 - 2.0 * s3 / sw + (s2 / sw) ** 2))
-    return math.sqrt(2.0 * k * k / df) / sw

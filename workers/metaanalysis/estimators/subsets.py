@@ -451,7 +451,14 @@ def _resid_quad(beta: np.ndarray, S: Sums) -> np.ndarray:
 
 
 def hedges_untruncated(family: Family) -> np.ndarray:
-    """Hedges' (HE) estimator, untruncated: (RSS_OLS - tr(PV)) / (k - p)."""
+    """Hedges' (1983) estimator of every subset, untruncated: (RSS_OLS - tr(PV)) / (k - p).
+
+    Returns
+    -------
+    ndarray
+        metafor 3.8-1 ``rma.uni(method = "HE")`` before truncation at 0 (also the starting value
+        of its Fisher scoring), one value per subset.
+    """
     pr = family.problem
     p = pr.p
     S0 = Sums(family.fixed("one", None), p)
