@@ -154,14 +154,8 @@ class RegressionSums:
         return A, b, yy - float(b @ Xy), XX, Xy
 
     def hedges(self) -> float:
-        """Hedges' (1983) estimator, untruncated: (RSS_OLS - tr(PV)) / (k - p).
-
-        Returns
-        -------
-        float
-            metafor's ``rma.uni(method = "HE")`` before truncation at 0 (also the starting value
-            of its Fisher scoring).
-        """
+        """Hedges' (1983) estimator with p coefficients: (RSS_OLS - tr(PV)) / (k - p), untruncated,
+        as :meth:`InterceptOnlySums.hedges`."""
         pr = self.problem
         XX0, Xy0, yy0 = self.unpack(pr.G.sum(axis=0))
         A = np.linalg.inv(XX0)

@@ -176,21 +176,8 @@ def fit_intercept_only(
 def fit_regression(
     pr: Problem, method: str, test: str, level: float, ctl: Control = DEFAULT_CONTROL
 ) -> SingleFit:
-    """metafor's ``rma.uni()`` for one meta-regression (p > 1).
-
-    Parameters
-    ----------
-    pr : Problem
-        The studies and the design.
-    method, test : str
-        As :func:`workers.metaanalysis.rma.rma`.
-    level : float
-        Confidence level in percent.
-    ctl : Control
-
-    Returns
-    -------
-    SingleFit
+    """metafor's ``rma.uni()`` for one meta-regression (p > 1): ``pr`` holds the studies and the
+    design; the other parameters and the result are those of :func:`fit_intercept_only`.
 
     Notes
     -----
