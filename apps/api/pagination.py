@@ -21,11 +21,12 @@ class BoundedLimitOffsetPagination(LimitOffsetPagination):
 
     def get_limit(self, request: Any) -> int:
         return min(
-            _whole(request, self.limit_query_param, minimum=1, default=self.default_limit), self.max_limit
+            query_whole_number(request, self.limit_query_param, minimum=1, default=self.default_limit),
+            self.max_limit,
         )
 
     def get_offset(self, request: Any) -> int:
-        return _whole(request, self.offset_query_param, minimum=0, default=0)
+        return query_whole_number(request, self.offset_query_param, minimum=0, default=0)
 
     def paginate_queryset(self, queryset: Any, request: Any, view: Any = None) -> Any:
         self.request = request
@@ -52,7 +53,9 @@ class BoundedLimitOffsetPagination(LimitOffsetPagination):
         return parameters
 
 
-def _whole(request: Any, name: str, *, minimum: int, default: int) -> int:
+def query_whole_number(request: Any, name: str, *, minimum: int, default: int) -> int:
+    """The query parameter ``name`` as a whole number of at least ``minimum`` (``default`` when it is
+    absent); anything else is a 400 naming the parameter."""
     raw = request.query_params.get(name)
     if raw is None:
         return default

@@ -28,6 +28,7 @@ from apps.analyses.models import Analysis, AnalysisResult
 from apps.analyses.services import analysis_create, analysis_update, result_release
 from apps.api import serializers as s
 from apps.api.filters import AnalysisFilter, AnalysisResultFilter, DatasetFilter
+from apps.api.pagination import query_whole_number
 from apps.api.parsers import BoundedJSONParser
 from apps.api.permissions import ApiClientsReadOnly, SteeringOnly, SteeringWrites
 from apps.audit.models import AuditEvent
@@ -77,7 +78,7 @@ def _field_errors(errors: Any, prefix: str = "") -> list[UploadError]:
 
 
 def _request_error(column: str | None, message: str) -> UploadError:
-    return UploadError(row=None, column=column, value=None, code="invalid_request", message=message)
+    return UploadError.about("invalid_request", message, column=column)
 
 
 class Conflict(APIException):
@@ -151,15 +152,6 @@ class OutcomeViewSet(viewsets.ModelViewSet):
         fmt = _format(request)
         content = template_for(upload_spec_for(outcome), fmt=fmt)
         return _download(content, f"{outcome.code}-template.{fmt}", fmt)
-
-
-def _bounded_int(raw: str | None, *, default: int, maximum: int) -> int:
-    """A non-negative query parameter, capped; anything that is not a number is a 400."""
-    if raw in (None, ""):
-        return min(default, maximum) if maximum else default
-    if not raw.isdigit() or len(raw) > 12:
-        raise ValidationError({"detail": f"{raw!r} is not a non-negative whole number."})
-    return min(int(raw), maximum)
 
 
 def _format(request: Request) -> Literal["csv", "xlsx"]:
@@ -318,9 +310,9 @@ class DatasetViewSet(viewsets.ReadOnlyModelViewSet):
         page), so that no response grows with the size of a dataset."""
         dataset = self.get_object()
         v = get_object_or_404(self._versions(dataset).select_related("created_by"), number=number)
-        offset = _bounded_int(request.query_params.get("offset"), default=0, maximum=v.row_count)
-        limit = _bounded_int(
-            request.query_params.get("limit"), default=s.VERSION_ROWS_PAGE, maximum=s.VERSION_ROWS_PAGE
+        offset = min(query_whole_number(request, "offset", minimum=0, default=0), v.row_count)
+        limit = min(
+            query_whole_number(request, "limit", minimum=0, default=s.VERSION_ROWS_PAGE), s.VERSION_ROWS_PAGE
         )
         data = s.DatasetVersionSerializer(v, context={"rows_offset": offset, "rows_limit": limit}).data
         following = offset + limit

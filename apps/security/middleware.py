@@ -14,6 +14,8 @@ from collections.abc import Callable
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
+from apps.datasets.ingest.errors import UploadError
+
 
 class RequestBodyLimitMiddleware:
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
@@ -44,13 +46,9 @@ def _refuse(request: HttpRequest, status: int, code: str, message: str) -> HttpR
     # The body was not read: close the connection rather than let the server drain it.
     if request.path.startswith("/api/"):
         response: HttpResponse = JsonResponse(
-            {"detail": message, "errors": [_error(code, message)]}, status=status
+            {"detail": message, "errors": [UploadError.about(code, message).to_dict()]}, status=status
         )
     else:
         response = HttpResponse(message, status=status, content_type="text/plain; charset=utf-8")
     response["Connection"] = "close"
     return response
-
-
-def _error(code: str, message: str) -> dict[str, object]:
-    return {"row": None, "column": None, "value": None, "code": code, "message": message}

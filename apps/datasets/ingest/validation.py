@@ -214,22 +214,21 @@ class _Validator:
         return raw.cells[col.index]
 
     def _unreadable_text(
-        self,
-        state: _RowState,
-        raw: RawRow,
-        col: ResolvedColumn,
-        cell: Any,
-        problem: str,
-        as_what: str,
-        invalid: str,
+        self, state: _RowState, raw: RawRow, col: ResolvedColumn, cell: Any, problem: str, *, label: bool
     ) -> None:
-        """A cell that cannot be read as text: a formula (enter its value) or anything else (``invalid``)."""
+        """A cell that cannot be read as text: a formula (enter its value) or anything else; for a
+        ``label`` (study, instrument...) the data manager is asked for plain text, for an extra
+        column for text or a number."""
         if problem == "formula":
-            hint = f" {as_what}" if as_what else ""
+            hint = " as text" if label else ""
             message = f"the cell holds a formula ('{display(cell)}'); enter the value itself{hint}."
             self._error(state, "formula_cell", raw.number, col, cell, message)
+        elif label:
+            message = f"'{display(cell)}' is not a valid label; enter plain text."
+            self._error(state, "invalid_value", raw.number, col, cell, message)
         else:
-            self._error(state, "invalid_value", raw.number, col, cell, invalid)
+            message = f"'{display(cell)}' cannot be stored in a cell; enter plain text or a number."
+            self._error(state, "invalid_value", raw.number, col, cell, message)
 
     def _text(self, state: _RowState, raw: RawRow, target: str) -> str | None:
         col = self.by_target.get(target)
@@ -237,15 +236,7 @@ class _Validator:
         text, problem = read_text(cell)
         if problem is not None:
             assert col is not None
-            self._unreadable_text(
-                state,
-                raw,
-                col,
-                cell,
-                problem,
-                "as text",
-                f"'{display(cell)}' is not a valid label; enter plain text.",
-            )
+            self._unreadable_text(state, raw, col, cell, problem, label=True)
             return None
         if text is None:
             return None
@@ -611,15 +602,7 @@ class _Validator:
                 cell = self._cell(raw, col)
                 text, problem = read_text(cell)
                 if problem is not None:
-                    self._unreadable_text(
-                        state,
-                        raw,
-                        col,
-                        cell,
-                        problem,
-                        "",
-                        f"'{display(cell)}' cannot be stored in a cell; enter plain text or a number.",
-                    )
+                    self._unreadable_text(state, raw, col, cell, problem, label=False)
                 texts.append(text)
                 value, number_problem = (
                     read_number(cell, self.decimal) if problem is None else (None, problem)
