@@ -8,7 +8,25 @@ from django.conf import settings
 from django.db import models
 
 
-class AuditEvent(models.Model):
+class WriteOnce:
+    """Mixin for records that are written once and then only read: the audit trail and the
+    dataset versions that results cite. Saving an existing row or deleting one raises, so no code
+    path (admin, shell, a future service) can rewrite what a result or an auditor relies on.
+    """
+
+    #: what the error says when code tries to change or delete a row
+    write_once_message = "This record is never changed or deleted."
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if self.pk is not None and not kwargs.get("force_insert"):  # type: ignore[attr-defined]
+            raise RuntimeError(self.write_once_message)
+        super().save(*args, **kwargs)  # type: ignore[misc]
+
+    def delete(self, *args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError(self.write_once_message)
+
+
+class AuditEvent(WriteOnce, models.Model):
     """One change: who did what to which object, when, with the state before and after.
 
     Rows are never updated or deleted through the ORM (``save`` on an existing row and
@@ -29,16 +47,10 @@ class AuditEvent(models.Model):
     before = models.JSONField(null=True, blank=True)
     after = models.JSONField(null=True, blank=True)
 
+    write_once_message = "Audit events are append-only."
+
     class Meta:
         ordering = ["-at", "-id"]
 
     def __str__(self) -> str:
         return f"{self.at:%Y-%m-%d %H:%M:%S} {self.actor_username or 'system'} {self.action} {self.object_type}#{self.object_id}"
-
-    def save(self, *args: Any, **kwargs: Any) -> None:
-        if self.pk is not None and not kwargs.get("force_insert"):
-            raise RuntimeError("Audit events are append-only.")
-        super().save(*args, **kwargs)
-
-    def delete(self, *args: Any, **kwargs: Any) -> Any:
-        raise RuntimeError("Audit events are append-only.")

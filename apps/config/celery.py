@@ -56,6 +56,8 @@ def _configure() -> None:
             "store_processed": False,
             "control_folder": str(folder / "control"),
         }
+    # One setting a line, each named in full: acks_late, reject_on_worker_lost and a prefetch of
+    # one are what "a crashed worker delays a result, never drops it" rests on.
     app.conf.update(
         broker_url=settings.CELERY_BROKER_URL,
         broker_transport_options=transport_options,

@@ -60,6 +60,8 @@ class Membership(models.Model):
         return f"{self.user} - {self.centre} ({self.get_role_display()})"
 
 
+# Shaped like Membership (user, role, created_at, one-per constraint) on purpose: a role within a
+# centre and a consortium-wide role are separate grants with separate audit records.
 class ConsortiumRole(models.Model):
     """A consortium-wide role. Steering-group members read all submitted data and manage analyses."""
 

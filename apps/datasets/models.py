@@ -7,6 +7,7 @@ from typing import Any
 from django.conf import settings
 from django.db import models
 
+from apps.audit.models import WriteOnce
 from apps.consortium.models import Centre, Outcome
 
 
@@ -31,6 +32,8 @@ class DatasetQuerySet(models.QuerySet["Dataset"]):
         return self.filter(centre__in=roles.centres_changeable(user))
 
 
+# visible_to reads like DatasetQuerySet's (anonymous, administrator, own centres, shared): the
+# same roles, but a version adds its own rule (submitted_at), so each queryset states it whole.
 class DatasetVersionQuerySet(models.QuerySet["DatasetVersion"]):
     def visible_to(self, user: Any) -> DatasetVersionQuerySet:
         """Versions the user may read: every version of their centres' datasets; of other visible
@@ -102,7 +105,7 @@ class Dataset(models.Model):
         return f"{self.centre.code} / {self.outcome.code}"
 
 
-class DatasetVersion(models.Model):
+class DatasetVersion(WriteOnce, models.Model):
     """An immutable snapshot of a dataset's rows: who, when, why, the original file and its checksum.
 
     ``checksum`` is the SHA-256 of the canonical parsed rows, so that re-uploading the same content
@@ -136,17 +139,11 @@ class DatasetVersion(models.Model):
 
     objects = DatasetVersionQuerySet.as_manager()
 
+    write_once_message = "Dataset versions are immutable: upload a new version instead."
+
     class Meta:
         ordering = ["dataset", "-number"]
         constraints = [models.UniqueConstraint(fields=["dataset", "number"], name="unique_version_number")]
 
     def __str__(self) -> str:
         return f"{self.dataset} v{self.number}"
-
-    def save(self, *args: Any, **kwargs: Any) -> None:
-        if self.pk is not None and not kwargs.get("force_insert"):
-            raise RuntimeError("Dataset versions are immutable; create a new version instead.")
-        super().save(*args, **kwargs)
-
-    def delete(self, *args: Any, **kwargs: Any) -> Any:
-        raise RuntimeError("Dataset versions are immutable and are never deleted.")

@@ -492,6 +492,19 @@ class _Validator:
             if name in state.values:
                 state.values[name] = int(value) if STATISTICS[name].integer else float(value)
 
+    def _events_exceed(self, state: _RowState, raw: RawRow, events: str, total: str, size: str) -> None:
+        """Report more events than participants, at the events cell (where the typo usually is)."""
+        col = self.by_target[events]
+        self._error(
+            state,
+            "events_exceed_n",
+            raw.number,
+            col,
+            self._cell(raw, col),
+            f"the number of events ({format_number(state.stats[events])}) is larger than the "
+            f"{size} ({format_number(state.stats[total])}).",
+        )
+
     def _cross_checks(self, state: _RowState, raw: RawRow) -> None:
         s = state.stats
         family = self.measure.groups
@@ -501,16 +514,7 @@ class _Validator:
             for events, non_events, total, arm in arms:
                 if events in s and total in s:
                     if s[events] > s[total]:
-                        col = self.by_target[events]
-                        self._error(
-                            state,
-                            "events_exceed_n",
-                            raw.number,
-                            col,
-                            self._cell(raw, col),
-                            f"the number of events ({format_number(s[events])}) is larger than the "
-                            f"{arm} group's size {total} ({format_number(s[total])}).",
-                        )
+                        self._events_exceed(state, raw, events, total, f"{arm} group's size {total}")
                     elif non_events in s and s[events] + s[non_events] != s[total]:
                         col = self.by_target[total]
                         self._error(
@@ -543,16 +547,7 @@ class _Validator:
                 )
         elif self.measure.family == "proportion":
             if "xi" in s and "ni" in s and s["xi"] > s["ni"]:
-                col = self.by_target["xi"]
-                self._error(
-                    state,
-                    "events_exceed_n",
-                    raw.number,
-                    col,
-                    self._cell(raw, col),
-                    f"the number of events ({format_number(s['xi'])}) is larger than the sample size "
-                    f"({format_number(s['ni'])}).",
-                )
+                self._events_exceed(state, raw, "xi", "ni", "sample size")
         elif (
             self.measure.family == "generic"
             and "sei" in s

@@ -254,6 +254,8 @@ def intercept_only_score(
     return score, info, dscore
 
 
+# Its numpydoc shares method/newton/Returns with intercept_only_score's: the two are the scalar
+# and the regression form of one score, and each docstring is read on its own.
 def regression_score(
     S: RegressionSums, M: np.ndarray, method: str, newton: bool
 ) -> tuple[float, float, float | None]:
@@ -363,6 +365,7 @@ def fisher_scoring_single(
 _ONE_ROW = np.zeros(1, dtype=np.intp)
 
 
+# Parameters documented as batched.estimate_tau2's (method, ctl): the same options, one model.
 def tau2_intercept_only(
     S: InterceptOnlySums, method: str, ctl: Control, fe: list[list[float]] | None = None
 ) -> tuple[float, float, bool, str | None]:
