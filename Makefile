@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 MANAGE := $(BIN)/python manage.py
 REFERENCE ?= tests/metaanalysis/cases
 
-.PHONY: run test install migrate demo lint typecheck validate bench bench-engine bench-e2e bench-security check clean
+.PHONY: run test install migrate demo lint typecheck validate bench bench-engine bench-dependent bench-e2e bench-security check clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -53,10 +53,13 @@ check: lint typecheck
 validate: $(STAMP)
 	$(BIN)/python -m workers.metaanalysis.validate $(REFERENCE)
 
-bench: bench-engine bench-e2e bench-security
+bench: bench-engine bench-dependent bench-e2e bench-security
 
 bench-engine: $(STAMP)
 	$(BIN)/python -m bench.engine_bench --out bench/RESULTS.md
+
+bench-dependent: $(STAMP)
+	$(BIN)/python -m bench.dependent_bench --out bench/DEPENDENT.md
 
 bench-e2e: $(STAMP)
 	$(BIN)/python -m bench.e2e_bench --out bench/E2E.md

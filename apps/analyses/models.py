@@ -41,6 +41,14 @@ class Analysis(models.Model):
     class Test(models.TextChoices):
         Z = "z", "z test"
         KNHA = "knha", "Knapp-Hartung"
+        T = "t", "t test (k - p df)"
+
+    class Dependence(models.TextChoices):
+        AUTO = "auto", "Automatic: CHE with robust tests where a study has several rows"
+        NONE = "none", "None: one row per study"
+        AGGREGATE = "aggregate", "Aggregate each study's rows (rho)"
+        MULTILEVEL = "multilevel", "Three-level model"
+        CHE = "che", "Correlated and hierarchical effects (rho)"
 
     outcome = models.ForeignKey(Outcome, on_delete=models.PROTECT, related_name="analyses")
     name = models.CharField(max_length=200)
@@ -53,6 +61,17 @@ class Analysis(models.Model):
     cumulative_order = models.CharField(max_length=100, blank=True, default="year")
     sensitivity = models.BooleanField(default=True)
     bias = models.BooleanField(default=True)
+    dependence = models.CharField(max_length=10, choices=Dependence.choices, default=Dependence.AUTO)
+    rho = models.FloatField(default=0.6, help_text="Assumed correlation of a study's sampling errors.")
+    robust = models.BooleanField(
+        default=True, help_text="Cluster-robust (CR2) tests where studies have several rows."
+    )
+    timepoint = models.CharField(
+        max_length=100, blank=True, help_text='Rows that enter: a time point, "latest", or empty for all.'
+    )
+    instruments = models.JSONField(
+        default=list, blank=True, help_text="Preferred instruments, first choice first; empty keeps all."
+    )
     requested_seq = models.BigIntegerField(default=0)
     computed_seq = models.BigIntegerField(default=0)
     running_since = models.DateTimeField(null=True, blank=True)
@@ -88,6 +107,12 @@ class Analysis(models.Model):
             "cumulative_order": self.cumulative_order or None,
             "sensitivity": self.sensitivity,
             "bias": self.bias,
+            "dependence": self.dependence,
+            "rho": float(self.rho),
+            "robust": self.robust,
+            "timepoint": self.timepoint or None,
+            "timepoints": list(self.outcome.timepoints or ()),
+            "instruments": list(self.instruments),
         }
 
     def engine_spec(self) -> AnalysisSpec:
@@ -174,7 +199,12 @@ class AnalysisResult(models.Model):
 
     @property
     def pooled(self) -> dict[str, Any] | None:
-        """The headline numbers for dashboards: estimate, CI, PI, tau², I², k."""
+        """The headline numbers for dashboards: estimate, CI, PI, heterogeneity, k, and the model
+        they come from (the engine's ``summary`` block; results stored before it had one are read
+        from their ``fit``)."""
+        summary = self.blocks.get("summary")
+        if summary:
+            return dict(summary)
         fit = self.blocks.get("fit")
         if not fit:
             return None

@@ -44,6 +44,7 @@ from apps.datasets.models import Dataset
 from workers.metaanalysis import ENGINE_VERSION
 from workers.metaanalysis.analysis import run_analysis
 from workers.metaanalysis.errors import EngineError
+from workers.metaanalysis.spec import LATEST
 
 logger = logging.getLogger(__name__)
 
@@ -358,9 +359,15 @@ def result_release(*, actor: Any, result: AnalysisResult) -> AnalysisResult:
 
 
 def analysis_create_default(*, outcome: Outcome) -> Analysis:
-    """Every outcome gets a default analysis: REML, z tests, 95 %, all sensitivity and bias checks."""
+    """Every outcome gets a default analysis: REML, z tests, 95 %, all sensitivity and bias checks,
+    at the outcome's first time point (post-treatment: a 6-month effect answers another question),
+    every instrument, and the dependence model chosen by the data (``auto``: correlated and
+    hierarchical effects, rho = 0.6, with CR2 tests where a study has several rows)."""
+    first_timepoint = outcome.timepoints[0] if outcome.timepoints else ""
     analysis, created = Analysis.objects.get_or_create(
-        outcome=outcome, is_default=True, defaults={"name": "Primary analysis (REML)"}
+        outcome=outcome,
+        is_default=True,
+        defaults={"name": "Primary analysis (REML)", "timepoint": first_timepoint},
     )
     if created:
         analysis_request_recompute_many(analysis_ids=[analysis.pk])
@@ -379,6 +386,11 @@ ANALYSIS_FIELDS = (
     "cumulative_order",
     "sensitivity",
     "bias",
+    "dependence",
+    "rho",
+    "robust",
+    "timepoint",
+    "instruments",
 )
 _MAX_MODS = 10
 
@@ -456,7 +468,51 @@ def analysis_validate(*, outcome: Outcome, analysis: Analysis | None, data: dict
     checks.check("cumulative_order", column(("numeric",), extra=("year",)))
     checks.check("sensitivity", flag)
     checks.check("bias", flag)
-    return checks.result()
+    checks.check("dependence", choice(list(Analysis.Dependence.values)))
+    checks.check("robust", flag)
+
+    def rho(value: Any) -> float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not -1 < value < 1:
+            raise ValidationError("rho is a correlation between -1 and 1, e.g. 0.6.")
+        return float(value)
+
+    def timepoint(value: Any) -> str:
+        if value is None or value == "":
+            return ""
+        allowed = [*(outcome.timepoints or ()), LATEST] if outcome.timepoints else []
+        if not isinstance(value, str) or value not in allowed:
+            raise ValidationError(
+                f"Choose one of the outcome's time points or {LATEST!r}: {', '.join(allowed)}."
+                if allowed
+                else "This outcome's data dictionary lists no time points to choose from; leave it empty."
+            )
+        return value
+
+    def instruments(value: Any) -> list[str]:
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ValidationError("Instruments are a list of the outcome's instruments, first choice first.")
+        if len(set(value)) != len(value):
+            raise ValidationError("An instrument is listed twice.")
+        allowed = list(outcome.instruments or ())
+        unknown = [v for v in value if allowed and v not in allowed]
+        if unknown:
+            raise ValidationError(
+                f"{', '.join(map(repr, unknown))} not in the outcome's instruments: {', '.join(allowed)}."
+            )
+        return list(value)
+
+    checks.check("rho", rho)
+    checks.check("timepoint", timepoint)
+    checks.check("instruments", instruments)
+    cleaned = checks.result()
+    if cleaned.get("dependence") in ("multilevel", "che"):
+        if cleaned.get("method") not in ("ML", "REML"):
+            raise ValidationError({"method": f"The {cleaned['dependence']} model is fitted by ML or REML."})
+        if cleaned.get("test") == "knha":
+            raise ValidationError(
+                {"test": "Knapp-Hartung is for one-level models; use the z or t test (or robust tests)."}
+            )
+    return cleaned
 
 
 def _assert_steering(actor: Any) -> None:

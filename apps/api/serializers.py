@@ -274,6 +274,10 @@ class AnalysisSerializer(serializers.ModelSerializer):
     level = StrictFloatField(required=False)
     sensitivity = StrictBooleanField(required=False)
     bias = StrictBooleanField(required=False)
+    rho = StrictFloatField(required=False)
+    robust = StrictBooleanField(required=False)
+    timepoint = StrictCharField(max_length=100, required=False, allow_blank=True)
+    instruments = serializers.ListField(child=StrictCharField(max_length=100), required=False, max_length=50)
     current_result = serializers.SerializerMethodField()
 
     class Meta:

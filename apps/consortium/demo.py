@@ -4,6 +4,13 @@ Five partner centres, 77 studies and about 5,660 participants reporting on four 
 early-years parent-infant psychotherapy. Every number is simulated from a fixed seed: nothing here is
 real data. The true effects and heterogeneity are chosen to look like the field (small-to-moderate
 effects, moderate to substantial heterogeneity).
+
+Like real consortium data, a study often reports an outcome more than once: on two instruments,
+and at post-treatment and at 6 and 12 months. Those effects are dependent, as the analyses must
+know: they share the study's true effect (between-study SD ``tau``), differ by a within-study SD
+``WITHIN_SD`` (instrument and time point), decay with time (``DECAY``), and their sampling errors
+correlate ``WITHIN_STUDY_RHO`` (the same participants measured again), the assumption the default
+correlated-and-hierarchical-effects model makes.
 """
 
 from __future__ import annotations
@@ -14,6 +21,18 @@ from typing import Any
 import numpy as np
 
 SEED = 20261125
+TIMEPOINTS = ("post", "6m", "12m")
+#: The correlation of two sampling errors of one study (same participants, other instrument or
+#: time point): the simulation's truth, which the default analysis assumes (rho = 0.6).
+WITHIN_STUDY_RHO = 0.6
+#: SD of the true effects of one study around the study's effect (instrument, time point).
+WITHIN_SD = 0.08
+#: The true effect at each time point relative to post-treatment; follow-up loses participants.
+DECAY = {"post": 1.0, "6m": 0.85, "12m": 0.7}
+RETAINED = {"post": 1.0, "6m": 0.88, "12m": 0.8}
+#: Share of a continuous outcome's reports on two instruments, and with two or three time points.
+TWO_INSTRUMENTS = 0.35
+FOLLOW_UPS = (0.5, 0.3, 0.2)  # one, two or three time points
 DEMO_PASSWORD = "demo-password"  # noqa: S105 - published demo sign-in, synthetic data only
 API_TOKEN = "demo0api0token0synthetic0consortium00001"  # noqa: S105 - 40 characters, demo only
 
@@ -153,31 +172,59 @@ def demo_rows() -> dict[tuple[str, str], list[dict[str, Any]]]:
             for outcome, reported in zip(OUTCOMES, reports, strict=True):
                 if not reported:
                     continue
-                instrument = outcome.instruments[int(rng.integers(0, len(outcome.instruments)))]
                 theta = rng.normal(outcome.mu + (0.1 if mods["risk"] == "high" else 0.0), outcome.tau)
-                row: dict[str, Any] = {"study": label, "instrument": instrument, "timepoint": "post", **mods}
-                if outcome.measure == "SMD":
-                    sd = 10.0
-                    m2 = 50 + rng.normal(0, sd / np.sqrt(n2))
-                    m1 = 50 + theta * sd + rng.normal(0, sd / np.sqrt(n1))
-                    row.update(
-                        {
-                            "m1i": round(float(m1), 2),
-                            "sd1i": round(float(sd * np.sqrt(rng.chisquare(n1 - 1) / (n1 - 1))), 2),
-                            "n1i": n1,
-                            "m2i": round(float(m2), 2),
-                            "sd2i": round(float(sd * np.sqrt(rng.chisquare(n2 - 1) / (n2 - 1))), 2),
-                            "n2i": n2,
-                        }
-                    )
-                else:
-                    p2 = 0.45
-                    p1 = min(0.95, p2 * float(np.exp(theta)))
-                    ai = int(rng.binomial(n1, p1))
-                    ci = int(rng.binomial(n2, p2))
-                    row.update({"ai": ai, "bi": n1 - ai, "ci": ci, "di": n2 - ci})
-                out.setdefault((centre_code, outcome.code), []).append(row)
+                rows = _reports(rng, outcome, theta, n1, n2)
+                for row in rows:
+                    row.update({"study": label, **mods})
+                out.setdefault((centre_code, outcome.code), []).extend(rows)
     return out
+
+
+def _reports(
+    rng: np.random.Generator, outcome: DemoOutcome, theta: float, n1: int, n2: int
+) -> list[dict[str, Any]]:
+    """One study's rows for one outcome: its instruments at its time points, with dependent errors."""
+    if outcome.measure != "SMD":
+        # a binary outcome, assessed once (post-treatment) on its one instrument
+        p2 = 0.45
+        p1 = min(0.95, p2 * float(np.exp(theta)))
+        ai = int(rng.binomial(n1, p1))
+        ci = int(rng.binomial(n2, p2))
+        instrument = outcome.instruments[int(rng.integers(0, len(outcome.instruments)))]
+        return [
+            {"instrument": instrument, "timepoint": "post", "ai": ai, "bi": n1 - ai, "ci": ci, "di": n2 - ci}
+        ]
+    n_instruments = 2 if len(outcome.instruments) > 1 and rng.random() < TWO_INSTRUMENTS else 1
+    instruments = [
+        outcome.instruments[i]
+        for i in sorted(rng.choice(len(outcome.instruments), n_instruments, replace=False))
+    ]
+    n_times = 1 + int(rng.choice(3, p=FOLLOW_UPS))
+    cells = [(ins, t) for t in TIMEPOINTS[:n_times] for ins in instruments]
+    # correlated standard-normal sampling errors: the same participants answer every instrument
+    m = len(cells)
+    corr = np.full((m, m), WITHIN_STUDY_RHO) + (1 - WITHIN_STUDY_RHO) * np.eye(m)
+    errors = rng.multivariate_normal(np.zeros(m), corr)
+    rows = []
+    for (instrument, time), error in zip(cells, errors, strict=True):
+        a, b = max(4, round(n1 * RETAINED[time])), max(4, round(n2 * RETAINED[time]))
+        true = theta * DECAY[time] + rng.normal(0, WITHIN_SD)
+        d = true + error * np.sqrt(1 / a + 1 / b)
+        sd = 10.0
+        m2 = 50 + rng.normal(0, sd / np.sqrt(b))
+        rows.append(
+            {
+                "instrument": instrument,
+                "timepoint": time,
+                "m1i": round(float(m2 + d * sd), 2),
+                "sd1i": round(float(sd * np.sqrt(rng.chisquare(a - 1) / (a - 1))), 2),
+                "n1i": a,
+                "m2i": round(float(m2), 2),
+                "sd2i": round(float(sd * np.sqrt(rng.chisquare(b - 1) / (b - 1))), 2),
+                "n2i": b,
+            }
+        )
+    return rows
 
 
 TARGET_PARTICIPANTS = 5660

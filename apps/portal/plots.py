@@ -39,23 +39,15 @@ def forest_svg(
     ``direction`` ('higher' or 'lower' is better) decides which side is labelled "favours
     intervention", so every outcome's plot reads the same way.
     """
-    es = blocks.get("effect_sizes") or {}
-    fit = blocks.get("fit") or {}
-    pred = blocks.get("predict") or {}
-    yi, vi = es.get("yi") or [], es.get("vi") or []
-    rows = [
-        (studies[i] if i < len(studies) else f"Row {i + 1}", y, math.sqrt(v))
-        for i, (y, v) in enumerate(zip(yi, vi, strict=False))
-        if y is not None and v is not None and v > 0
-    ]
-    if not rows or not fit:
+    rows = _forest_rows(blocks, studies)
+    pooled = _pooled(blocks)
+    if not rows or not pooled:
         return ""
     z = critical_value(_level(blocks, level))
-    lows = [y - z * se for _, y, se in rows]
-    highs = [y + z * se for _, y, se in rows]
-    est = (fit.get("beta") or [None])[0]
-    ci_lb, ci_ub = (fit.get("ci_lb") or [None])[0], (fit.get("ci_ub") or [None])[0]
-    pi_lb, pi_ub = pred.get("pi_lb"), pred.get("pi_ub")
+    lows = [y - z * se for _, y, se, _, _ in rows]
+    highs = [y + z * se for _, y, se, _, _ in rows]
+    est, ci_lb, ci_ub = pooled.get("estimate"), pooled.get("ci_lb"), pooled.get("ci_ub")
+    pi_lb, pi_ub = pooled.get("pi_lb"), pooled.get("pi_ub")
     candidates = [v for v in [*lows, *highs, ci_lb, ci_ub, pi_lb, pi_ub, 0.0] if v is not None]
     lo, hi = min(candidates), max(candidates)
     pad = (hi - lo) * 0.05 or 1.0
@@ -72,11 +64,15 @@ def forest_svg(
         f'role="img" aria-label="Forest plot">',
         f'<line x1="{x(0):.1f}" y1="{top - 10}" x2="{x(0):.1f}" y2="{height - 30}" class="zero"/>',
     ]
-    max_w = max(1 / se for _, _, se in rows)
-    for i, (name, y, se) in enumerate(rows):
+    max_w = max(1 / se for _, _, se, _, _ in rows)
+    for i, (name, y, se, member, derivation) in enumerate(rows):
         cy = top + i * row_h
         size = 3 + 6 * math.sqrt((1 / se) / max_w)
-        parts.append(f'<text x="4" y="{cy + 4}" class="label">{escape(name[:34])}</text>')
+        title = f"<title>{escape(derivation)}</title>" if derivation else ""
+        if member:
+            parts.append(f'<text x="18" y="{cy + 4}" class="label member">{title}{escape(name[:32])}</text>')
+        else:
+            parts.append(f'<text x="4" y="{cy + 4}" class="label">{title}{escape(name[:34])}</text>')
         parts.append(
             f'<line x1="{x(y - z * se):.1f}" y1="{cy}" x2="{x(y + z * se):.1f}" y2="{cy}" class="ci"/>'
         )
@@ -96,7 +92,7 @@ def forest_svg(
             f'<polygon points="{x(ci_lb):.1f},{cy} {x(est):.1f},{cy - 6} {x(ci_ub):.1f},{cy} {x(est):.1f},{cy + 6}" '
             f'class="diamond"/>'
         )
-        parts.append(f'<text x="4" y="{cy + 4}" class="label pooled">Pooled (RE model)</text>')
+        parts.append(f'<text x="4" y="{cy + 4}" class="label pooled">{escape(_model_label(pooled))}</text>')
         parts.append(
             f'<text x="{label_w + plot_w + 8}" y="{cy + 4}" class="num pooled">{_fmt(est)} '
             f"[{_fmt(ci_lb)}, {_fmt(ci_ub)}]</text>"
@@ -120,17 +116,99 @@ def forest_svg(
     return "".join(parts)
 
 
+def _pooled(blocks: dict[str, Any]) -> dict[str, Any] | None:
+    """The headline: the engine's ``summary`` block (results stored before it: their fit)."""
+    summary = blocks.get("summary")
+    if summary:
+        return dict(summary)
+    fit = blocks.get("fit") or {}
+    if not fit:
+        return None
+    pred = blocks.get("predict") or {}
+    return {
+        "estimate": (fit.get("beta") or [None])[0],
+        "ci_lb": (fit.get("ci_lb") or [None])[0],
+        "ci_ub": (fit.get("ci_ub") or [None])[0],
+        "pi_lb": pred.get("pi_lb"),
+        "pi_ub": pred.get("pi_ub"),
+    }
+
+
+def _model_label(pooled: dict[str, Any]) -> str:
+    dependence = pooled.get("dependence")
+    if dependence in ("che", "multilevel"):
+        robust = ", CR2" if pooled.get("inference") == "CR2" else ""
+        return f"Pooled ({dependence.upper()}{robust})"
+    if dependence == "aggregate":
+        return "Pooled (studies aggregated)"
+    return "Pooled (RE model)"
+
+
+def _forest_rows(blocks: dict[str, Any], studies: list[str]) -> list[tuple[str, float, float, bool, str]]:
+    """The plot's rows: (label, effect, standard error, is a study's own row, derivation).
+
+    With several effects per study, each study's aggregated effect comes first and its effects
+    beneath it (indented, labelled by instrument and time point where the data give them).
+    """
+    es = blocks.get("effect_sizes") or {}
+    yi, vi = es.get("yi") or [], es.get("vi") or []
+    derivations = es.get("derivation") or []
+
+    def describe(i: int) -> str:
+        parts = [str(es[key][i]) for key in ("instrument", "timepoint") if es.get(key) and es[key][i]]
+        return " · ".join(parts) or f"row {i + 1}"
+
+    in_model = es.get("in_model") or [True] * len(yi)
+
+    def usable(i: int) -> bool:
+        return i < len(yi) and in_model[i] and yi[i] is not None and vi[i] is not None and vi[i] > 0
+
+    agg = blocks.get("aggregated") or {}
+    members = agg.get("members") or []
+    if members and any(len(m) > 1 for m in members):
+        out: list[tuple[str, float, float, bool, str]] = []
+        for label, y, v, rows in zip(agg["study"], agg["yi"], agg["vi"], members, strict=False):
+            if y is None or v is None or v <= 0:
+                continue
+            out.append((str(label), y, math.sqrt(v), False, f"{len(rows)} effects aggregated"))
+            if len(rows) > 1:
+                out += [
+                    (
+                        describe(i),
+                        yi[i],
+                        math.sqrt(vi[i]),
+                        True,
+                        derivations[i] if i < len(derivations) else "",
+                    )
+                    for i in rows
+                    if usable(i)
+                ]
+        return out
+    return [
+        (
+            studies[i] if i < len(studies) else f"Row {i + 1}",
+            yi[i],
+            math.sqrt(vi[i]),
+            False,
+            derivations[i] if i < len(derivations) else "",
+        )
+        for i in range(len(yi))
+        if usable(i)
+    ]
+
+
 def funnel_svg(blocks: dict[str, Any], *, level: float | None = None) -> str:
     """A funnel plot: effect against standard error (inverted), with the pseudo confidence region
     at the analysis's ``level`` (percent)."""
     es = blocks.get("effect_sizes") or {}
-    fit = blocks.get("fit") or {}
+    yi, vi = es.get("yi") or [], es.get("vi") or []
+    in_model = es.get("in_model") or [True] * len(yi)
     pts = [
         (y, math.sqrt(v))
-        for y, v in zip(es.get("yi") or [], es.get("vi") or [], strict=False)
-        if y is not None and v is not None and v > 0
+        for y, v, used in zip(yi, vi, in_model, strict=False)
+        if used and y is not None and v is not None and v > 0
     ]
-    est = (fit.get("beta") or [None])[0]
+    est = (_pooled(blocks) or {}).get("estimate")
     if not pts or est is None:
         return ""
     max_se = max(se for _, se in pts) * 1.05

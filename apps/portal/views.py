@@ -128,6 +128,9 @@ def outcome_detail(request: HttpRequest, code: str) -> HttpResponse:
                 "funnel": funnel_svg(result.blocks, level=level),
                 "blocks": result.blocks,
                 "leave1out_rows": _zip_rows(result.blocks.get("leave1out"), _included_labels(result)),
+                # dependent effects: each study left out with all its rows
+                "leave1out_study_rows": _zip_rows(result.blocks.get("leave1out_study"), []),
+                "rho_rows": _zip_rows(result.blocks.get("rho_sensitivity"), []),
             }
         )
     points = [

@@ -320,3 +320,11 @@ def test_columns_of_different_lengths_are_refused():
 def test_unknown_zero_cell_rule_is_refused():
     with pytest.raises(InvalidInputError):
         compute_effect_sizes("OR", {"ai": [1], "bi": [2], "ci": [3], "di": [4]}, to="sometimes")  # type: ignore[arg-type]
+
+
+def test_the_zero_cell_helpers_are_still_reached_through_effect_sizes():
+    from workers.metaanalysis import effect_sizes, kernels
+
+    # the kernels moved to kernels.py; mantel_haenszel, the CLI and callers import from here
+    assert effect_sizes.add_to_zero_cells is kernels.add_to_zero_cells
+    assert effect_sizes.ZERO_CELL_RULES == kernels.ZERO_CELL_RULES == ("all", "only0", "if0all", "none")

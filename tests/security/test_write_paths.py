@@ -98,6 +98,11 @@ def _analysis_form(analysis: Analysis, **changes: Any) -> dict[str, Any]:
         "cumulative_order": analysis.cumulative_order,
         "sensitivity": "on" if analysis.sensitivity else "",
         "bias": "on" if analysis.bias else "",
+        "dependence": analysis.dependence,
+        "rho": analysis.rho,
+        "robust": "on" if analysis.robust else "",
+        "timepoint": analysis.timepoint,
+        "instruments": json.dumps(analysis.instruments),
     }
     data.update(changes)
     return {k: v for k, v in data.items() if v != ""}

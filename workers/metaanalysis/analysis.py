@@ -10,159 +10,48 @@ model are listed with the reason. Nothing is ever a silent NaN.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import math
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
-from . import ENGINE_VERSION
+from . import ENGINE_VERSION, effects
 from .bias import EggerResult, TrimfillResult, egger, fsn, funnel, rank_test, trimfill
+from .dependent import (
+    Clustered,
+    dependent_blocks,
+    resolve_dependence,
+    rho_sensitivity,
+    rma_robust_blocks,
+    summary_block,
+)
 from .design import build_design, is_missing
-from .errors import EngineError, InvalidInputError
-from .estimators import METHODS, TESTS
-from .measures import OUTCOME_MEASURES, REGISTRY
+from .errors import InvalidInputError
+from .measures import REGISTRY
+from .multilevel.aggregate import aggregate
+from .notes import Notes, add_block, safe, with_labels
 from .results import ResultBase, to_jsonable
-from .rma import EngineResult, FitResult, confint, predict, rma
+from .rma import FitResult, confint, predict, rma
+from .selection import select_rows
 from .sensitivity import cumulative, influence, leave1out, loo_fits
+from .spec import AnalysisSpec, spec_hash
 from .subgroups import subgroups
 
 __all__ = ["AnalysisReport", "AnalysisSpec", "run_analysis", "spec_hash"]
 
+
+#: The column that identifies an estimate within its study (metafor's ``es_id`` in
+#: ``random = ~ 1 | study/es_id``); without it every row is its own estimate.
+ES_ID = "es_id"
+
+#: Columns besides the study that identify a row (one effect), carried into ``effect_sizes``.
+ROW_IDENTITY: tuple[str, ...] = ("comparison", "instrument", "timepoint")
+
 #: Largest k for the cumulative meta-analysis: its k models over growing prefixes cost O(k^2)
 #: (about 1 s at k = 10^4); leave-one-out and influence are O(k) per model and have no limit.
 CUMULATIVE_MAX_K = 20_000
-
-
-@dataclasses.dataclass(frozen=True)
-class AnalysisSpec:
-    """What to compute for one outcome.
-
-    Attributes
-    ----------
-    measure : str
-        metafor's effect-size measure (``SMD``, ``OR``, ..., ``GEN`` for given yi/vi).
-    method : str
-        tau² estimator (``REML`` default; ``EE`` for the equal-effects model).
-    test : str
-        ``z`` or ``knha`` (Knapp-Hartung); ``t`` is accepted too.
-    level : float
-        Confidence level in percent.
-    mods : tuple of str
-        Moderator columns of a meta-regression (intercept added).
-    subgroup : str or None
-        Column defining subgroups for a subgroup analysis.
-    cumulative_order : str or None
-        Column to order the cumulative meta-analysis by (row order when None).
-    sensitivity : bool
-        Run leave-one-out, cumulative and influence diagnostics.
-    bias : bool
-        Run the publication-bias analyses (Egger, rank test, fail-safe N, trim-and-fill).
-    """
-
-    measure: str
-    method: str = "REML"
-    test: str = "z"
-    level: float = 95.0
-    mods: tuple[str, ...] = ()
-    subgroup: str | None = None
-    cumulative_order: str | None = None
-    sensitivity: bool = True
-    bias: bool = True
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.measure, str) or self.measure not in OUTCOME_MEASURES:
-            raise InvalidInputError(
-                f"unknown measure {self.measure!r}; use one of {', '.join(OUTCOME_MEASURES)}",
-                code="invalid_measure",
-                column="measure",
-            )
-        if self.method not in METHODS:
-            raise InvalidInputError(
-                f"unknown method {self.method!r}; use one of {', '.join(METHODS)}",
-                code="invalid_method",
-                column="method",
-            )
-        if self.test not in TESTS:
-            raise InvalidInputError(
-                f"unknown test {self.test!r}; use one of {', '.join(TESTS)}",
-                code="invalid_test",
-                column="test",
-            )
-        lev = self.level
-        if (
-            isinstance(lev, bool)
-            or not isinstance(lev, int | float)
-            or not math.isfinite(lev)
-            or not 0 < lev < 100
-        ):
-            raise InvalidInputError(
-                f"level must be a percentage between 0 and 100, got {lev!r}",
-                code="invalid_level",
-                column="level",
-            )
-        object.__setattr__(self, "level", float(lev))
-        if isinstance(self.mods, str):
-            raise InvalidInputError(
-                "mods must be a sequence of column names, not a string", code="invalid_mods", column="mods"
-            )
-        mods = tuple(self.mods)
-        if not all(isinstance(m, str) and m for m in mods):
-            raise InvalidInputError("mods must be non-empty column names", code="invalid_mods", column="mods")
-        if len(set(mods)) != len(mods):
-            raise InvalidInputError("mods lists a column twice", code="invalid_mods", column="mods")
-        object.__setattr__(self, "mods", mods)
-        for name in ("subgroup", "cumulative_order"):
-            val = getattr(self, name)
-            if val is not None and (not isinstance(val, str) or not val):
-                raise InvalidInputError(
-                    f"{name} must be a column name or None", code=f"invalid_{name}", column=name
-                )
-        for name in ("sensitivity", "bias"):
-            if not isinstance(getattr(self, name), bool):
-                raise InvalidInputError(f"{name} must be true or false", code=f"invalid_{name}", column=name)
-
-    def to_dict(self) -> dict[str, Any]:
-        """The canonical JSON-ready form of the spec."""
-        return {
-            "measure": self.measure,
-            "method": self.method,
-            "test": self.test,
-            "level": self.level,
-            "mods": list(self.mods),
-            "subgroup": self.subgroup,
-            "cumulative_order": self.cumulative_order,
-            "sensitivity": self.sensitivity,
-            "bias": self.bias,
-        }
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> AnalysisSpec:
-        """Build a spec from its ``to_dict()`` form (unknown keys are refused)."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        extra = set(data) - known
-        if extra:
-            raise InvalidInputError(f"unknown spec field(s): {', '.join(sorted(extra))}", code="invalid_spec")
-        kwargs = dict(data)
-        if "mods" in kwargs and kwargs["mods"] is not None and not isinstance(kwargs["mods"], str):
-            kwargs["mods"] = tuple(kwargs["mods"])
-        return cls(**kwargs)
-
-    def spec_hash(self) -> str:
-        """sha256 of the canonical JSON (see :func:`spec_hash`)."""
-        return spec_hash(self.to_dict())
-
-
-def spec_hash(spec: Mapping[str, Any]) -> str:
-    """sha256 of a specification's canonical JSON: sorted keys, no whitespace, ASCII.
-
-    The one hash of a specification, for the engine and the platform alike, so that a stored
-    result's ``spec_hash`` can be reproduced from its ``spec`` outside the platform.
-    """
-    canonical = json.dumps(dict(spec), sort_keys=True, separators=(",", ":"), ensure_ascii=True)
-    return hashlib.sha256(canonical.encode("ascii")).hexdigest()
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -187,14 +76,6 @@ class AnalysisReport(ResultBase):
         }
 
 
-class _Notes:
-    def __init__(self) -> None:
-        self.items: list[dict[str, str]] = []
-
-    def add(self, block: str, code: str, message: str) -> None:
-        self.items.append({"block": block, "code": code, "message": message})
-
-
 def _columns(rows: Sequence[Mapping[str, object]]) -> dict[str, list[object]]:
     names: dict[str, None] = {}
     for r in rows:
@@ -209,28 +90,6 @@ def _study_labels(rows: Sequence[Mapping[str, object]]) -> list[str]:
         s = r.get("study")
         out.append(f"Study {i + 1}" if s is None or is_missing(s) else str(s))
     return out
-
-
-def _safe(notes: _Notes, block: str, fn: Callable[[], Any]) -> Any:
-    """Run one block; an engine error becomes a note and the block is left out."""
-    try:
-        return fn()
-    except EngineError as exc:
-        notes.add(block, exc.code, exc.message)
-        return None
-
-
-def _add_block(
-    blocks: dict[str, Any], notes: _Notes, block: str, fn: Callable[[], Any], *, reasons: bool = False
-) -> Any:
-    """Run one block and store it; with ``reasons``, its reasons for each NaN field become notes."""
-    res = _safe(notes, block, fn)
-    if res is not None:
-        blocks[block] = res
-        if reasons:
-            for key, msg in res.na_reasons.items():
-                notes.add(block, key, msg)
-    return res
 
 
 @dataclasses.dataclass(frozen=True)
@@ -275,69 +134,249 @@ def run_analysis(spec: AnalysisSpec, rows: Sequence[Mapping[str, object]]) -> An
         studies, singular moderators, non-convergence) do not raise: the report then holds the
         effect sizes and notes saying why the model blocks are absent.
     """
-    from . import effects
-
     if not isinstance(spec, AnalysisSpec):
         raise InvalidInputError("spec must be an AnalysisSpec", code="invalid_spec")
     rows = list(rows)
-    notes = _Notes()
+    notes = Notes()
     blocks: dict[str, Any] = {}
     labels = _study_labels(rows)
     data = _columns(rows)
     es = effects.escalc(spec.measure, data)
-    usable = np.asarray(effects.included(es), dtype=bool)
-    blocks["effect_sizes"] = {"study": labels, "yi": es.yi, "vi": es.vi}
+    # each row's input form and how its effect was derived ("SMD from t = 2.1, n = 20/22"), shown
+    # wherever the row's effect is shown
+    blocks["effect_sizes"] = {
+        "study": labels,
+        "yi": es.yi,
+        "vi": es.vi,
+        "form": list(es.forms),
+        "derivation": list(es.derivations),
+    }
+    # what each row is (beside its study), so that a row's effect can be shown with it
+    for name in ROW_IDENTITY:
+        if name in data:
+            blocks["effect_sizes"][name] = [None if is_missing(v) else str(v) for v in data[name]]
+    selected, not_selected = select_rows(spec, rows, labels)
+    usable = np.asarray(effects.included(es), dtype=bool) & selected
     omitted: list[dict[str, Any]] = [
+        {"row": i, "study": labels[i], "code": "not_selected", "reason": why}
+        for i, why in not_selected.items()
+    ]
+    omitted += [
         {"row": o.row, "study": labels[o.row], "code": o.code, "reason": o.reason}
         for o in effects.omitted_rows(es)
+        if selected[o.row]
     ]
+    studies_usable = [labels[i] for i in np.flatnonzero(usable)]
+    dependence, why = resolve_dependence(spec, studies_usable)
+    blocks["model"] = {"dependence": dependence, "reason": why, "rho": spec.rho, "robust": spec.robust}
 
-    X = None
-    coef_names = None
-    design = None
-    in_model = usable.copy()
-    if spec.mods:
-        design = build_design(rows, spec.mods, usable)
-        for i in sorted(design.missing):
-            if usable[i]:
-                omitted.append(
-                    {
-                        "row": i,
-                        "study": labels[i],
-                        "code": "missing_moderator",
-                        "reason": "missing moderator value: " + ", ".join(design.missing[i]),
-                    }
-                )
-        in_model = design.complete
-        X = design.X[in_model]
-        coef_names = design.coef_names
-    omitted.sort(key=lambda o: o["row"])
-    idx = np.flatnonzero(in_model)
-    yi = es.yi[idx]
-    vi = es.vi[idx]
-    k = int(idx.size)
-
-    _table_blocks(spec, data, blocks, notes)
-
-    fit: FitResult | None = _safe(
-        notes,
-        "fit",
-        lambda: rma(yi, vi, method=spec.method, test=spec.test, level=spec.level, X=X, coef_names=coef_names),
-    )
-    if fit is None:
-        notes.add("model", "no_model", "the model could not be fitted: every block that needs it is absent")
+    if dependence == "aggregate":
+        idx = _run_aggregated(spec, rows, labels, es, usable, blocks, notes, omitted)
     else:
-        blocks["fit"] = fit
-        for msg in fit.notes:
-            notes.add("fit", "fit_note", msg)
-        _model_blocks(_Model(spec, fit, rows, idx, [labels[i] for i in idx]), blocks, notes)
+        X = coef_names = None
+        in_model = usable.copy()
+        if spec.mods:
+            design = build_design(rows, spec.mods, usable)
+            for i in sorted(design.missing):
+                if usable[i]:
+                    omitted.append(
+                        {
+                            "row": i,
+                            "study": labels[i],
+                            "code": "missing_moderator",
+                            "reason": "missing moderator value: " + ", ".join(design.missing[i]),
+                        }
+                    )
+            in_model = design.complete
+            X = design.X[in_model]
+            coef_names = design.coef_names
+        idx = np.flatnonzero(in_model)
+        clustered = Clustered(
+            spec=spec,
+            yi=es.yi[idx],
+            vi=es.vi[idx],
+            X=X,
+            coef_names=None if coef_names is None else tuple(coef_names),
+            studies=[labels[i] for i in idx],
+            es_id=_es_ids(rows, idx),
+            rows=idx,
+        )
+        if dependence == "none":
+            _run_independent(spec, rows, data, clustered, labels, blocks, notes)
+        else:
+            dependent_blocks(dependence, clustered, blocks, notes)
+    k = int(idx.size)
+    in_model = np.zeros(len(rows), dtype=bool)
+    in_model[idx] = True
+    blocks["effect_sizes"]["in_model"] = in_model
+    omitted.sort(key=lambda o: o["row"])
+    summary = summary_block(dependence, why, spec, blocks, len(set(studies_usable)))
+    if summary is not None:
+        blocks["summary"] = summary
     return AnalysisReport(
         engine_version=ENGINE_VERSION, spec=spec, k=k, blocks=blocks, omitted=omitted, notes=notes.items
     )
 
 
+def _es_ids(rows: Sequence[Mapping[str, object]], idx: np.ndarray) -> list[object] | None:
+    """The estimate identifiers of the model rows (column ``es_id``); None when the data have none,
+    and then every row is its own estimate."""
+    if not any(ES_ID in rows[i] for i in idx):
+        return None
+    return [rows[i].get(ES_ID) if not is_missing(rows[i].get(ES_ID)) else f"row {i}" for i in idx]
+
+
+def _run_independent(
+    spec: AnalysisSpec,
+    rows: Sequence[Mapping[str, object]],
+    data: Mapping[str, list[object]],
+    clustered: Clustered,
+    labels: list[str],
+    blocks: dict[str, Any],
+    notes: Notes,
+) -> None:
+    """Rows as independent studies (``rma``); with several rows in a study, only with robust tests."""
+    several = clustered.largest_study > 1
+    if several and not spec.robust:
+        counts = Counter(clustered.studies)
+        worst = max(counts, key=lambda s: counts[s])
+        notes.add(
+            "model",
+            "several_rows_per_study",
+            f"study {worst} has {counts[worst]} rows in the model, but the dependence model 'none' "
+            "treats every row as a separate study: choose aggregate, multilevel or che, select one "
+            "time point and instrument, or use cluster-robust tests",
+        )
+        return
+    if several:
+        notes.add(
+            "mantel_haenszel",
+            "not_applicable",
+            "Mantel-Haenszel and Peto pooling treat rows as independent studies: not with several rows per study",
+        )
+    else:
+        _table_blocks(spec, data, blocks, notes)
+    fit: FitResult | None = safe(
+        notes,
+        "fit",
+        lambda: rma(
+            clustered.yi,
+            clustered.vi,
+            method=spec.method,
+            test=spec.test,
+            level=spec.level,
+            X=clustered.X,
+            coef_names=clustered.coef_names,
+        ),
+    )
+    if fit is None:
+        notes.add("model", "no_model", "the model could not be fitted: every block that needs it is absent")
+        return
+    blocks["fit"] = fit
+    for msg in fit.notes:
+        notes.add("fit", "fit_note", msg)
+    model = _Model(spec, fit, rows, clustered.rows, [labels[i] for i in clustered.rows])
+    if several:
+        rma_robust_blocks(fit, clustered, blocks, notes)
+        if fit.int_only:
+            blocks["predict"] = predict(fit)
+        notes.add(
+            "sensitivity",
+            "not_applicable",
+            "row-level diagnostics (leave-one-out, influence, bias tests) assume independent rows: "
+            "choose a dependence model for them",
+        )
+    else:
+        _model_blocks(model, blocks, notes)
+
+
+def _run_aggregated(
+    spec: AnalysisSpec,
+    rows: Sequence[Mapping[str, object]],
+    labels: list[str],
+    es: Any,
+    usable: np.ndarray,
+    blocks: dict[str, Any],
+    notes: Notes,
+    omitted: list[dict[str, Any]],
+) -> np.ndarray:
+    """One effect per study (``aggregate``), then the one-level model and its blocks on the studies.
+
+    Returns the rows pooled into the aggregated studies.
+    """
+    idx = np.flatnonzero(usable)
+    agg = aggregate(es.yi[idx], es.vi[idx], [labels[i] for i in idx], spec.rho, row_numbers=idx)
+    blocks["aggregated"] = agg
+    # a study's row for moderators, subgroups and order: its first row (study-level columns)
+    first = [int(m[0]) for m in agg.members]
+    study_rows = [dict(rows[i]) for i in first]
+    for name in (*spec.mods, spec.subgroup, spec.cumulative_order):
+        if name is None:
+            continue
+        for s, members in zip(agg.study, agg.members, strict=True):
+            values = {str(rows[m].get(name)) for m in members}
+            if len(values) > 1:
+                notes.add(
+                    "model",
+                    "varies_within_study",
+                    f"{name} varies within study {s} ({', '.join(sorted(values))}): aggregating to one "
+                    "effect per study needs study-level columns; use the multilevel or che model",
+                )
+                return idx
+    X = coef_names = None
+    in_model = np.ones(len(study_rows), dtype=bool)
+    if spec.mods:
+        design = build_design(study_rows, spec.mods, in_model)
+        for i in sorted(design.missing):
+            omitted.append(
+                {
+                    "row": first[i],
+                    "study": agg.study[i],
+                    "code": "missing_moderator",
+                    "reason": "missing moderator value: " + ", ".join(design.missing[i]),
+                }
+            )
+        in_model = design.complete
+        X = design.X[in_model]
+        coef_names = design.coef_names
+    sidx = np.flatnonzero(in_model)
+    fit: FitResult | None = safe(
+        notes,
+        "aggregated_fit",
+        lambda: rma(
+            agg.yi[sidx],
+            agg.vi[sidx],
+            method=spec.method,
+            test=spec.test,
+            level=spec.level,
+            X=X,
+            coef_names=coef_names,
+        ),
+    )
+    if fit is None:
+        notes.add("model", "no_model", "the model could not be fitted: every block that needs it is absent")
+        return idx
+    blocks["aggregated_fit"] = fit
+    for msg in fit.notes:
+        notes.add("aggregated_fit", "fit_note", msg)
+    _model_blocks(_Model(spec, fit, study_rows, sidx, [agg.study[i] for i in sidx]), blocks, notes)
+    if fit.int_only:
+        data = Clustered(
+            spec=spec,
+            yi=es.yi[idx],
+            vi=es.vi[idx],
+            X=None,
+            coef_names=None,
+            studies=[labels[i] for i in idx],
+            es_id=None,
+            rows=idx,
+        )
+        add_block(blocks, notes, "rho_sensitivity", lambda: rho_sensitivity(data, "aggregate"))
+    return idx
+
+
 def _table_blocks(
-    spec: AnalysisSpec, data: Mapping[str, list[object]], blocks: dict[str, Any], notes: _Notes
+    spec: AnalysisSpec, data: Mapping[str, list[object]], blocks: dict[str, Any], notes: Notes
 ) -> None:
     """Mantel-Haenszel and Peto pooling straight from the 2x2 tables."""
     measure = REGISTRY[spec.measure]
@@ -360,7 +399,7 @@ def _table_blocks(
             "mantel_haenszel", "not_applicable", "Mantel-Haenszel pooling needs the columns ai, bi, ci, di"
         )
         return
-    _add_block(
+    add_block(
         blocks,
         notes,
         "mantel_haenszel",
@@ -369,7 +408,7 @@ def _table_blocks(
         ),
     )
     if measure.peto:
-        _add_block(
+        add_block(
             blocks,
             notes,
             "peto",
@@ -377,7 +416,7 @@ def _table_blocks(
         )
 
 
-def _model_blocks(model: _Model, blocks: dict[str, Any], notes: _Notes) -> None:
+def _model_blocks(model: _Model, blocks: dict[str, Any], notes: Notes) -> None:
     """Every block computed from the fitted model."""
     spec, fit, rows, idx = model.spec, model.fit, model.rows, model.idx
     if fit.int_only:
@@ -395,7 +434,7 @@ def _model_blocks(model: _Model, blocks: dict[str, Any], notes: _Notes) -> None:
             "the equal-effects model has no tau² to give a confidence interval for",
         )
     else:
-        _add_block(blocks, notes, "confint", lambda: confint(fit), reasons=True)
+        add_block(blocks, notes, "confint", lambda: confint(fit), reasons=True)
     if spec.bias:
         _bias_blocks(fit, blocks, notes)
     if fit.int_only:
@@ -410,7 +449,7 @@ def _model_blocks(model: _Model, blocks: dict[str, Any], notes: _Notes) -> None:
         if not any(spec.subgroup in r for r in rows):
             notes.add("subgroups", "unknown_column", f"subgroup column {spec.subgroup!r} is not in the data")
         else:
-            _add_block(
+            add_block(
                 blocks,
                 notes,
                 "subgroups",
@@ -421,12 +460,12 @@ def _model_blocks(model: _Model, blocks: dict[str, Any], notes: _Notes) -> None:
             )
 
 
-def _bias_blocks(fit: FitResult, blocks: dict[str, Any], notes: _Notes) -> None:
-    _add_block(blocks, notes, "egger", lambda: egger(fit), reasons=True)
+def _bias_blocks(fit: FitResult, blocks: dict[str, Any], notes: Notes) -> None:
+    add_block(blocks, notes, "egger", lambda: egger(fit), reasons=True)
     if fit.k < 2:
         notes.add("rank", "insufficient_data", "the rank correlation test needs at least 2 studies")
     else:
-        res = _safe(notes, "rank", lambda: rank_test(fit))
+        res = safe(notes, "rank", lambda: rank_test(fit))
         if res is not None:
             if math.isnan(res.tau):
                 notes.add("rank", "not_computable", res.na_reasons.get("tau", "Kendall's tau is undefined"))
@@ -438,7 +477,7 @@ def _bias_blocks(fit: FitResult, blocks: dict[str, Any], notes: _Notes) -> None:
                         "normal_approximation",
                         "ties (or k > 400): the p-value uses the normal approximation, as cor.test",
                     )
-    _add_block(blocks, notes, "fsn", lambda: fsn(fit.yi, fit.vi))
+    add_block(blocks, notes, "fsn", lambda: fsn(fit.yi, fit.vi))
     if not fit.int_only:
         notes.add("trimfill", "not_applicable", "trim-and-fill applies to models without moderators only")
     else:
@@ -448,7 +487,7 @@ def _bias_blocks(fit: FitResult, blocks: dict[str, Any], notes: _Notes) -> None:
         side = None
         if isinstance(eg, EggerResult) and abs(eg.stat) > 1e-3:
             side = "right" if eg.stat < 0 else "left"
-        res = _safe(notes, "trimfill", lambda: trimfill(fit, side))
+        res = safe(notes, "trimfill", lambda: trimfill(fit, side))
         if res is not None:
             blocks["trimfill"] = res
             if res.k0 > 0 and (fit.test != "z" or fit.level != 95.0):
@@ -459,24 +498,7 @@ def _bias_blocks(fit: FitResult, blocks: dict[str, Any], notes: _Notes) -> None:
                 )
 
 
-@dataclasses.dataclass(frozen=True, eq=False)
-class _Labelled(EngineResult):
-    """A per-study result with the study labels added when serialised."""
-
-    result: ResultBase
-    study: list[str]
-
-    def to_dict(self) -> dict[str, Any]:
-        out = self.result.to_dict()
-        out["study"] = list(self.study)
-        return out
-
-
-def _with_labels(res: ResultBase, labels: list[str]) -> _Labelled:
-    return _Labelled(result=res, study=labels)
-
-
-def _sensitivity_blocks(model: _Model, blocks: dict[str, Any], notes: _Notes) -> None:
+def _sensitivity_blocks(model: _Model, blocks: dict[str, Any], notes: Notes) -> None:
     spec, fit, rows, idx, labs = model.spec, model.fit, model.rows, model.idx, model.labels
     if not fit.int_only:
         notes.add(
@@ -487,7 +509,7 @@ def _sensitivity_blocks(model: _Model, blocks: dict[str, Any], notes: _Notes) ->
             "not_applicable",
             "cumulative meta-analysis applies to models without moderators (as metafor)",
         )
-    loo = _safe(notes, "influence", lambda: loo_fits(fit)) if fit.k >= 2 else None
+    loo = safe(notes, "influence", lambda: loo_fits(fit)) if fit.k >= 2 else None
     if fit.int_only:
         _add_leave_one_out_block(
             model, loo, blocks, notes, "leave1out", leave1out, "leave-one-out needs at least 2 studies"
@@ -510,9 +532,9 @@ def _sensitivity_blocks(model: _Model, blocks: dict[str, Any], notes: _Notes) ->
                 f"cumulative meta-analysis costs O(k^2); skipped for k > {CUMULATIVE_MAX_K} (k = {fit.k})",
             )
         else:
-            res = _safe(notes, "cumulative", lambda: cumulative(fit, order))
+            res = safe(notes, "cumulative", lambda: cumulative(fit, order))
         if res is not None:
-            blocks["cumulative"] = _with_labels(res, [labs[i] for i in res.order])
+            blocks["cumulative"] = with_labels(res, [labs[i] for i in res.order])
             for i, msg in res.failed.items():
                 notes.add("cumulative", "refit_failed", f"up to {labs[int(res.order[i])]}: {msg}")
     _add_leave_one_out_block(
@@ -524,7 +546,7 @@ def _add_leave_one_out_block(
     model: _Model,
     loo: Any,
     blocks: dict[str, Any],
-    notes: _Notes,
+    notes: Notes,
     block: str,
     compute: Callable[[FitResult, Any], Any],
     too_few: str,
@@ -535,8 +557,8 @@ def _add_leave_one_out_block(
     if fit.k < 2:
         notes.add(block, "insufficient_data", too_few)
     elif loo is not None:
-        res = _safe(notes, block, lambda: compute(fit, loo))
+        res = safe(notes, block, lambda: compute(fit, loo))
         if res is not None:
-            blocks[block] = _with_labels(res, labs)
+            blocks[block] = with_labels(res, labs)
             for i, msg in res.failed.items():
                 notes.add(block, "refit_failed", f"without {labs[i]}: {msg}")

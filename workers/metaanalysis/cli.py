@@ -6,9 +6,11 @@ Usage (also installed as ``metaengine``)::
         --mods year,setting --subgroup setting --order year --format text
 
 The CSV uses metafor's column names (``m1i sd1i n1i m2i sd2i n2i``, ``ai bi ci di``, ``ri ni``,
-``xi ni``, ``x1i t1i x2i t2i``, ``yi vi``); a ``study`` column is optional (studies are then
-labelled "Study 1".."Study k"). ``-`` reads the CSV from standard input. The delimiter (comma,
-semicolon, tab or bar) is detected unless ``--sep`` is given.
+``xi ni``, ``x1i t1i x2i t2i``, ``m1i m2i sd1i sd2i ni ri``, ``mi sdi ni``, ``yi vi``); any
+measure also reads ``yi`` with ``vi`` or ``sei`` per row, and SMD Cohen's ``di`` or a t
+statistic ``ti`` with ``n1i n2i`` (each row uses the first complete one). A ``study`` column is
+optional (studies are then labelled "Study 1".."Study k"). ``-`` reads the CSV from standard
+input. The delimiter (comma, semicolon, tab or bar) is detected unless ``--sep`` is given.
 
 The output is a readable report in the style of metafor's ``print()`` (``--format text``, the
 default) or the JSON of the engine's report (``--format json``).
@@ -31,7 +33,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn, TextIO
 
-from . import ENGINE_VERSION, tables
+from . import ENGINE_VERSION, input_forms, tables
 from .effect_sizes import MEASURE_COLUMNS
 from .errors import EngineError, InvalidInputError
 from .estimators import METHODS, TESTS
@@ -272,20 +274,27 @@ def measure_columns(measure: str) -> list[str | tuple[str, ...]]:
 
 
 def _numeric_names(measure: str) -> list[str]:
+    """Every column the measure's input forms read (raw inputs first), as numbers."""
     names: list[str] = []
     for spec in measure_columns(measure):
         names.extend(spec if isinstance(spec, tuple) else (spec,))
+    names += [c for form in REGISTRY[measure].forms for c in form.columns if c not in names]
     return names
 
 
 def _check_columns(frame: Any, measure: str, extra: Iterable[tuple[str, str]]) -> None:
     present = set(frame.columns)
     have = ", ".join(map(str, frame.columns))
-    for spec in MEASURE_COLUMNS[measure]:
-        options = spec if isinstance(spec, tuple) else (spec,)
-        if not any(o in present for o in options):
-            need = " or ".join(repr(o) for o in options)
-            raise CliInputError(f"measure {measure} needs column {need}; the file has: {have}")
+    if not input_forms.offered_forms(REGISTRY[measure], present):
+        # no input form is complete: name the first raw column the file lacks, and the other forms
+        for spec in MEASURE_COLUMNS[measure]:
+            options = spec if isinstance(spec, tuple) else (spec,)
+            if not any(o in present for o in options):
+                need = " or ".join(repr(o) for o in options)
+                others = [f for f in REGISTRY[measure].forms if f.code != "raw"]
+                if others and REGISTRY[measure].family != "generic":
+                    need += f" (or {input_forms.describe_forms(others)})"
+                raise CliInputError(f"measure {measure} needs column {need}; the file has: {have}")
     for option, column in extra:
         if column not in present:
             raise CliInputError(f"{option} column {column!r} is not in the file; the file has: {have}")

@@ -5,6 +5,12 @@ The definitions, defaults and missing-value rules follow metafor 3.8-1 (Viechtba
 input gives one ``(yi, vi)`` pair; a row that cannot give one gets ``NaN`` and a reason in
 ``EffectSizes.na_reasons``, exactly where metafor gives ``NA``.
 
+A row may give its effect size in several forms (a given ``yi`` with ``vi`` or ``sei``; for SMD
+Cohen's d or a t statistic with the group sizes; the measure's raw inputs): each row is computed
+from the first form it has complete, and ``EffectSizes.forms`` and ``EffectSizes.derivations``
+record which (see :mod:`workers.metaanalysis.measures` and
+:mod:`workers.metaanalysis.input_forms`). The kernels are in :mod:`workers.metaanalysis.kernels`.
+
 Input problems that metafor refuses with an error (negative counts, events above the group
 size, |r| > 1, ...) raise :class:`InvalidStudyDataError`, listing every offending row and column
 at once so that a data manager can fix a file in one pass.
@@ -15,22 +21,42 @@ Rows are numbered from 0 in the order given (the caller maps them to spreadsheet
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Literal
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
-from scipy import special
 
+from . import input_forms
 from .errors import EngineError, InvalidInputError
+from .kernels import (
+    KERNELS,
+    ZERO_CELL_RULES,
+    Reasons,
+    ZeroCellRule,
+    add_to_zero_cells,
+    check_zero_cell_rule,
+    form_kernel,
+)
 from .measures import REGISTRY
 from .results import ResultBase
 
-ZeroCellRule = Literal["all", "only0", "if0all", "none"]
-ZERO_CELL_RULES: tuple[str, ...] = ("all", "only0", "if0all", "none")
+__all__ = [
+    "MEASURE_COLUMNS",
+    "ZERO_CELL_RULES",
+    "EffectSizes",
+    "InvalidStudyDataError",
+    "StudyTable",
+    "ZeroCellRule",
+    "add_to_zero_cells",
+    "compute_effect_sizes",
+    "effect_sizes_from_table",
+    "read_study_table",
+]
 
-#: Columns each measure reads, in metafor's argument names, from the registry. A tuple inside the
-#: tuple lists alternatives: for 2x2 tables ``bi`` may be replaced by ``n1i`` (then
+#: Columns of each measure's raw inputs, in metafor's argument names, from the registry. A tuple
+#: inside the tuple lists alternatives: for 2x2 tables ``bi`` may be replaced by ``n1i`` (then
 #: ``bi = n1i - ai``), as in metafor; for proportions ``ni`` may be replaced by ``mi`` (non-events).
+#: The other input forms (a given ``yi``/``vi``, SMD's ``di``/``ti``) are ``Measure.forms``.
 MEASURE_COLUMNS: Mapping[str, tuple[str | tuple[str, ...], ...]] = {
     code: tuple(g[0] if len(g) == 1 else g for g in m.groups) for code, m in REGISTRY.items()
 }
@@ -66,19 +92,28 @@ class StudyTable:
     measure : str
         metafor's measure code.
     columns : dict of str to ndarray
-        One float array per column the measure uses, ``NaN`` where a value is missing. Derived
-        columns are filled in (``bi`` from ``n1i - ai``, ``mi`` from ``ni - xi``, ``vi`` from
-        ``sei**2``).
+        One float array per column any input form of the measure reads, ``NaN`` where a value is
+        missing (every row, for a column the data do not hold). Derived columns are filled in
+        (``bi`` from ``n1i - ai``, ``mi`` from ``ni - xi``).
     missing : dict of int to tuple of str
-        Rows lacking a needed value, with the columns that are missing.
+        Rows lacking a value of the measure's raw inputs (its requirement groups), with the
+        columns that are missing: these rows have no table for ``rma.mh()``, whatever form gives
+        their effect size.
     n_rows : int
         Number of input rows.
+    forms : tuple of str or None
+        Per row, the code of the input form its effect size is computed from (``yi_vi``,
+        ``yi_sei``, ``di``, ``ti``, ``raw``), ``None`` where no form is complete.
+    incomplete : dict of int to str
+        For every row with no complete form: what is missing, or what to give.
     """
 
     measure: str
     columns: dict[str, np.ndarray]
     missing: dict[int, tuple[str, ...]]
     n_rows: int
+    forms: tuple[str | None, ...]
+    incomplete: dict[int, str]
 
 
 # A frozen result with a numpydoc Attributes section, the form of every engine result (the
@@ -100,6 +135,14 @@ class EffectSizes(ResultBase):
         For every row where ``yi`` or ``vi`` is ``NaN``: why.
     add, to, drop00 : float, str, bool
         The zero-cell settings used (they change the numbers, so they belong to the result).
+    forms : tuple of str or None
+        Per row, the input form its effect size comes from: ``yi_vi`` and ``yi_sei`` (given),
+        ``di`` (Cohen's d), ``ti`` (t statistic), ``raw`` (the measure's own inputs); ``None``
+        where no form is complete (the row has no usable effect size).
+    derivations : tuple of str
+        Per row, how its effect size was derived, in words ("SMD from t = 2.1, n = 20/22",
+        "given yi = 0.31 with SE 0.12", "SMD from means and SDs"); for a row with no complete
+        form, what is missing.
     """
 
     measure: str
@@ -110,6 +153,8 @@ class EffectSizes(ResultBase):
     add: float
     to: str
     drop00: bool
+    forms: tuple[str | None, ...]
+    derivations: tuple[str, ...]
 
     @property
     def usable(self) -> np.ndarray:
@@ -156,8 +201,21 @@ def _problem_rows(mask: np.ndarray, message: str, column: str, problems: list[En
         problems.append(InvalidInputError(message, row=row, column=column))
 
 
+def _absent_column(measure: str, data: Mapping[str, Any]) -> InvalidInputError:
+    """The error for data holding no complete input form: the first raw column they lack."""
+    m = REGISTRY[measure]
+    group = next(g for g in m.groups if not any(c in data for c in g))
+    alternative = f" (or {group[1]!r})" if len(group) > 1 else ""
+    others = [f for f in m.forms if f.code != "raw"]
+    if m.family != "generic" and others:
+        alternative += "; or give " + input_forms.describe_forms(others)
+    return InvalidInputError(
+        f"measure {measure} needs column {group[0]!r}{alternative}", code="missing_column", column=group[0]
+    )
+
+
 def read_study_table(measure: str, data: Mapping[str, Any]) -> StudyTable:
-    """Read and validate the columns ``measure`` needs from ``data``.
+    """Read and validate the columns ``measure`` needs from ``data``, and choose each row's form.
 
     Parameters
     ----------
@@ -174,7 +232,7 @@ def read_study_table(measure: str, data: Mapping[str, Any]) -> StudyTable:
     Raises
     ------
     InvalidInputError
-        Unknown measure, or a needed column is absent.
+        Unknown measure, or the data hold the columns of no input form of the measure.
     InvalidStudyDataError
         Values metafor's ``escalc()`` rejects with an error (every offending row is listed).
 
@@ -182,36 +240,25 @@ def read_study_table(measure: str, data: Mapping[str, Any]) -> StudyTable:
     -----
     The checks and the derived columns are those of metafor 3.8-1 ``escalc()``: counts must be
     non-negative and ``ai <= n1i``; person-times, group and sample sizes positive; SDs
-    non-negative; ``|ri| <= 1``; a given ``n1i`` must equal ``ai + bi``. Beyond metafor, a given
-    ``vi`` or ``sei`` must be non-negative (metafor silently turns a negative ``vi`` into ``NA``;
-    a negative variance in an upload is a data error) and infinite values are refused.
+    non-negative; ``|ri| <= 1``; a given ``n1i`` must equal ``ai + bi``. They apply to every
+    value given, whichever form its row is computed from. Beyond metafor, a given ``vi`` or
+    ``sei`` must be non-negative (metafor silently turns a negative ``vi`` into ``NA``; a
+    negative variance in an upload is a data error) and infinite values are refused.
     """
     if measure not in MEASURE_COLUMNS:
         known = ", ".join(MEASURE_COLUMNS)
         raise InvalidInputError(
             f"unknown measure {measure!r}; known measures: {known}", code="unknown_measure"
         )
+    m = REGISTRY[measure]
+    offered = input_forms.offered_forms(m, data.keys())
+    if not offered:
+        raise _absent_column(measure, data)
 
     problems: list[EngineError] = []
-    wanted: list[str] = []
-    for spec in MEASURE_COLUMNS[measure]:
-        if isinstance(spec, tuple):
-            present = [c for c in spec if c in data]
-            if not present:
-                raise InvalidInputError(
-                    f"measure {measure} needs column {spec[0]!r} (or {spec[1]!r})",
-                    code="missing_column",
-                    column=spec[0],
-                )
-            wanted.extend(present)
-        else:
-            if spec not in data:
-                raise InvalidInputError(
-                    f"measure {measure} needs column {spec!r}", code="missing_column", column=spec
-                )
-            wanted.append(spec)
-    if REGISTRY[measure].family == "generic" and "ni" in data:
-        wanted.append("ni")
+    wanted = list(dict.fromkeys(c for f in offered for c in f.columns if c in data))
+    if m.family == "generic" and "ni" in data:
+        wanted.append("ni")  # optional sample sizes, used by the fail-safe N and the funnel
 
     cols = {name: _column_values(data[name], name, problems) for name in wanted}
     lengths = {len(v) for v in cols.values()}
@@ -223,61 +270,72 @@ def read_study_table(measure: str, data: Mapping[str, Any]) -> StudyTable:
     n_rows = lengths.pop()
     for name, v in cols.items():
         _problem_rows(np.isinf(v), f"{name} is infinite", name, problems)
+    # which values were given, before any column is derived: the forms are chosen on these
+    given = {name: ~np.isnan(v) for name, v in cols.items()}
+    for name in dict.fromkeys(c for f in m.forms for c in f.columns):
+        cols.setdefault(name, np.full(n_rows, np.nan))
 
-    family = REGISTRY[measure].family
-    needed: tuple[str, ...]
     with np.errstate(invalid="ignore"):  # comparisons with NaN (missing) are simply False
-        if family == "table":
-            # sign checks on the given values first: a derived bi = n1i - ai below 0 is reported
-            # once, as ai > n1i
-            for name in ("ai", "bi", "ci", "di"):
-                if name in cols:
-                    _problem_rows(cols[name] < 0, f"{name} (a count) is negative", name, problems)
-            _derive_from_total(cols, "bi", "n1i", "ai", problems)
-            _derive_from_total(cols, "di", "n2i", "ci", problems)
-            needed = ("ai", "bi", "ci", "di")
-        elif family == "person_time":
-            # each family's domain rules are written out (alike in shape to the means' below): the
-            # columns and the words of each message are what the user reads
-            for name in ("x1i", "x2i"):
-                _problem_rows(cols[name] < 0, f"{name} (a count) is negative", name, problems)
-            for name in ("t1i", "t2i"):
-                _problem_rows(cols[name] <= 0, f"{name} (person-time) must be positive", name, problems)
-            needed = ("x1i", "t1i", "x2i", "t2i")
-        elif family == "means":
-            for name in ("sd1i", "sd2i"):
-                _problem_rows(cols[name] < 0, f"{name} (a standard deviation) is negative", name, problems)
-            for name in ("n1i", "n2i"):
-                _problem_rows(cols[name] <= 0, f"{name} (a group size) must be positive", name, problems)
-            needed = ("m1i", "sd1i", "n1i", "m2i", "sd2i", "n2i")
-        elif family == "correlation":
-            _problem_rows(np.abs(cols["ri"]) > 1, "ri (a correlation) must lie in [-1, 1]", "ri", problems)
-            _problem_rows(cols["ni"] <= 0, "ni (a sample size) must be positive", "ni", problems)
-            needed = ("ri", "ni")
-        elif family == "proportion":
-            for name in ("xi", "mi"):
-                if name in cols:
-                    _problem_rows(cols[name] < 0, f"{name} (a count) is negative", name, problems)
-            _derive_from_total(cols, "mi", "ni", "xi", problems)
-            cols["ni"] = cols["xi"] + cols["mi"]
-            _problem_rows(cols["ni"] <= 0, "ni (a sample size) must be positive", "ni", problems)
-            needed = ("xi", "mi")
-        else:  # generic yi/vi
-            if "vi" not in cols:
-                cols["vi"] = cols["sei"] ** 2
-                _problem_rows(cols["sei"] < 0, "sei (a standard error) is negative", "sei", problems)
-            else:
-                _problem_rows(cols["vi"] < 0, "vi (a sampling variance) is negative", "vi", problems)
-            needed = ("yi", "vi")
+        _check_domain(m.family, cols, problems)
+        for name, what in (("vi", "a sampling variance"), ("sei", "a standard error")):
+            _problem_rows(cols[name] < 0, f"{name} ({what}) is negative", name, problems)
 
     if problems:
         raise InvalidStudyDataError(problems)
 
-    missing: dict[int, tuple[str, ...]] = {}
-    nan = np.column_stack([np.isnan(cols[name]) for name in needed])
-    for row in np.flatnonzero(nan.any(axis=1)).tolist():
-        missing[row] = tuple(name for name, m in zip(needed, nan[row], strict=True) if m)
-    return StudyTable(measure=measure, columns=cols, missing=missing, n_rows=n_rows)
+    forms = input_forms.select_forms(offered, given, n_rows)
+    return StudyTable(
+        measure=measure,
+        columns=cols,
+        missing=dict(input_forms.missing_columns(m.groups, given, n_rows)),
+        n_rows=n_rows,
+        forms=forms,
+        incomplete=input_forms.incomplete_reasons(m, offered, given, forms),
+    )
+
+
+def _check_domain(family: str, cols: dict[str, np.ndarray], problems: list[EngineError]) -> None:
+    """Refuse the values metafor's ``escalc()`` refuses for this family; derive table columns.
+
+    Each family's domain rules are written out (alike in shape from one family to the next): the
+    columns and the words of each message are what the user reads. Every column is present
+    (``NaN`` where the data do not give it), and comparisons with ``NaN`` are ``False``.
+    """
+    if family == "table":
+        # sign checks on the given values first: a derived bi = n1i - ai below 0 is reported
+        # once, as ai > n1i
+        for name in ("ai", "bi", "ci", "di"):
+            _problem_rows(cols[name] < 0, f"{name} (a count) is negative", name, problems)
+        _derive_from_total(cols, "bi", "n1i", "ai", problems)
+        _derive_from_total(cols, "di", "n2i", "ci", problems)
+    elif family == "person_time":
+        for name in ("x1i", "x2i"):
+            _problem_rows(cols[name] < 0, f"{name} (a count) is negative", name, problems)
+        for name in ("t1i", "t2i"):
+            _problem_rows(cols[name] <= 0, f"{name} (person-time) must be positive", name, problems)
+    elif family == "means":
+        for name in ("sd1i", "sd2i"):
+            _problem_rows(cols[name] < 0, f"{name} (a standard deviation) is negative", name, problems)
+        for name in ("n1i", "n2i"):
+            _problem_rows(cols[name] <= 0, f"{name} (a group size) must be positive", name, problems)
+    elif family == "change":
+        for name in ("sd1i", "sd2i"):
+            if name in cols:  # SMCR reads no post-test SD
+                _problem_rows(cols[name] < 0, f"{name} (a standard deviation) is negative", name, problems)
+        _problem_rows(np.abs(cols["ri"]) > 1, "ri (a correlation) must lie in [-1, 1]", "ri", problems)
+        _problem_rows(cols["ni"] <= 0, "ni (a sample size) must be positive", "ni", problems)
+    elif family == "mean":
+        _problem_rows(cols["sdi"] < 0, "sdi (a standard deviation) is negative", "sdi", problems)
+        _problem_rows(cols["ni"] <= 0, "ni (a sample size) must be positive", "ni", problems)
+    elif family == "correlation":
+        _problem_rows(np.abs(cols["ri"]) > 1, "ri (a correlation) must lie in [-1, 1]", "ri", problems)
+        _problem_rows(cols["ni"] <= 0, "ni (a sample size) must be positive", "ni", problems)
+    elif family == "proportion":
+        for name in ("xi", "mi"):
+            _problem_rows(cols[name] < 0, f"{name} (a count) is negative", name, problems)
+        _derive_from_total(cols, "mi", "ni", "xi", problems)
+        cols["ni"] = cols["xi"] + cols["mi"]
+        _problem_rows(cols["ni"] <= 0, "ni (a sample size) must be positive", "ni", problems)
 
 
 def _derive_from_total(
@@ -288,238 +346,21 @@ def _derive_from_total(
     A total that contradicts a given part is an error, as in metafor; so is a total below the
     event count, reported on the event column (the derived part would be negative).
     """
-    if total not in cols:
-        return
     given_total = cols[total]
     derived = given_total - cols[events]
-    if part in cols:
-        given = cols[part]
-        _problem_rows(
-            ~np.isnan(given) & ~np.isnan(derived) & (given != derived),
-            f"{total} is not equal to {events} + {part}",
-            total,
-            problems,
-        )
-        cols[part] = np.where(np.isnan(given), derived, given)
-    else:
-        cols[part] = derived
+    given = cols[part]
+    _problem_rows(
+        ~np.isnan(given) & ~np.isnan(derived) & (given != derived),
+        f"{total} is not equal to {events} + {part}",
+        total,
+        problems,
+    )
+    cols[part] = np.where(np.isnan(given), derived, given)
     _problem_rows(cols[events] > given_total, f"{events} is larger than {total}", events, problems)
 
 
 # --------------------------------------------------------------------------------------------
-# Zero-cell handling
-
-
-def _drop_double_zero(cells: Sequence[np.ndarray], pairs: Sequence[tuple[int, int]]) -> np.ndarray:
-    """Rows where, for any pair of cells, both are zero (metafor's ``drop00``)."""
-    mask = np.zeros(cells[0].shape, dtype=bool)
-    for i, j in pairs:
-        mask |= (cells[i] == 0) & (cells[j] == 0)
-    return mask
-
-
-def add_to_zero_cells(cells: Sequence[np.ndarray], add: float, to: str) -> list[np.ndarray]:
-    """Add ``add`` to the cells of tables as metafor's ``add``/``to`` arguments specify.
-
-    Parameters
-    ----------
-    cells : sequence of ndarray
-        The count arrays of one kind of table (e.g. ``ai, bi, ci, di``); ``NaN`` stays ``NaN``.
-    add : float
-        Amount added (metafor's default is 1/2).
-    to : {"all", "only0", "if0all", "none"}
-        ``all``: every table; ``only0``: tables with at least one zero cell; ``if0all``: every
-        table if any table has a zero cell; ``none``: no table.
-
-    Returns
-    -------
-    list of ndarray
-        New arrays; the input is not changed.
-
-    Notes
-    -----
-    metafor 3.8-1 ``escalc()``, ``rma.mh()`` and ``rma.peto()`` (``to``/``add`` handling).
-    """
-    if to not in ZERO_CELL_RULES:
-        raise InvalidInputError(
-            f"unknown zero-cell rule to={to!r}; use one of {ZERO_CELL_RULES}", code="bad_option"
-        )
-    out = [np.array(c, dtype=float) for c in cells]
-    if to == "none" or add == 0:
-        return out
-    if to == "all":
-        return [c + add for c in out]
-    has_zero = np.zeros(out[0].shape, dtype=bool)
-    for c in out:
-        has_zero |= c == 0
-    if to == "only0":
-        return [np.where(has_zero, c + add, c) for c in out]
-    # if0all
-    return [c + add for c in out] if has_zero.any() else out
-
-
-# --------------------------------------------------------------------------------------------
-# Kernels: each returns yi, vi and the known reasons for NaN, as (row mask, reason) pairs in
-# order of precedence. They run under np.errstate(all="ignore"): division by zero and logs of
-# zero are expected for some rows and are turned into NaN with a reason afterwards.
-
-_Reasons = list[tuple[np.ndarray, str]]
-_Kernel = Callable[[str, dict[str, np.ndarray], float, str, bool], tuple[np.ndarray, np.ndarray, _Reasons]]
-
-
-def _table_kernel(
-    measure: str, c: dict[str, np.ndarray], add: float, to: str, drop00: bool
-) -> tuple[np.ndarray, np.ndarray, _Reasons]:
-    ai, bi, ci, di = (c[k].copy() for k in ("ai", "bi", "ci", "di"))
-    reasons: _Reasons = []
-    if drop00:
-        # tables without events, or with only events, in both groups carry no information
-        # about a ratio; metafor's drop00 makes them NA
-        dropped = _drop_double_zero((ai, bi, ci, di), ((0, 2), (1, 3)))
-        for arr in (ai, bi, ci, di):
-            arr[dropped] = np.nan
-        reasons.append((dropped, "no events (or only events) in both groups: table dropped (drop00)"))
-    raw_zero = (ai == 0) | (bi == 0) | (ci == 0) | (di == 0)
-    ai, bi, ci, di = add_to_zero_cells((ai, bi, ci, di), add, to)
-    n1i, n2i = ai + bi, ci + di
-    p1i, p2i = ai / n1i, ci / n2i
-    if measure == "RR":
-        yi = np.log(p1i) - np.log(p2i)
-        vi = 1 / ai - 1 / n1i + 1 / ci - 1 / n2i
-        reasons.append((raw_zero, "a zero cell makes the log risk ratio infinite (no zero-cell correction)"))
-    elif measure == "OR":
-        yi = np.log(p1i / (1 - p1i)) - np.log(p2i / (1 - p2i))
-        vi = 1 / ai + 1 / bi + 1 / ci + 1 / di
-        reasons.append((raw_zero, "a zero cell makes the log odds ratio infinite (no zero-cell correction)"))
-    elif measure == "RD":
-        yi = p1i - p2i
-        vi = p1i * (1 - p1i) / n1i + p2i * (1 - p2i) / n2i
-        reasons.append(((n1i == 0) | (n2i == 0), "a group has no participants"))
-    else:  # PETO: one-step log odds ratio (Yusuf et al. 1985)
-        ni = n1i + n2i
-        xt, yt = ai + ci, bi + di
-        expected = xt * n1i / ni
-        variance = xt * yt * (n1i / ni) * (n2i / ni) / (ni - 1)
-        yi = (ai - expected) / variance
-        vi = 1 / variance
-        reasons.append(
-            ((xt == 0) | (yt == 0), "no events or no non-events in the table: Peto's variance is 0")
-        )
-    return yi, vi, reasons
-
-
-def _person_time_kernel(
-    measure: str, c: dict[str, np.ndarray], add: float, to: str, drop00: bool
-) -> tuple[np.ndarray, np.ndarray, _Reasons]:
-    x1i, x2i = c["x1i"].copy(), c["x2i"].copy()
-    t1i, t2i = c["t1i"], c["t2i"]
-    reasons: _Reasons = []
-    if drop00:
-        dropped = _drop_double_zero((x1i, x2i), ((0, 1),))
-        x1i[dropped] = np.nan
-        x2i[dropped] = np.nan
-        reasons.append((dropped, "no events in either group: study dropped (drop00)"))
-    raw_zero = (x1i == 0) | (x2i == 0)
-    x1i, x2i = add_to_zero_cells((x1i, x2i), add, to)
-    ir1i, ir2i = x1i / t1i, x2i / t2i
-    if measure == "IRR":
-        yi = np.log(ir1i) - np.log(ir2i)
-        vi = 1 / x1i + 1 / x2i
-        reasons.append((raw_zero, "zero events make the log rate ratio infinite (no zero-cell correction)"))
-    else:  # IRD
-        yi = ir1i - ir2i
-        vi = ir1i / t1i + ir2i / t2i
-    return yi, vi, reasons
-
-
-def _hedges_correction(mi: np.ndarray) -> np.ndarray:
-    """Exact small-sample correction factor c(m) of Hedges (1981); NaN for m <= 1.
-
-    Written with log-gamma, as metafor's ``.cmicalc``, because gamma(m/2) overflows for m >= 344.
-    """
-    with np.errstate(invalid="ignore", divide="ignore"):
-        cmi = np.exp(special.gammaln(mi / 2) - np.log(np.sqrt(mi / 2)) - special.gammaln((mi - 1) / 2))
-    return np.where(mi > 1, cmi, np.nan)
-
-
-def _means_kernel(
-    measure: str, c: dict[str, np.ndarray], add: float, to: str, drop00: bool
-) -> tuple[np.ndarray, np.ndarray, _Reasons]:
-    m1i, sd1i, n1i, m2i, sd2i, n2i = (c[k] for k in ("m1i", "sd1i", "n1i", "m2i", "sd2i", "n2i"))
-    reasons: _Reasons = []
-    if measure == "MD":
-        # heteroscedastic variance (metafor's default vtype "LS" = "UB" for MD)
-        yi = m1i - m2i
-        vi = sd1i**2 / n1i + sd2i**2 / n2i
-    elif measure == "SMD":
-        # Hedges' g: pooled SD, exact bias correction, large-sample variance (vtype "LS")
-        mi = n1i + n2i - 2
-        sdpi = np.sqrt(((n1i - 1) * sd1i**2 + (n2i - 1) * sd2i**2) / mi)
-        yi = _hedges_correction(mi) * (m1i - m2i) / sdpi
-        vi = 1 / n1i + 1 / n2i + yi**2 / (2 * (n1i + n2i))
-        reasons.append((mi <= 1, "Hedges' bias correction needs n1i + n2i > 3"))
-        reasons.append((sdpi == 0, "the pooled standard deviation is 0"))
-    else:  # ROM: log ratio of means, large-sample variance (vtype "LS"), no bias correction (3.8-1)
-        yi = np.log(m1i / m2i)
-        vi = sd1i**2 / (n1i * m1i**2) + sd2i**2 / (n2i * m2i**2)
-        reasons.append(
-            (
-                (m1i == 0) | (m2i == 0) | (m1i / m2i < 0),
-                "the log ratio of means needs two non-zero means of the same sign",
-            )
-        )
-    return yi, vi, reasons
-
-
-def _correlation_kernel(
-    measure: str, c: dict[str, np.ndarray], add: float, to: str, drop00: bool
-) -> tuple[np.ndarray, np.ndarray, _Reasons]:
-    ri, ni = c["ri"], c["ni"]
-    reasons: _Reasons = []
-    if measure == "COR":
-        yi = ri.copy()
-        vi = (1 - ri**2) ** 2 / (ni - 1)
-    else:  # ZCOR: Fisher's r-to-z
-        yi = np.arctanh(ri)
-        vi = 1 / (ni - 3)
-        reasons.append((np.abs(ri) == 1, "Fisher's z is infinite for |ri| = 1"))
-    return yi, vi, reasons
-
-
-def _proportion_kernel(
-    measure: str, c: dict[str, np.ndarray], add: float, to: str, drop00: bool
-) -> tuple[np.ndarray, np.ndarray, _Reasons]:
-    xi, mi = add_to_zero_cells((c["xi"], c["mi"]), add, to)
-    raw_zero = (c["xi"] == 0) | (c["mi"] == 0)
-    ni = xi + mi
-    pri = xi / ni
-    reasons: _Reasons = []
-    if measure == "PR":
-        yi = pri
-        vi = pri * (1 - pri) / ni
-    else:  # PLO: logit
-        yi = np.log(pri / (1 - pri))
-        vi = 1 / xi + 1 / mi
-        reasons.append(
-            (raw_zero, "zero events or zero non-events make the logit infinite (no zero-cell correction)"),
-        )
-    return yi, vi, reasons
-
-
-def _generic_kernel(
-    measure: str, c: dict[str, np.ndarray], add: float, to: str, drop00: bool
-) -> tuple[np.ndarray, np.ndarray, _Reasons]:
-    return c["yi"].copy(), c["vi"].copy(), []
-
-
-_KERNELS: Mapping[str, _Kernel] = {
-    "table": _table_kernel,
-    "person_time": _person_time_kernel,
-    "means": _means_kernel,
-    "correlation": _correlation_kernel,
-    "proportion": _proportion_kernel,
-    "generic": _generic_kernel,
-}
+# Computing
 
 
 def _total_sample_size(table: StudyTable) -> np.ndarray:
@@ -531,9 +372,34 @@ def _total_sample_size(table: StudyTable) -> np.ndarray:
         return c["t1i"] + c["t2i"]
     if family == "means":
         return c["n1i"] + c["n2i"]
-    if family in ("correlation", "proportion"):
+    if family in ("change", "mean", "correlation", "proportion"):
         return c["ni"].copy()
     return c["ni"].copy() if "ni" in c else np.full(table.n_rows, np.nan)
+
+
+def _raw_effect_sizes(
+    table: StudyTable, add: float, to: str, drop00: bool
+) -> tuple[np.ndarray, np.ndarray, Reasons]:
+    """The kernel of the measure's family on every row, with metafor's missing-value rules."""
+    measure = REGISTRY[table.measure]
+    cols = table.columns
+    yi, vi, reasons = KERNELS[measure.family](table.measure, cols, add, to, drop00)
+    if measure.family == "generic":
+        return yi, vi, reasons  # the given values themselves: a missing one is already NaN
+    # R keeps two kinds of missing apart and so must we. A missing input propagates as NA
+    # into whatever depends on it, and only there (MD with a missing SD still has its yi).
+    # A non-finite result from complete inputs (Inf or NaN) makes metafor set *both* yi
+    # and vi to NA (end of escalc()).
+    yi_na = np.logical_or.reduce([np.isnan(cols[name]) for name in measure.yi_inputs])
+    vi_na = np.logical_or.reduce([np.isnan(cols[name]) for name in measure.vi_inputs])
+    if measure.family == "correlation":
+        # the variance formulas are undefined for ni <= 3; metafor sets vi to NA there
+        # before the Inf/NaN step, so a finite yi stays
+        small = cols["ni"] <= 3
+        vi_na = vi_na | small
+        reasons.append((small, "the sampling variance of a correlation needs ni > 3"))
+    bad = (~np.isfinite(yi) & ~yi_na) | (~np.isfinite(vi) & ~vi_na)
+    return np.where(bad | yi_na, np.nan, yi), np.where(bad | vi_na, np.nan, vi), reasons
 
 
 def effect_sizes_from_table(
@@ -543,37 +409,33 @@ def effect_sizes_from_table(
 
     See :func:`compute_effect_sizes`, which reads and validates the input and then calls this.
     """
-    if to not in ZERO_CELL_RULES:
-        raise InvalidInputError(
-            f"unknown zero-cell rule to={to!r}; use one of {ZERO_CELL_RULES}", code="bad_option"
-        )
+    check_zero_cell_rule(to)
     if not np.isfinite(add) or add < 0:
         raise InvalidInputError(f"add must be a non-negative number, got {add!r}", code="bad_option")
-    measure = table.measure
-    cols = table.columns
+    measure = REGISTRY[table.measure]
+    forms = np.array(table.forms, dtype=object)
     with np.errstate(all="ignore"):
-        yi, vi, reasons = _KERNELS[REGISTRY[measure].family](measure, cols, float(add), to, bool(drop00))
-        # R keeps two kinds of missing apart and so must we. A missing input propagates as NA
-        # into whatever depends on it, and only there (MD with a missing SD still has its yi).
-        # A non-finite result from complete inputs (Inf or NaN) makes metafor set *both* yi
-        # and vi to NA (end of escalc()).
-        yi_deps, vi_deps = REGISTRY[measure].yi_inputs, REGISTRY[measure].vi_inputs
-        yi_na = np.logical_or.reduce([np.isnan(cols[name]) for name in yi_deps])
-        vi_na = np.logical_or.reduce([np.isnan(cols[name]) for name in vi_deps])
-        if REGISTRY[measure].family == "correlation":
-            # the variance formulas are undefined for ni <= 3; metafor sets vi to NA there
-            # before the Inf/NaN step, so a finite yi stays
-            small = cols["ni"] <= 3
-            vi_na = vi_na | small
-            reasons.append((small, "the sampling variance of a correlation needs ni > 3"))
-        bad = (~np.isfinite(yi) & ~yi_na) | (~np.isfinite(vi) & ~vi_na)
-        yi = np.where(bad | yi_na, np.nan, yi)
-        vi = np.where(bad | vi_na, np.nan, vi)
+        yi, vi, raw_reasons = _raw_effect_sizes(table, float(add), to, bool(drop00))
+        # rows without a complete form keep what the raw inputs give (metafor's NA rules:
+        # never a usable pair); the reasons of the raw kernel speak for the raw rows only
+        by_raw = forms == "raw"
+        reasons: Reasons = [(mask & by_raw, reason) for mask, reason in raw_reasons]
+        for form in dict.fromkeys(f for f in table.forms if f not in ("raw", None)):
+            rows = forms == form
+            fyi, fvi, form_reasons = form_kernel(form, table.columns)
+            bad = ~np.isfinite(fyi) | ~np.isfinite(fvi)
+            yi = np.where(rows, np.where(bad, np.nan, fyi), yi)
+            vi = np.where(rows, np.where(bad, np.nan, fvi), vi)
+            reasons += [(mask & rows, reason) for mask, reason in form_reasons]
+        # metafor turns a negative sampling variance into NA (vi only)
+        negative = vi < 0
+        vi = np.where(negative, np.nan, vi)
+        reasons.append((negative, "the sampling variance is negative"))
 
     na_reasons: dict[int, str] = {}
     for row in np.flatnonzero(np.isnan(yi) | np.isnan(vi)).tolist():
-        if row in table.missing:
-            na_reasons[row] = "missing value in " + ", ".join(table.missing[row])
+        if row in table.incomplete:
+            na_reasons[row] = table.incomplete[row]
             continue
         na_reasons[row] = next((reason for mask, reason in reasons if mask[row]), _NOT_FINITE)
 
@@ -584,7 +446,7 @@ def effect_sizes_from_table(
     # frozen results are built by keyword, one field a line (the shape rma() shares when it
     # builds FitResult): each name stands beside its value
     return EffectSizes(
-        measure=measure,
+        measure=table.measure,
         yi=yi,
         vi=vi,
         ni=ni,
@@ -592,6 +454,8 @@ def effect_sizes_from_table(
         add=float(add),
         to=to,
         drop00=bool(drop00),
+        forms=table.forms,
+        derivations=input_forms.derivations(measure, table.forms, table.columns, table.incomplete),
     )
 
 
@@ -609,9 +473,14 @@ def compute_effect_sizes(
     ----------
     measure : str
         metafor's measure code: ``OR``, ``RR``, ``RD``, ``PETO`` (2x2 tables: ``ai bi ci di``,
-        or ``ai n1i ci n2i``); ``IRR``, ``IRD`` (``x1i t1i x2i t2i``); ``MD``, ``SMD``, ``ROM``
-        (``m1i sd1i n1i m2i sd2i n2i``); ``COR``, ``ZCOR`` (``ri ni``); ``PR``, ``PLO``
-        (``xi ni``); ``GEN`` (``yi vi`` or ``yi sei`` given).
+        or ``ai n1i ci n2i``); ``IRR``, ``IRD`` (``x1i t1i x2i t2i``); ``MD``, ``SMD``,
+        ``SMDH``, ``ROM`` (``m1i sd1i n1i m2i sd2i n2i``); ``SMCR`` (``m1i m2i sd1i ni ri``),
+        ``SMCC``, ``MC`` (``m1i m2i sd1i sd2i ni ri``; m1i post-test, m2i pre-test, sd1i the
+        pre-test SD); ``MN`` (``mi sdi ni``); ``COR``, ``ZCOR`` (``ri ni``); ``PR``, ``PLO``
+        (``xi ni``); ``GEN`` (``yi vi`` or ``yi sei`` given). Any measure also takes ``yi``
+        with ``vi`` or ``sei`` per row, and SMD Cohen's ``di`` or a t statistic ``ti`` with
+        ``n1i n2i``; each row uses the first of these it has complete (see
+        :mod:`workers.metaanalysis.measures`).
     data : mapping of str to array_like
         Columns by metafor's argument names; ``None`` or ``NaN`` mark a missing value.
     add : float, default 0.5
@@ -625,7 +494,8 @@ def compute_effect_sizes(
     Returns
     -------
     EffectSizes
-        ``yi`` and ``vi`` for every row, ``NaN`` with a reason where metafor gives ``NA``.
+        ``yi`` and ``vi`` for every row, ``NaN`` with a reason where metafor gives ``NA`` or no
+        input form is complete; the form and a sentence per row.
 
     Raises
     ------
@@ -643,9 +513,17 @@ def compute_effect_sizes(
       ``1 / V``.
     - IRR, IRD: log incidence rate ratio and rate difference (Rothman et al. 2008).
     - MD: raw mean difference, heteroscedastic variance. SMD: Hedges' g with the exact bias
-      correction ``c(m) = Gamma(m/2) / (sqrt(m/2) Gamma((m-1)/2))``, ``m = n1i + n2i - 2``, and
-      variance ``1/n1i + 1/n2i + g^2 / (2 (n1i + n2i))`` (Hedges 1981). ROM: log ratio of means
-      (Hedges, Gurevitch & Curtis 1999), without the bias correction later metafor versions add.
+      correction ``J(m) = Gamma(m/2) / (sqrt(m/2) Gamma((m-1)/2))``, ``m = n1i + n2i - 2``, and
+      variance ``1/n1i + 1/n2i + g^2 / (2 (n1i + n2i))`` (Hedges 1981), from the means, a
+      given Cohen's ``di``, or ``di = ti sqrt(1/n1i + 1/n2i)``. SMDH: ``J(m) (m1i - m2i) / s``
+      with ``s^2 = (sd1i^2 + sd2i^2) / 2`` and Bonett's (2008) variance times ``J(m)^2``. ROM:
+      log ratio of means (Hedges, Gurevitch & Curtis 1999), without the bias correction later
+      metafor versions add.
+    - SMCR, SMCC, MC (Morris 2008; Becker 1988): standardised mean change ``J(ni - 1)
+      (m1i - m2i) / sd1i`` with variance ``2 (1 - ri) / ni + yi^2 / (2 ni)``; ``J(ni - 1)
+      (m1i - m2i) / sdd``, ``sdd^2 = sd1i^2 + sd2i^2 - 2 ri sd1i sd2i``, with variance
+      ``1 / ni + yi^2 / (2 ni)``; raw mean change ``m1i - m2i`` with variance ``sdd^2 / ni``.
+    - MN: raw mean ``mi`` with variance ``sdi^2 / ni``.
     - COR: raw correlation, variance ``(1 - r^2)^2 / (ni - 1)``; ZCOR: Fisher's z, variance
       ``1 / (ni - 3)``; both leave ``vi`` missing for ``ni <= 3``.
     - PR, PLO: raw proportion and logit with the large-sample variances.

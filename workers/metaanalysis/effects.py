@@ -2,7 +2,8 @@
 
 The computations live in :mod:`workers.metaanalysis.effect_sizes`; this module gives them the
 names the analysis pipeline and the upload validator call, and turns ``na_reasons`` into the
-``omitted`` rows the platform reports.
+``omitted`` rows the platform reports. Each row's input form and how its effect size was derived
+are ``EffectSizes.forms`` and ``EffectSizes.derivations``.
 """
 
 from __future__ import annotations
@@ -40,10 +41,14 @@ class OmittedRow(ResultBase):
 
 
 def omitted_rows(es: EffectSizes) -> tuple[OmittedRow, ...]:
-    """The rows without a usable effect size, with the reason for each."""
+    """The rows without a usable effect size, with the reason for each.
+
+    ``missing_value`` where the row has no complete input form (a value is missing),
+    ``effect_not_computable`` where its values give no finite effect size or variance.
+    """
     out = []
     for row, reason in sorted(es.na_reasons.items()):
-        code = "missing_value" if reason.startswith("missing value") else "effect_not_computable"
+        code = "missing_value" if es.forms[row] is None else "effect_not_computable"
         out.append(OmittedRow(row=row, code=code, reason=reason))
     return tuple(out)
 

@@ -9,6 +9,23 @@ Column names are metafor's ``escalc()`` argument names. A measure's ``groups`` a
 groups: each must be satisfied by one of its columns, the first being the preferred one (2x2 tables
 accept the group size instead of the non-events, ``bi`` or ``n1i``; proportions the non-events
 instead of the sample size, ``ni`` or ``mi``; GEN the standard error instead of the variance).
+The same names mean different things in different families, as in metafor: ``di`` is a cell of a
+2x2 table for OR but Cohen's d for SMD; ``mi`` the non-events of a proportion but the mean of MN;
+for the change-score measures (SMCR, SMCC, MC) ``m1i`` is the post-test mean, ``m2i`` the pre-test
+mean, ``sd1i`` the pre-test SD and ``ri`` the pre-post correlation.
+
+Input forms. A row may give its effect size in several ways; :attr:`Measure.forms` lists them as
+:class:`InputForm` objects, in order of precedence, and each row is computed from the first form
+it has complete (every requirement group of the form has a value in that row):
+
+1. ``yi_vi``: ``yi`` with ``vi``, used as given (every measure);
+2. ``yi_sei``: ``yi`` with ``sei``, ``vi = sei**2`` (every measure);
+3. the measure's reported-statistic forms, :attr:`Measure.reported_forms` (SMD only: ``di``,
+   Cohen's d with ``n1i n2i``; then ``ti``, an independent-samples t with ``n1i n2i``);
+4. ``raw``: the measure's own inputs, its ``groups`` (GEN has none beyond 1 and 2).
+
+A row with no complete form gets no usable effect size (``workers.metaanalysis.input_forms``
+selects the form and words what was used).
 """
 
 from __future__ import annotations
@@ -18,13 +35,68 @@ import math
 from collections.abc import Mapping
 from typing import Any, Literal
 
-Family = Literal["table", "person_time", "means", "correlation", "proportion", "generic"]
+Family = Literal["table", "person_time", "means", "change", "mean", "correlation", "proportion", "generic"]
 
 _TABLE = (("ai",), ("bi", "n1i"), ("ci",), ("di", "n2i"))
 _TABLE_CELLS = ("ai", "bi", "ci", "di")
 _PERSON_TIME = ("x1i", "t1i", "x2i", "t2i")
 _MEANS_COLUMNS = ("m1i", "sd1i", "n1i", "m2i", "sd2i", "n2i")
 _MEANS = tuple((c,) for c in _MEANS_COLUMNS)
+_CHANGE_COLUMNS = ("m1i", "m2i", "sd1i", "sd2i", "ni", "ri")
+_CHANGE = tuple((c,) for c in _CHANGE_COLUMNS)
+_MEAN_COLUMNS = ("mi", "sdi", "ni")
+
+
+@dataclasses.dataclass(frozen=True)
+class InputForm:
+    """One complete set of inputs a row may give (see "Input forms" in the module docstring).
+
+    Attributes
+    ----------
+    code : str
+        ``yi_vi``, ``yi_sei``, ``di``, ``ti`` or ``raw``: what :attr:`EffectSizes.forms
+        <workers.metaanalysis.effect_sizes.EffectSizes.forms>` records per row.
+    groups : tuple of tuple of str
+        Requirement groups, as :attr:`Measure.groups`: the form is complete in a row when each
+        group has a value in one of its columns.
+    label : str
+        What the inputs are, in words ("Cohen's d", "means and SDs").
+    """
+
+    code: str
+    groups: tuple[tuple[str, ...], ...]
+    label: str
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """Every column the form reads, preferred alternatives first."""
+        firsts = [g[0] for g in self.groups]
+        return tuple(firsts + [c for g in self.groups for c in g[1:] if c not in firsts])
+
+
+#: The forms every measure accepts first: an effect size given with its variance or its SE.
+GIVEN_FORMS: tuple[InputForm, ...] = (
+    InputForm("yi_vi", (("yi",), ("vi",)), "a given effect size and variance"),
+    InputForm("yi_sei", (("yi",), ("sei",)), "a given effect size and standard error"),
+)
+
+#: SMD's reported statistics (metafor's ``di`` and ``ti`` arguments of ``escalc()``).
+_SMD_REPORTED: tuple[InputForm, ...] = (
+    InputForm("di", (("di",), ("n1i",), ("n2i",)), "Cohen's d"),
+    InputForm("ti", (("ti",), ("n1i",), ("n2i",)), "an independent-samples t statistic"),
+)
+
+#: What a family's raw inputs are, in words (the ``raw`` form's label).
+_RAW_LABELS: Mapping[str, str] = {
+    "table": "a 2x2 table",
+    "person_time": "events and person-time",
+    "means": "means and SDs",
+    "change": "pre/post means and SDs",
+    "mean": "a mean and SD",
+    "correlation": "a correlation",
+    "proportion": "events and sample size",
+    "generic": "a given effect size",
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,13 +130,20 @@ class Measure:
     peto : bool
         Pooled by Peto's method as well (metafor's ``rma.peto``).
     outcome : bool
-        Offered to consortium outcomes (PETO and IRD are computed but not offered).
+        Offered to consortium outcomes. PETO and IRD are computed but not offered; SMCR, SMCC, MC
+        and MN are computed but not offered yet: the upload validator (``apps.datasets.ingest``)
+        has no column aliases for the ``change`` and ``mean`` families nor the statistics
+        ``mi`` and ``sdi``, and cannot load a measure of a family it does not know.
     min_n : int
         Smallest group or total sample size an upload accepts: means need 2 per group (an SD needs
-        two observations); correlations 4 (the sampling variance needs ``ni > 3``); 2x2 tables
-        given by group size 1; everything else 2.
+        two observations); correlations 4 (the sampling variance needs ``ni > 3``); standardised
+        mean changes 3 (the bias correction ``J(ni - 1)`` needs ``ni > 2``); 2x2 tables given by
+        group size 1; everything else 2.
     positive_means : bool
         Means must be greater than 0 (the log ratio of means).
+    reported_forms : tuple of InputForm
+        Reported-statistic input forms tried after the given effect size and before the raw
+        inputs (see :attr:`forms`).
     """
 
     code: str
@@ -82,6 +161,14 @@ class Measure:
     outcome: bool = True
     min_n: int = 2
     positive_means: bool = False
+    reported_forms: tuple[InputForm, ...] = ()
+
+    @property
+    def forms(self) -> tuple[InputForm, ...]:
+        """Every input form, in order of precedence (see the module docstring)."""
+        if self.family == "generic":
+            return GIVEN_FORMS
+        return (*GIVEN_FORMS, *self.reported_forms, InputForm("raw", self.groups, _RAW_LABELS[self.family]))
 
     @property
     def statistics(self) -> tuple[str, ...]:
@@ -118,6 +205,7 @@ REGISTRY: Mapping[str, Measure] = {
             _MEANS,
             _MEANS_COLUMNS,
             _MEANS_COLUMNS,
+            reported_forms=_SMD_REPORTED,
         ),
         Measure(
             "MD",
@@ -139,6 +227,59 @@ REGISTRY: Mapping[str, Measure] = {
             log_scale=True,
             ratio_label="ratio of means",
             positive_means=True,
+        ),
+        # Bonett (2008): standardised by the unweighted average of the two variances
+        Measure(
+            "SMDH",
+            "Standardised mean difference, unequal variances (Bonett)",
+            "standardised mean difference with heteroscedastic variances (SMDH)",
+            "means",
+            _MEANS,
+            _MEANS_COLUMNS,
+            _MEANS_COLUMNS,
+        ),
+        # change scores (Morris 2008); the bias correction J(ni - 1) needs ni > 2
+        Measure(
+            "SMCR",
+            "Standardised mean change (raw-score standardisation)",
+            "standardised mean change with raw-score standardisation (SMCR)",
+            "change",
+            (("m1i",), ("m2i",), ("sd1i",), ("ni",), ("ri",)),
+            ("m1i", "m2i", "sd1i", "ni"),
+            ("m1i", "m2i", "sd1i", "ni", "ri"),
+            min_n=3,
+            outcome=False,  # until the upload validator reads this family (see `outcome`)
+        ),
+        Measure(
+            "SMCC",
+            "Standardised mean change (change-score standardisation)",
+            "standardised mean change with change-score standardisation (SMCC)",
+            "change",
+            _CHANGE,
+            _CHANGE_COLUMNS,
+            _CHANGE_COLUMNS,
+            min_n=3,
+            outcome=False,  # until the upload validator reads this family (see `outcome`)
+        ),
+        Measure(
+            "MC",
+            "Mean change",
+            "raw mean change (MC)",
+            "change",
+            _CHANGE,
+            ("m1i", "m2i"),
+            ("sd1i", "sd2i", "ni", "ri"),
+            outcome=False,  # until the upload validator reads this family (see `outcome`)
+        ),
+        Measure(
+            "MN",
+            "Mean",
+            "raw mean (MN)",
+            "mean",
+            tuple((c,) for c in _MEAN_COLUMNS),
+            ("mi",),
+            ("sdi", "ni"),
+            outcome=False,  # until the upload validator reads this family (see `outcome`)
         ),
         _table_measure(
             "OR",

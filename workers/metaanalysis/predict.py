@@ -12,6 +12,7 @@ import numpy as np
 from .errors import InvalidInputError
 from .estimators import alpha_from_level, critical_values
 from .fit_result import EngineResult, FitResult
+from .multilevel.fit import MultilevelFit
 
 __all__ = ["PredictResult", "predict"]
 
@@ -39,19 +40,21 @@ class PredictResult(EngineResult):
     na_reasons: dict[str, str]
 
 
-def _crit(fit: FitResult, level: float) -> float:
+def _crit(fit: FitResult | MultilevelFit, level: float) -> float:
     df = fit.k - fit.p if fit.test in ("knha", "t") else math.nan
     return float(critical_values(alpha_from_level(level), df))
 
 
 def predict(
-    fit: FitResult, newmods: Sequence[float] | None = None, *, level: float | None = None
+    fit: FitResult | MultilevelFit, newmods: Sequence[float] | None = None, *, level: float | None = None
 ) -> PredictResult:
     """Predicted effect with its confidence and prediction interval, as metafor's ``predict.rma()``.
 
     Parameters
     ----------
-    fit : FitResult
+    fit : FitResult or MultilevelFit
+        An ``rma`` fit, or a multilevel one (``predict.rma.mv``: the prediction interval adds the
+        sum of the variance components).
     newmods : sequence of float, optional
         Moderator values (one per moderator column) for a meta-regression. Without it a
         meta-regression is predicted at the mean of each moderator column; an intercept-only
@@ -78,7 +81,8 @@ def predict(
         x = np.array([1.0])
     else:
         if newmods is None:
-            x = np.concatenate([[1.0], fit.X[:, 1:].mean(axis=0)])
+            X = fit.X if isinstance(fit, FitResult) else fit.design
+            x = np.concatenate([[1.0], X[:, 1:].mean(axis=0)])
         else:
             vals = np.asarray(newmods, dtype=float).ravel()
             if vals.size != fit.p - 1:
@@ -99,7 +103,8 @@ def predict(
             "equal-effects model: no prediction interval (tau² is 0 by assumption)"
         )
     else:
-        half = crit * math.sqrt(vpred + fit.tau2)
+        heterogeneity = fit.tau2 if isinstance(fit, FitResult) else float(np.sum(fit.sigma2))
+        half = crit * math.sqrt(vpred + heterogeneity)
         pi_lb, pi_ub = pred - half, pred + half
     return PredictResult(
         pred=pred, se=se, ci_lb=ci_lb, ci_ub=ci_ub, pi_lb=pi_lb, pi_ub=pi_ub, na_reasons=reasons

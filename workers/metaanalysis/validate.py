@@ -43,6 +43,17 @@ def load_case(path: Path) -> dict[str, Any]:
     return case
 
 
+def dependence_of(case: dict[str, Any]) -> str:
+    """The dependence model a case describes: ``model: multilevel`` is the three-level model; a
+    ``rho`` with ``struct: CS`` aggregates; a ``rho`` alone is the vcalc (CHE) model; otherwise
+    the rows are independent (with cluster-robust tests where a ``cluster`` is given)."""
+    if case.get("model") == "multilevel":
+        return "multilevel"
+    if case.get("rho") is not None:
+        return "aggregate" if case.get("struct") == "CS" else "che"
+    return "none"
+
+
 def spec_for(case: dict[str, Any]) -> AnalysisSpec:
     """The analysis spec a case describes."""
     return AnalysisSpec(
@@ -51,6 +62,8 @@ def spec_for(case: dict[str, Any]) -> AnalysisSpec:
         test=case.get("test", "z"),
         level=float(case.get("level", 95)),
         mods=tuple(case.get("mods") or ()),
+        dependence=dependence_of(case),
+        rho=float(case.get("rho") or 0.6),
     )
 
 
