@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import pytest
 
 from apps.analyses.models import Analysis
@@ -99,3 +100,80 @@ def test_upload_flows_through_the_worker_to_the_api_and_the_outcome_page(
     of_v1 = [r for r in history if [v["version"] for v in r["dataset_versions"]] == [version["id"]]]
     assert of_v1, history
     assert of_v1[-1]["pooled"]["estimate"] == pytest.approx(expected["beta"][0], rel=1e-12)
+
+
+def _dependent_rows() -> list[dict[str, Any]]:
+    """Six trials; four report two instruments, three at two time points as well."""
+    rng = np.random.default_rng(2026)
+    rows = []
+    for j in range(6):
+        instruments = ["PRFQ", "RFS"] if j % 3 else ["PRFQ"]
+        times = ["post", "6m"] if j % 2 else ["post"]
+        for t in times:
+            for ins in instruments:
+                n1, n2 = int(rng.integers(20, 60)), int(rng.integers(20, 60))
+                rows.append(
+                    {
+                        "study": f"Trial {j + 1}",
+                        "instrument": ins,
+                        "timepoint": t,
+                        "m1i": round(float(50 + rng.normal(4, 3)), 2),
+                        "sd1i": round(float(rng.uniform(8, 12)), 2),
+                        "n1i": n1,
+                        "m2i": round(float(50 + rng.normal(0, 3)), 2),
+                        "sd2i": round(float(rng.uniform(8, 12)), 2),
+                        "n2i": n2,
+                        "year": 2010 + j,
+                    }
+                )
+    return rows
+
+
+def test_dependent_upload_is_pooled_with_che_and_cr2_as_the_engine_pools_it(
+    live_worker: Any, tmp_media: Any
+) -> None:
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    from apps.consortium.models import Outcome
+    from workers.metaanalysis.multilevel.fit import rma_mv
+    from workers.metaanalysis.multilevel.robust import robust
+
+    cast = make_cast()
+    Outcome.objects.filter(code="rf").update(instruments=["PRFQ", "RFS"], timepoints=["post", "6m"])
+    Analysis.objects.filter(outcome__code="rf", is_default=True).update(timepoint="post")
+    dm = api_client_for(cast, "dm_a")
+    steering = api_client_for(cast, "steering")
+    rows = _dependent_rows()
+    cols = ["study", "instrument", "timepoint", "m1i", "sd1i", "n1i", "m2i", "sd2i", "n2i", "year"]
+    body = "\n".join([",".join(cols)] + [",".join(str(r[c]) for c in cols) for r in rows]) + "\n"
+    upload = SimpleUploadedFile("alpha-rf.csv", body.encode(), content_type="text/csv")
+    resp = dm.post(
+        "/api/v1/datasets/upload/",
+        {"centre": "alpha", "outcome": "rf", "file": upload, "reason": "two instruments, two time points"},
+        format="multipart",
+    )
+    assert resp.status_code == 201, resp.content
+    assert dm.post(f"/api/v1/datasets/{resp.json()['dataset']['id']}/submit/", {}).status_code == 200
+
+    data = wait_until(lambda: _current(steering, "rf"), timeout=60, what="the recompute")
+    result = steering.get(f"/api/v1/results/{data['current_result']['id']}/").json()
+    summary = result["blocks"]["summary"]
+    # the default analysis: post-treatment rows only, CHE (rho = 0.6) with CR2 tests
+    post = [r for r in rows if r["timepoint"] == "post"]
+    assert summary["dependence"] == "che" and summary["inference"] == "CR2"
+    assert summary["k"] == result["k"] == len(post) and summary["n_studies"] == 6
+    assert sum(o["code"] == "not_selected" for o in result["omitted"]) == len(rows) - len(post)
+
+    # the stored numbers are the engine's, run directly on the same rows
+    es = run_analysis(AnalysisSpec(measure="SMD", dependence="none"), post).to_dict()["blocks"]["effect_sizes"]
+    fit = rma_mv(
+        np.asarray(es["yi"]), np.asarray(es["vi"]), [r["study"] for r in post], method="REML", rho=0.6
+    )
+    cr2 = robust(fit, "CR2")
+    assert summary["estimate"] == pytest.approx(cr2.beta[0], rel=1e-10)
+    assert summary["se"] == pytest.approx(cr2.se[0], rel=1e-8)
+    assert summary["dfs"] == pytest.approx(cr2.dfs[0], rel=1e-8)
+    assert summary["sigma2"] == pytest.approx(fit.sigma2.tolist(), rel=1e-8, abs=1e-12)
+    stored_fit = result["blocks"]["multilevel_fit_vcalc"]
+    assert stored_fit["s_nlevels"] == [6, len(post)]
+    assert data["current_result"]["pooled"]["estimate"] == pytest.approx(cr2.beta[0], rel=1e-10)

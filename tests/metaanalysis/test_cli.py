@@ -307,3 +307,40 @@ def test_no_sensitivity_and_no_bias_leave_those_blocks_out(bcg: tuple[dict[str, 
     code, out, _ = run([str(path), "--measure", "RR", "--no-sensitivity", "--no-bias"])
     assert code == 0
     assert "Leave-One-Out" not in out and "Trim-and-Fill" not in out and "Model Results" in out
+
+
+# ---------------------------------------------------------------------------------------------
+# dependent effects
+
+
+@pytest.fixture
+def assink(tmp_path: Path) -> tuple[dict[str, Any], Path]:
+    case = load_case("assink2016-GEN-ML-REML-mods")
+    return case, write_csv(tmp_path / "assink.csv", case["columns"], case["rows"])
+
+
+def test_multilevel_model_from_the_command_line_matches_metafor(assink: tuple[dict[str, Any], Path]) -> None:
+    case, path = assink
+    report = run_json([str(path), "--measure", "GEN", "--dependence", "multilevel", "--mods", "pubstatus,year"])
+    for block in ("multilevel_fit", "robust_cr2"):
+        for field in ("beta", "se", "pval"):
+            assert_matches(report["blocks"][block][field], case["expected"][block][field], f"{block}.{field}")
+    code, text, err = run([str(path), "--measure", "GEN", "--dependence", "multilevel", "--mods", "pubstatus,year"])
+    assert code == 0, err
+    assert "effects in the model: 100 in 17 studies" in text
+    assert "sigma^2.1  study" in text and "Cluster-robust tests (CR2" in text
+    assert "HTZ test of moderators: F(df1 = 2, df2 = 2.31)" in text
+
+
+def test_by_default_several_rows_per_study_are_pooled_with_che(assink: tuple[dict[str, Any], Path]) -> None:
+    _, path = assink
+    report = run_json([str(path), "--measure", "GEN", "--rho", "0.4"])
+    assert report["blocks"]["summary"]["dependence"] == "che"
+    assert report["blocks"]["multilevel_fit_vcalc"]["rho"] == 0.4
+
+
+def test_independent_rows_are_refused_when_studies_repeat(assink: tuple[dict[str, Any], Path]) -> None:
+    _, path = assink
+    code, _, err = run([str(path), "--measure", "GEN", "--dependence", "none", "--no-robust"])
+    assert code == 1
+    assert "[several_rows_per_study]" in err and "choose aggregate, multilevel or che" in err

@@ -38,8 +38,10 @@ from .effect_sizes import MEASURE_COLUMNS
 from .errors import EngineError, InvalidInputError
 from .estimators import METHODS, TESTS
 from .measures import OUTCOME_MEASURES, REGISTRY
-from .report import format_report, row_label
+from .report import format_report
 from .results import to_jsonable
+from .spec import DEPENDENCE_MODELS
+from .text import row_label
 
 #: Exit status for input the tool cannot use (argparse uses the same).
 EXIT_BAD_INPUT = 2
@@ -144,6 +146,30 @@ def build_parser() -> argparse.ArgumentParser:
         dest="bias",
         action="store_false",
         help="skip the publication-bias analyses (Egger, rank test, trim-and-fill, fail-safe N)",
+    )
+    parser.add_argument(
+        "--dependence",
+        default="auto",
+        choices=DEPENDENCE_MODELS,
+        help="several rows of one study (column study): auto (CHE with CR2 where a study has several "
+        "rows), none, aggregate, multilevel or che (default auto)",
+    )
+    parser.add_argument(
+        "--rho", default=0.6, type=float, help="assumed within-study correlation for aggregate and che (0.6)"
+    )
+    parser.add_argument(
+        "--no-robust", dest="robust", action="store_false", help="model-based instead of CR2 tests"
+    )
+    parser.add_argument("--timepoint", help='rows of one time point (column timepoint), or "latest"')
+    parser.add_argument(
+        "--timepoints", type=_column_list, default=[], metavar="T[,T...]", help="time points in order"
+    )
+    parser.add_argument(
+        "--instruments",
+        type=_column_list,
+        default=[],
+        metavar="I[,I...]",
+        help="preferred instruments (column instrument), first choice first",
     )
     parser.add_argument("--sep", help="field delimiter (default: detected among , ; tab |)")
     parser.add_argument(
@@ -514,6 +540,12 @@ def main(
             cumulative_order=args.order,
             sensitivity=args.sensitivity,
             bias=args.bias,
+            dependence=args.dependence,
+            rho=args.rho,
+            robust=args.robust,
+            timepoint=args.timepoint,
+            timepoints=tuple(args.timepoints),
+            instruments=tuple(args.instruments),
         )
         report = run_analysis(spec, rows).to_dict()
     except CliInputError as exc:
@@ -529,10 +561,17 @@ def main(
         out.write(json.dumps(to_jsonable(report), indent=2, allow_nan=False) + "\n")
     else:
         out.write(format_report(report, rows))
-    if "fit" not in (report.get("blocks") or {}):
+    if "summary" not in (report.get("blocks") or {}):
         # the engine reports a model it cannot fit as a note, not an exception; the output above
         # still shows the effect sizes and notes, and the status tells a script the model failed
-        reason = next((n for n in report.get("notes", []) if n.get("block") == "fit"), None)
+        reason = next(
+            (
+                n
+                for n in report.get("notes", [])
+                if n.get("block") in ("fit", "model") or "fit" in n.get("block", "")
+            ),
+            None,
+        )
         if reason is None:
             reason = {"code": "no_model", "message": "the model could not be fitted"}
         _error(err, f"[{reason.get('code')}] {reason.get('message')}")

@@ -9,105 +9,10 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from . import ENGINE_VERSION
+from .dependent import block_names
 from .measures import is_log_scale
-
-
-def row_label(row: int, labels: Sequence[str] | None) -> str:
-    """``row 3 (Smith 2019)``: a 0-based row as the user counts it, with its study label if known."""
-    where = f"row {row + 1}"
-    if labels is not None and 0 <= row < len(labels):
-        where += f" ({labels[row]})"
-    return where
-
-
-def fmt(value: Any, digits: int = 4) -> str:
-    """A number as metafor prints it (``digits`` decimals; ``NA`` for a missing value)."""
-    if value is None:
-        return "NA"
-    if isinstance(value, bool):
-        return str(value)
-    if isinstance(value, int):
-        return str(value)
-    try:
-        x = float(value)
-    except (TypeError, ValueError):
-        return str(value)
-    if not math.isfinite(x):
-        return "NA" if math.isnan(x) else ("Inf" if x > 0 else "-Inf")
-    out = f"{x:.{digits}f}"
-    return "0." + "0" * digits if out == "-0." + "0" * digits else out
-
-
-def fmt_p(value: Any, digits: int = 4) -> str:
-    """A p-value as metafor prints it: ``<.0001`` below 10^-digits, else ``digits`` decimals."""
-    if value is None:
-        return "NA"
-    x = float(value)
-    if math.isnan(x):
-        return "NA"
-    if x < 10.0**-digits:
-        return "<." + "0" * (digits - 1) + "1"
-    return f"{x:.{digits}f}"
-
-
-def _p_clause(value: Any) -> str:
-    text = fmt_p(value)
-    return f"p-val < {text[1:]}" if text.startswith("<") else f"p-val = {text}"
-
-
-def _stars(p: Any) -> str:
-    if p is None or not isinstance(p, int | float) or math.isnan(p):
-        return ""
-    for cut, mark in ((0.001, "***"), (0.01, "**"), (0.05, "*"), (0.1, ".")):
-        if p < cut:
-            return mark
-    return ""
-
-
-def table(
-    header: Sequence[str],
-    rows: Sequence[Sequence[str]],
-    *,
-    row_names: Sequence[str] | None = None,
-    indent: int = 0,
-) -> list[str]:
-    """Right-aligned text table (row names left-aligned), as R prints a data frame.
-
-    Parameters
-    ----------
-    header : sequence of str
-        Column titles.
-    rows : sequence of sequences of str
-        Cells, already formatted.
-    row_names : sequence of str, optional
-        A left-aligned first column without a title.
-    indent : int
-        Spaces before every line.
-
-    Returns
-    -------
-    list of str
-        The lines of the table.
-    """
-    cols = (
-        list(zip(*([list(header), *[list(r) for r in rows]]), strict=True)) if rows else [[h] for h in header]
-    )
-    widths = [max(len(c) for c in col) for col in cols]
-    name_w = max((len(n) for n in row_names), default=0) if row_names else 0
-    pad = " " * indent
-    lines = []
-    lead = (" " * name_w + "  ") if row_names else ""
-    lines.append(pad + lead + "  ".join(h.rjust(w) for h, w in zip(header, widths, strict=True)))
-    for i, r in enumerate(rows):
-        lead = (row_names[i].ljust(name_w) + "  ") if row_names else ""
-        lines.append(pad + lead + "  ".join(c.rjust(w) for c, w in zip(r, widths, strict=True)))
-    return [line.rstrip() for line in lines]
-
-
-def _as_list(value: Any) -> list[Any]:
-    if isinstance(value, list | tuple):
-        return list(value)
-    return [value]
+from .report_dependent import dependent_section
+from .text import as_list, coefficients, fmt, fmt_p, p_clause, row_label, table
 
 
 def _model_title(spec: Mapping[str, Any], fit: Mapping[str, Any]) -> str:
@@ -155,40 +60,20 @@ def _fit_section(spec: Mapping[str, Any], fit: Mapping[str, Any]) -> list[str]:
     df = (k - p) if isinstance(k, int) and isinstance(p, int) else "NA"
     title = "Test for Residual Heterogeneity:" if mods else "Test for Heterogeneity:"
     q = "QE" if mods else "Q"
-    out += ["", title, f"{q}(df = {df}) = {fmt(fit.get('QE'))}, {_p_clause(fit.get('QEp'))}"]
+    out += ["", title, f"{q}(df = {df}) = {fmt(fit.get('QE'))}, {p_clause(fit.get('QEp'))}"]
     if mods and "QM" in fit:
-        qmdf = _as_list(fit.get("QMdf"))
+        qmdf = as_list(fit.get("QMdf"))
         df1 = qmdf[0] if qmdf else "NA"
         df2 = qmdf[1] if len(qmdf) > 1 else None
         coefs = f"2:{p}" if isinstance(p, int) and p > 2 else "2"
         out += ["", f"Test of Moderators (coefficient{'s' if p > 2 else ''} {coefs}):"]
         if df2 is not None:
-            out.append(f"F(df1 = {df1}, df2 = {df2}) = {fmt(fit.get('QM'))}, {_p_clause(fit.get('QMp'))}")
+            out.append(f"F(df1 = {df1}, df2 = {df2}) = {fmt(fit.get('QM'))}, {p_clause(fit.get('QMp'))}")
         else:
-            out.append(f"QM(df = {df1}) = {fmt(fit.get('QM'))}, {_p_clause(fit.get('QMp'))}")
-    tdist = test in ("knha", "t")
-    names = [str(n) for n in _as_list(fit.get("coef_names", ["intrcpt"]))]
-    header = ["estimate", "se", "tval" if tdist else "zval"]
-    if tdist:
-        header.append("df")
-    header += ["pval", "ci.lb", "ci.ub", ""]
-    cells = []
-    dfs = _as_list(fit.get("dfs")) if tdist else []
-    for j in range(len(names)):
-
-        def col(key: str, j: int = j) -> Any:
-            values = _as_list(fit.get(key))
-            return values[j] if j < len(values) else None
-
-        row = [fmt(col("beta")), fmt(col("se")), fmt(col("stat"))]
-        if tdist:
-            row.append(fmt(dfs[0] if dfs else None, 0) if dfs and dfs[0] is not None else "NA")
-        pval = col("pval")
-        row += [fmt_p(pval), fmt(col("ci_lb")), fmt(col("ci_ub")), _stars(pval)]
-        cells.append(row)
+            out.append(f"QM(df = {df1}) = {fmt(fit.get('QM'))}, {p_clause(fit.get('QMp'))}")
     level = fit.get("level", spec.get("level"))
     out += ["", f"Model Results ({fmt(level, 0) if level is not None else ''}% CI):", ""]
-    out += table(header, cells, row_names=names if len(names) > 1 else None)
+    out += coefficients(fit, tdist=test in ("knha", "t"))
     out += ["", "---", "Signif. codes:  0 '***' 0.001 '**' 0.01 '*' 0.05 '.' 0.1 ' ' 1"]
     return out
 
@@ -200,7 +85,7 @@ def _predict_section(spec: Mapping[str, Any], pred: Mapping[str, Any], measure: 
         return []
     titles = {"ci_lb": "ci.lb", "ci_ub": "ci.ub", "pi_lb": "pi.lb", "pi_ub": "pi.ub"}
     header = [titles.get(key, key) for key in keys]
-    values = {key: _as_list(pred[key]) for key in keys}
+    values = {key: as_list(pred[key]) for key in keys}
     n = max(len(v) for v in values.values())
     rows = [[fmt(values[key][i] if i < len(values[key]) else None) for key in keys] for i in range(n)]
     out = ["", "Pooled estimate with prediction interval:", ""]
@@ -224,7 +109,7 @@ def _confint_section(ci: Mapping[str, Any]) -> list[str]:
     rows, labels = [], []
     for key, label in names:
         if key in ci:
-            v = _as_list(ci[key]) + [None] * 3
+            v = as_list(ci[key]) + [None] * 3
             rows.append([fmt(v[0]), fmt(v[1]), fmt(v[2])])
             labels.append(label)
     if not rows:
@@ -247,7 +132,7 @@ def _bias_section(blocks: Mapping[str, Any], fit: Mapping[str, Any]) -> list[str
             "",
             "Regression Test for Funnel Plot Asymmetry (Egger; predictor: standard error):",
             f"test for funnel plot asymmetry: {stat} = {fmt(egger.get('stat'))}, "
-            f"{_p_clause(egger.get('pval')).replace('p-val', 'p')}",
+            f"{p_clause(egger.get('pval')).replace('p-val', 'p')}",
         ]
         if "limit_estimate" in egger:
             out.append(f"limit estimate (as sei -> 0):   b = {fmt(egger.get('limit_estimate'))}")
@@ -256,7 +141,7 @@ def _bias_section(blocks: Mapping[str, Any], fit: Mapping[str, Any]) -> list[str
         out += [
             "",
             "Rank Correlation Test for Funnel Plot Asymmetry:",
-            f"Kendall's tau = {fmt(rank.get('tau'))}, {_p_clause(rank.get('pval')).replace('p-val', 'p')}",
+            f"Kendall's tau = {fmt(rank.get('tau'))}, {p_clause(rank.get('pval')).replace('p-val', 'p')}",
         ]
     tf = blocks.get("trimfill")
     if isinstance(tf, Mapping):
@@ -348,19 +233,18 @@ def _subgroup_section(block: Any, spec: Mapping[str, Any]) -> list[str]:
         out += [
             "",
             "Test for subgroup differences (Q between the subgroup estimates):",
-            f"Q(df = {fmt(between.get('df'), 0)}) = {fmt(between.get('Q'))}, "
-            f"{_p_clause(between.get('pval'))}",
+            f"Q(df = {fmt(between.get('df'), 0)}) = {fmt(between.get('Q'))}, {p_clause(between.get('pval'))}",
         ]
     mods = block.get("moderator_test")
     if isinstance(mods, Mapping):
-        df = _as_list(mods.get("QMdf"))
+        df = as_list(mods.get("QMdf"))
         df1 = df[0] if df else None
         df2 = df[1] if len(df) > 1 else None
         stat = f"F(df1 = {df1}, df2 = {df2})" if df2 is not None else f"QM(df = {fmt(df1, 0)})"
         out += [
             "",
             f"Test of moderators (meta-regression on {spec.get('subgroup')}, common tau^2):",
-            f"{stat} = {fmt(mods.get('QM'))}, {_p_clause(mods.get('QMp'))}",
+            f"{stat} = {fmt(mods.get('QM'))}, {p_clause(mods.get('QMp'))}",
         ]
     return out
 
@@ -373,7 +257,7 @@ def _per_study_section(
     present = [(key, name, digits) for key, name, digits in keys if key in block]
     if not present:
         return []
-    values = {key: _as_list(block[key]) for key, _, _ in present}
+    values = {key: as_list(block[key]) for key, _, _ in present}
     n = max(len(v) for v in values.values())
     rows = []
     for i in range(n):
@@ -434,16 +318,23 @@ def format_report(report: Mapping[str, Any], rows: Sequence[Mapping[str, Any]] =
     labels = [str(r.get("study", i + 1)) for i, r in enumerate(rows)]
     in_model = model_labels(report, rows)
     scale = " (log scale)" if is_log_scale(measure) else ""
+    summary = blocks.get("summary") or {}
+    studies = summary.get("n_studies")
+    in_studies = f" in {studies} studies" if studies is not None and studies != report.get("k") else ""
     out = [
         f"Meta-analysis engine {report.get('engine_version', ENGINE_VERSION)} (metafor 3.8-1 definitions)",
-        f"Measure: {measure}{scale}; rows: {len(rows) if rows else 'NA'}; studies in the model: "
-        f"{report.get('k', 'NA')}",
+        f"Measure: {measure}{scale}; rows: {len(rows) if rows else 'NA'}; effects in the model: "
+        f"{report.get('k', 'NA')}{in_studies}",
         "",
     ]
-    fit = blocks.get("fit")
+    if summary.get("dependence") not in (None, "none"):
+        out += [f"Dependence: {summary['dependence']} ({summary.get('dependence_reason')})", ""]
+    fit = blocks.get("fit") or blocks.get("aggregated_fit")
     if isinstance(fit, Mapping):
         out += _fit_section(spec, fit)
-    pred = blocks.get("predict")
+    out += dependent_section(blocks)
+    dependence = (blocks.get("summary") or {}).get("dependence") or "none"
+    pred = blocks.get(block_names(str(dependence))["predict"])
     if isinstance(pred, Mapping):
         out += _predict_section(spec, pred, measure)
     ci = blocks.get("confint")
