@@ -165,7 +165,9 @@ def test_dependent_upload_is_pooled_with_che_and_cr2_as_the_engine_pools_it(
     assert sum(o["code"] == "not_selected" for o in result["omitted"]) == len(rows) - len(post)
 
     # the stored numbers are the engine's, run directly on the same rows
-    es = run_analysis(AnalysisSpec(measure="SMD", dependence="none"), post).to_dict()["blocks"]["effect_sizes"]
+    es = run_analysis(AnalysisSpec(measure="SMD", dependence="none"), post).to_dict()["blocks"][
+        "effect_sizes"
+    ]
     fit = rma_mv(
         np.asarray(es["yi"]), np.asarray(es["vi"]), [r["study"] for r in post], method="REML", rho=0.6
     )

@@ -321,11 +321,15 @@ def assink(tmp_path: Path) -> tuple[dict[str, Any], Path]:
 
 def test_multilevel_model_from_the_command_line_matches_metafor(assink: tuple[dict[str, Any], Path]) -> None:
     case, path = assink
-    report = run_json([str(path), "--measure", "GEN", "--dependence", "multilevel", "--mods", "pubstatus,year"])
+    report = run_json(
+        [str(path), "--measure", "GEN", "--dependence", "multilevel", "--mods", "pubstatus,year"]
+    )
     for block in ("multilevel_fit", "robust_cr2"):
         for field in ("beta", "se", "pval"):
             assert_matches(report["blocks"][block][field], case["expected"][block][field], f"{block}.{field}")
-    code, text, err = run([str(path), "--measure", "GEN", "--dependence", "multilevel", "--mods", "pubstatus,year"])
+    code, text, err = run(
+        [str(path), "--measure", "GEN", "--dependence", "multilevel", "--mods", "pubstatus,year"]
+    )
     assert code == 0, err
     assert "effects in the model: 100 in 17 studies" in text
     assert "sigma^2.1  study" in text and "Cluster-robust tests (CR2" in text
