@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from scipy import stats
+from scipy import special
 
 from ..errors import ConvergenceError, InsufficientDataError, InvalidInputError, SingularModelError
 from ..estimators import alpha_from_level, wald_tail
@@ -393,16 +393,16 @@ def _result(
     na: dict[str, str] = {}
     # QE: residual heterogeneity with the sampling covariance alone
     qe = evaluate(comp, np.zeros(comp.n_components), "ML").ypy  # V-weighted residuals
-    qep = float(stats.chi2.sf(qe, k - p))
+    qep = float(special.chdtrc(k - p, qe))
     m = p - 1
     qmdf: tuple[int, float | None]
     if m > 0:
         b2 = ev.beta[1:]
         q = float(b2 @ np.linalg.solve(vb[1:, 1:], b2))
         if test == "t":
-            qm, qmp, qmdf = q / m, float(stats.f.sf(q / m, m, k - p)), (m, float(k - p))
+            qm, qmp, qmdf = q / m, float(special.fdtrc(m, k - p, q / m)), (m, float(k - p))
         else:
-            qm, qmp, qmdf = q, float(stats.chi2.sf(q, m)), (m, None)
+            qm, qmp, qmdf = q, float(special.chdtrc(m, q)), (m, None)
     else:
         qm = qmp = math.nan
         qmdf = (0, None)

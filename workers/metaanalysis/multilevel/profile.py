@@ -15,9 +15,11 @@ import math
 from typing import Any
 
 import numpy as np
-from scipy import optimize, stats
+from scipy import special
 
+from ..errors import ConvergenceError
 from ..estimators import alpha_from_level
+from ..estimators.roots import zeroin
 from ..fit_result import EngineResult, jsonable
 from .fit import MultilevelFit, maximise
 
@@ -51,6 +53,14 @@ class ProfileConfint(EngineResult):
         )
 
 
+def _root(f: Any, a: float, b: float, fa: float, fb: float) -> float:
+    """The bound between a and b (f changes sign there), by Brent's method to ROOT_TOLERANCE."""
+    root, converged = zeroin(f, a, b, fa, fb, ROOT_TOLERANCE, 1000)
+    if not converged:
+        raise ConvergenceError("the profile-likelihood bound was not found in 1,000 iterations")
+    return root
+
+
 def profile_confint(fit: MultilevelFit, level: float | None = None) -> ProfileConfint:
     """Profile-likelihood interval of each variance component of ``fit``.
 
@@ -66,7 +76,7 @@ def profile_confint(fit: MultilevelFit, level: float | None = None) -> ProfileCo
     (10 when sigma2_j is below sqrt(machine epsilon)).
     """
     level = fit.level if level is None else float(level)
-    crit = float(stats.chi2.ppf(1.0 - alpha_from_level(level), 1))
+    crit = float(special.chdtri(1, alpha_from_level(level)))
     comp = fit.components
     ll_max = fit.loglik
     est = np.asarray(fit.sigma2, dtype=float)
@@ -82,20 +92,17 @@ def profile_confint(fit: MultilevelFit, level: float | None = None) -> ProfileCo
             return -2.0 * (ev.ll - ll_max) - crit
 
         upper_end = 10.0 if value <= math.sqrt(np.finfo(float).eps) else max(10.0, 100.0 * value)
-        if value <= 0.0 or excess(0.0) < 0:
-            lower = 0.0
-        else:
-            lower = optimize.brentq(excess, 0.0, value, xtol=ROOT_TOLERANCE, rtol=4 * np.finfo(float).eps)
-        if excess(upper_end) < 0:
+        at_zero = excess(0.0) if value > 0.0 else -1.0
+        lower = 0.0 if at_zero < 0 else _root(excess, 0.0, value, at_zero, -crit)
+        at_end = excess(upper_end)
+        if at_end < 0:
             upper = upper_end
             na[f"sigma2_{names[j]}_upper"] = (
                 f"the likelihood does not fall far enough below sigma2 = {upper_end:g}: the upper bound "
                 "is at least this"
             )
         else:
-            upper = optimize.brentq(
-                excess, value, upper_end, xtol=ROOT_TOLERANCE, rtol=4 * np.finfo(float).eps
-            )
+            upper = _root(excess, value, upper_end, -crit, at_end)
         out.append([float(value), float(lower), float(upper)])
     sigma = [[math.sqrt(max(v, 0.0)) for v in row] for row in out]
     return ProfileConfint(sigma2=out, sigma=sigma, level=level, na_reasons=na)

@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from typing import Any, Literal
 
 import numpy as np
-from scipy import stats
+from scipy import special
 
 from ..errors import InsufficientDataError
 from ..estimators import alpha_from_level, wald_tail
@@ -211,7 +211,7 @@ def robust(
             qm, qmdf = (nu - m + 1.0) / (nu * m) * q, (m, nu - m + 1.0)
         den = qmdf[1]
         assert den is not None
-        qmp = float(stats.f.sf(qm, m, den)) if den > 0 else math.nan
+        qmp = float(special.fdtrc(m, den, qm)) if den > 0 else math.nan
     else:
         qm = qmp = math.nan
         qmdf = (0, None)
