@@ -43,6 +43,7 @@ class Analysis(models.Model):
         KNHA = "knha", "Knapp-Hartung"
         T = "t", "t test (k - p df)"
 
+    # choices, one per line like Method's: the stored code beside the label the admin shows
     class Dependence(models.TextChoices):
         AUTO = "auto", "Automatic: CHE with robust tests where a study has several rows"
         NONE = "none", "None: one row per study"

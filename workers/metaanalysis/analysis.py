@@ -173,23 +173,7 @@ def run_analysis(spec: AnalysisSpec, rows: Sequence[Mapping[str, object]]) -> An
     if dependence == "aggregate":
         idx = _run_aggregated(spec, rows, labels, es, usable, blocks, notes, omitted)
     else:
-        X = coef_names = None
-        in_model = usable.copy()
-        if spec.mods:
-            design = build_design(rows, spec.mods, usable)
-            for i in sorted(design.missing):
-                if usable[i]:
-                    omitted.append(
-                        {
-                            "row": i,
-                            "study": labels[i],
-                            "code": "missing_moderator",
-                            "reason": "missing moderator value: " + ", ".join(design.missing[i]),
-                        }
-                    )
-            in_model = design.complete
-            X = design.X[in_model]
-            coef_names = design.coef_names
+        in_model, X, coef_names = _moderators(spec, rows, usable, list(range(len(rows))), labels, omitted)
         idx = np.flatnonzero(in_model)
         clustered = Clustered(
             spec=spec,
@@ -216,6 +200,35 @@ def run_analysis(spec: AnalysisSpec, rows: Sequence[Mapping[str, object]]) -> An
     return AnalysisReport(
         engine_version=ENGINE_VERSION, spec=spec, k=k, blocks=blocks, omitted=omitted, notes=notes.items
     )
+
+
+def _moderators(
+    spec: AnalysisSpec,
+    rows: Sequence[Mapping[str, object]],
+    usable: np.ndarray,
+    row_numbers: Sequence[int],
+    labels: Sequence[str],
+    omitted: list[dict[str, Any]],
+) -> tuple[np.ndarray, np.ndarray | None, list[str] | None]:
+    """The rows in the model, the moderator matrix and its column names (None without moderators).
+
+    A usable row with a missing moderator is left out and listed in ``omitted`` under its uploaded
+    row number (``row_numbers``) and study (``labels``).
+    """
+    if not spec.mods:
+        return usable.copy(), None, None
+    design = build_design(rows, spec.mods, usable)
+    for i in sorted(design.missing):
+        if usable[i]:
+            omitted.append(
+                {
+                    "row": int(row_numbers[i]),
+                    "study": labels[i],
+                    "code": "missing_moderator",
+                    "reason": "missing moderator value: " + ", ".join(design.missing[i]),
+                }
+            )
+    return design.complete, design.X[design.complete], list(design.coef_names)
 
 
 def _es_ids(rows: Sequence[Mapping[str, object]], idx: np.ndarray) -> list[object] | None:
@@ -323,22 +336,8 @@ def _run_aggregated(
                     "effect per study needs study-level columns; use the multilevel or che model",
                 )
                 return idx
-    X = coef_names = None
-    in_model = np.ones(len(study_rows), dtype=bool)
-    if spec.mods:
-        design = build_design(study_rows, spec.mods, in_model)
-        for i in sorted(design.missing):
-            omitted.append(
-                {
-                    "row": first[i],
-                    "study": agg.study[i],
-                    "code": "missing_moderator",
-                    "reason": "missing moderator value: " + ", ".join(design.missing[i]),
-                }
-            )
-        in_model = design.complete
-        X = design.X[in_model]
-        coef_names = design.coef_names
+    everyone = np.ones(len(study_rows), dtype=bool)
+    in_model, X, coef_names = _moderators(spec, study_rows, everyone, first, list(agg.study), omitted)
     sidx = np.flatnonzero(in_model)
     fit: FitResult | None = safe(
         notes,

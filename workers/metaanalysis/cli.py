@@ -540,6 +540,7 @@ def main(
             cumulative_order=args.order,
             sensitivity=args.sensitivity,
             bias=args.bias,
+            # the dependence options, one keyword each as AnalysisSpec names them
             dependence=args.dependence,
             rho=args.rho,
             robust=args.robust,

@@ -16,7 +16,7 @@ from .estimators import Control
 from .results import ResultBase
 from .results import to_jsonable as jsonable
 
-__all__ = ["EngineResult", "FitResult", "jsonable"]
+__all__ = ["CoefficientTests", "EngineResult", "FitResult", "jsonable"]
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -28,7 +28,41 @@ class EngineResult(ResultBase):
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
-class FitResult(EngineResult):
+class CoefficientTests(EngineResult):
+    """Tests of a model's coefficients, one entry per coefficient: what every fitted model and every
+    robust test reports (``rma``, ``rma.mv``, ``robust()``), in one place.
+
+    Attributes
+    ----------
+    coef_names : tuple of str
+        ``"intrcpt"`` followed by the moderator names.
+    beta, se, stat, pval, ci_lb, ci_ub : ndarray, shape (p,)
+        Estimates, standard errors, z or t statistics, p-values and confidence limits.
+    """
+
+    coef_names: tuple[str, ...]
+    beta: np.ndarray
+    se: np.ndarray
+    stat: np.ndarray
+    pval: np.ndarray
+    ci_lb: np.ndarray
+    ci_ub: np.ndarray
+
+    def coefficients(self) -> dict[str, Any]:
+        """The coefficient fields, in the order the reference blocks list them."""
+        return {
+            "coef_names": list(self.coef_names),
+            "beta": self.beta,
+            "se": self.se,
+            "stat": self.stat,
+            "pval": self.pval,
+            "ci_lb": self.ci_lb,
+            "ci_ub": self.ci_ub,
+        }
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class FitResult(CoefficientTests):
     """A fitted ``rma.uni`` model.
 
     Attributes
@@ -81,13 +115,6 @@ class FitResult(EngineResult):
     level: float
     k: int
     p: int
-    coef_names: tuple[str, ...]
-    beta: np.ndarray
-    se: np.ndarray
-    stat: np.ndarray
-    pval: np.ndarray
-    ci_lb: np.ndarray
-    ci_ub: np.ndarray
     vb: np.ndarray
     tau2: float
     se_tau2: float
@@ -138,13 +165,7 @@ class FitResult(EngineResult):
         out: dict[str, Any] = {
             "k": self.k,
             "p": self.p,
-            "coef_names": list(self.coef_names),
-            "beta": self.beta,
-            "se": self.se,
-            "stat": self.stat,
-            "pval": self.pval,
-            "ci_lb": self.ci_lb,
-            "ci_ub": self.ci_ub,
+            **self.coefficients(),
             "tau2": self.tau2,
             "se_tau2": self.se_tau2,
             "I2": self.I2,

@@ -248,7 +248,7 @@ REGISTRY: Mapping[str, Measure] = {
             ("m1i", "m2i", "sd1i", "ni"),
             ("m1i", "m2i", "sd1i", "ni", "ri"),
             min_n=3,
-            outcome=False,  # until the upload validator reads this family (see `outcome`)
+            outcome=True,
         ),
         Measure(
             "SMCC",
@@ -259,7 +259,7 @@ REGISTRY: Mapping[str, Measure] = {
             _CHANGE_COLUMNS,
             _CHANGE_COLUMNS,
             min_n=3,
-            outcome=False,  # until the upload validator reads this family (see `outcome`)
+            outcome=True,
         ),
         Measure(
             "MC",
@@ -269,7 +269,7 @@ REGISTRY: Mapping[str, Measure] = {
             _CHANGE,
             ("m1i", "m2i"),
             ("sd1i", "sd2i", "ni", "ri"),
-            outcome=False,  # until the upload validator reads this family (see `outcome`)
+            outcome=True,
         ),
         Measure(
             "MN",
@@ -279,7 +279,7 @@ REGISTRY: Mapping[str, Measure] = {
             tuple((c,) for c in _MEAN_COLUMNS),
             ("mi",),
             ("sdi", "ni"),
-            outcome=False,  # until the upload validator reads this family (see `outcome`)
+            outcome=True,
         ),
         _table_measure(
             "OR",

@@ -93,25 +93,20 @@ class AnalysisSpec:
     timepoints: tuple[str, ...] = ()
     instruments: tuple[str, ...] = ()
 
+    def _choose(self, name: str, what: str, allowed: tuple[str, ...]) -> None:
+        """Refuse a field whose value is not one of ``allowed``, naming them."""
+        value = getattr(self, name)
+        if not isinstance(value, str) or value not in allowed:
+            raise InvalidInputError(
+                f"unknown {what} {value!r}; use one of {', '.join(allowed)}",
+                code=f"invalid_{name}",
+                column=name,
+            )
+
     def __post_init__(self) -> None:
-        if not isinstance(self.measure, str) or self.measure not in OUTCOME_MEASURES:
-            raise InvalidInputError(
-                f"unknown measure {self.measure!r}; use one of {', '.join(OUTCOME_MEASURES)}",
-                code="invalid_measure",
-                column="measure",
-            )
-        if self.method not in METHODS:
-            raise InvalidInputError(
-                f"unknown method {self.method!r}; use one of {', '.join(METHODS)}",
-                code="invalid_method",
-                column="method",
-            )
-        if self.test not in TESTS:
-            raise InvalidInputError(
-                f"unknown test {self.test!r}; use one of {', '.join(TESTS)}",
-                code="invalid_test",
-                column="test",
-            )
+        self._choose("measure", "measure", OUTCOME_MEASURES)
+        self._choose("method", "method", METHODS)
+        self._choose("test", "test", TESTS)
         lev = self.level
         if (
             isinstance(lev, bool)
@@ -147,12 +142,7 @@ class AnalysisSpec:
         self._check_dependence()
 
     def _check_dependence(self) -> None:
-        if self.dependence not in DEPENDENCE_MODELS:
-            raise InvalidInputError(
-                f"unknown dependence model {self.dependence!r}; use one of {', '.join(DEPENDENCE_MODELS)}",
-                code="invalid_dependence",
-                column="dependence",
-            )
+        self._choose("dependence", "dependence model", DEPENDENCE_MODELS)
         rho = self.rho
         if isinstance(rho, bool) or not isinstance(rho, int | float) or not -1 < rho < 1:
             raise InvalidInputError(

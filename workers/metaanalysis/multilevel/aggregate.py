@@ -23,6 +23,7 @@ from .blocks import group_rows, sampling_blocks
 __all__ = ["Aggregated", "aggregate"]
 
 
+# A frozen result with a numpydoc Attributes section, the form of every engine result.
 @dataclasses.dataclass(frozen=True, eq=False)
 class Aggregated(EngineResult):
     """One row per study, in order of first appearance.

@@ -22,7 +22,7 @@ from scipy import special
 
 from ..errors import ConvergenceError, InsufficientDataError, InvalidInputError, SingularModelError
 from ..estimators import alpha_from_level, wald_tail
-from ..fit_result import EngineResult, jsonable
+from ..fit_result import CoefficientTests, jsonable
 from .blocks import Blocks, group_rows, sampling_blocks
 from .likelihood import Components, Evaluation, evaluate
 
@@ -35,7 +35,7 @@ MAX_ITERATIONS = 500
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
-class MultilevelFit(EngineResult):
+class MultilevelFit(CoefficientTests):
     """A fitted three-level model (``rma.mv``).
 
     Attributes
@@ -77,16 +77,10 @@ class MultilevelFit(EngineResult):
     level: float
     k: int
     p: int
-    coef_names: tuple[str, ...]
-    beta: np.ndarray
-    se: np.ndarray
-    stat: np.ndarray
-    pval: np.ndarray
-    ci_lb: np.ndarray
-    ci_ub: np.ndarray
     vb: np.ndarray
     sigma2: np.ndarray
     s_nlevels: tuple[int, int]
+    # the heterogeneity and moderator tests under metafor's names, as FitResult has them for rma
     QE: float
     QEp: float
     QM: float
@@ -125,13 +119,7 @@ class MultilevelFit(EngineResult):
         out: dict[str, Any] = {
             "k": self.k,
             "p": self.p,
-            "coef_names": list(self.coef_names),
-            "beta": self.beta,
-            "se": self.se,
-            "stat": self.stat,
-            "pval": self.pval,
-            "ci_lb": self.ci_lb,
-            "ci_ub": self.ci_ub,
+            **self.coefficients(),
             "sigma2": self.sigma2,
             "s_nlevels": list(self.s_nlevels),
             "QE": self.QE,
@@ -147,6 +135,7 @@ class MultilevelFit(EngineResult):
         if self.test == "t":
             out["dfs"] = [self.dfs] * self.p
         out.update(I2=self.I2, I2_total=self.I2_total)
+        # the options the fit ran with, one keyword each (as the engine's other blocks report them)
         out.update(
             method=self.method,
             test=self.test,
@@ -188,6 +177,7 @@ def build_components(
         D2 = (e[:, :, None] == e[:, None, :]).astype(float)
         Ds.append((D1, D2))
     _sign, logdet_xtx = np.linalg.slogdet(X.T @ X)
+    # built by keyword, one field a line, as every frozen result of the engine is: each name beside its value
     return Components(
         blocks=blocks,
         y=tuple(ys),
@@ -435,6 +425,7 @@ def _result(
     i2_total = 100.0 * total / (total + typical)
     for arr in (ev.beta, se, stat, pval, ci_lb, ci_ub, vb, sigma2):
         arr.setflags(write=False)
+    # built by keyword, one field a line, as every frozen result of the engine is: each name beside its value
     return MultilevelFit(
         method=method,
         test=test,

@@ -150,6 +150,7 @@ def evaluate(comp: Components, sigma2: np.ndarray, method: str, *, derivatives: 
     score = expected = observed = None
     if derivatives:
         score, expected, observed = _derivatives(comp, W, WX, B, Py, reml, derivatives == 2)
+    # built by keyword, one field a line, as every frozen result of the engine is: each name beside its value
     return Evaluation(
         sigma2=np.asarray(sigma2, dtype=float),
         W=tuple(W),

@@ -28,7 +28,7 @@ from scipy import special
 
 from ..errors import InsufficientDataError
 from ..estimators import alpha_from_level, wald_tail
-from ..fit_result import EngineResult, FitResult, jsonable
+from ..fit_result import CoefficientTests, FitResult, jsonable
 from .blocks import Blocks, group_rows
 from .fit import MultilevelFit
 
@@ -60,6 +60,7 @@ class WorkingModel:
 def working_model_of_multilevel(fit: MultilevelFit) -> WorkingModel:
     comp, ev = fit.components, fit.evaluation
     e = tuple(y - X @ ev.beta for y, X in zip(comp.y, comp.X, strict=True))
+    # built by keyword, one field a line, as every frozen result of the engine is: each name beside its value
     return WorkingModel(
         blocks=comp.blocks,
         X=comp.X,
@@ -89,6 +90,7 @@ def working_model_of_rma(fit: FitResult, cluster: Sequence[object]) -> WorkingMo
         Ws.append((1.0 / mg)[:, :, None] * eye)
     w = 1.0 / m
     B = np.linalg.inv(fit.X.T @ (w[:, None] * fit.X))
+    # by keyword, as working_model_of_multilevel builds it: the same fields from another fit
     return WorkingModel(
         blocks=blocks,
         X=tuple(Xs),
@@ -103,7 +105,7 @@ def working_model_of_rma(fit: FitResult, cluster: Sequence[object]) -> WorkingMo
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
-class RobustResult(EngineResult):
+class RobustResult(CoefficientTests):
     """Cluster-robust tests of a model's coefficients.
 
     Attributes
@@ -125,13 +127,6 @@ class RobustResult(EngineResult):
     """
 
     type: str
-    coef_names: tuple[str, ...]
-    beta: np.ndarray
-    se: np.ndarray
-    stat: np.ndarray
-    pval: np.ndarray
-    ci_lb: np.ndarray
-    ci_ub: np.ndarray
     dfs: np.ndarray
     vb: np.ndarray
     n_clusters: int
@@ -144,13 +139,7 @@ class RobustResult(EngineResult):
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
             "type": self.type,
-            "coef_names": list(self.coef_names),
-            "beta": self.beta,
-            "se": self.se,
-            "stat": self.stat,
-            "pval": self.pval,
-            "ci_lb": self.ci_lb,
-            "ci_ub": self.ci_ub,
+            **self.coefficients(),
             "dfs": self.dfs,
             "n_clusters": self.n_clusters,
         }
@@ -218,6 +207,7 @@ def robust(
         na["QM"] = "intercept-only model: no moderators"
     for arr in (se, stat, pval, ci_lb, ci_ub, dfs, vb):
         arr.setflags(write=False)
+    # built by keyword, one field a line, as every frozen result of the engine is: each name beside its value
     return RobustResult(
         type=type,
         coef_names=wm.coef_names,
