@@ -229,6 +229,11 @@ class UploadResultSerializer(serializers.Serializer):
     version = DatasetVersionSummarySerializer()
     mapping = serializers.ListField(child=serializers.DictField())
     warnings = UploadErrorSerializer(many=True)
+    forms = serializers.ListField(
+        child=serializers.CharField(allow_null=True),
+        help_text="Each row's input form: raw, yi_vi, yi_sei, di (Cohen's d) or ti (t statistic).",
+    )
+    form_counts = serializers.DictField(child=serializers.IntegerField(), help_text="Rows per input form.")
 
 
 class AnalysisResultSummarySerializer(serializers.ModelSerializer):

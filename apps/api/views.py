@@ -252,6 +252,9 @@ class DatasetViewSet(viewsets.ReadOnlyModelViewSet):
             "version": s.DatasetVersionSummarySerializer(outcome.version).data,
             "mapping": [m.to_dict() for m in outcome.parsed.mapping],
             "warnings": [w.to_dict() for w in outcome.parsed.warnings],
+            # which input form each row's effect comes from (raw, yi_vi, yi_sei, di, ti)
+            "forms": list(outcome.parsed.forms),
+            "form_counts": outcome.parsed.form_counts,
         }
         return Response(payload, status=status.HTTP_201_CREATED if outcome.created else status.HTTP_200_OK)
 

@@ -26,7 +26,7 @@ TIMEPOINTS = ("post", "6m", "12m")
 #: time point): the simulation's truth, which the default analysis assumes (rho = 0.6).
 WITHIN_STUDY_RHO = 0.6
 #: SD of the true effects of one study around the study's effect (instrument, time point).
-WITHIN_SD = 0.08
+WITHIN_SD = 0.15
 #: The true effect at each time point relative to post-treatment; follow-up loses participants.
 DECAY = {"post": 1.0, "6m": 0.85, "12m": 0.7}
 RETAINED = {"post": 1.0, "6m": 0.88, "12m": 0.8}

@@ -131,6 +131,7 @@ def outcome_detail(request: HttpRequest, code: str) -> HttpResponse:
                 # dependent effects: each study left out with all its rows
                 "leave1out_study_rows": _zip_rows(result.blocks.get("leave1out_study"), []),
                 "rho_rows": _zip_rows(result.blocks.get("rho_sensitivity"), []),
+                "effect_rows": _zip_rows(result.blocks.get("effect_sizes"), []),
             }
         )
     points = [
@@ -283,6 +284,10 @@ def upload(request: HttpRequest) -> HttpResponse:
             messages.info(
                 request, "This content is identical to the current version; no new version was created."
             )
+        # what the data manager should know though the file was accepted: which input form the
+        # rows' effects come from, a column derived from another, a value that looks unusual
+        for warning in outcome.parsed.warnings:
+            messages.info(request, warning.message)
         request.session["last_mapping"] = [m.to_dict() for m in outcome.parsed.mapping]
         return redirect("portal:dataset", pk=outcome.version.dataset_id)
     return render(request, "portal/upload.html", context)

@@ -1184,6 +1184,71 @@ def _irr_gen_cases() -> list[MalformedCase]:
     ]
 
 
+#: SMD rows in every input form: means and SDs, Cohen's d, t, a given g with its SE (headers as
+#: data managers write them).
+MIXED_HEADER = [
+    "study",
+    "instrument",
+    "timepoint",
+    "m1i",
+    "sd1i",
+    "n1i",
+    "m2i",
+    "sd2i",
+    "n2i",
+    "Cohen's d",
+    "t",
+    "yi",
+    "SE",
+]
+MIXED_ROWS = [
+    ["Smith 2010", "PHQ-9", "post", "10.2", "3.1", "40", "12.5", "3.3", "38", "", "", "", ""],
+    ["Jones 2012", "BDI-II", "post", "", "", "25", "", "", "27", "-0.52", "", "", ""],
+    ["Lee 2015", "PHQ-9", "6 months", "", "", "60", "", "", "58", "", "-1.9", "", ""],
+    ["Kim 2018", "PHQ-9", "post", "", "", "", "", "", "", "", "", "-0.31", "0.18"],
+]
+CHANGE_HEADER = ["study", "instrument", "timepoint", "Post mean", "Pre mean", "Pre SD", "N", "r"]
+CHANGE_ROWS = [
+    ["Smith 2010", "PHQ-9", "post", "38.5", "30.6", "15", "20", "0.47"],
+    ["Jones 2012", "BDI-II", "post", "26.8", "23.5", "3.1", "50", "0.64"],
+]
+
+
+def _input_form_cases() -> list[MalformedCase]:
+    return [
+        _m(
+            "smd_row_without_a_complete_form",
+            "mixed.csv",
+            csv_bytes(
+                MIXED_HEADER,
+                [*MIXED_ROWS, ["Park 2019", "BDI-II", "post", "", "", "30", "", "", "31", "", "", "", ""]],
+            ),
+            "SMD",
+            {"missing_value"},
+            (6, "Cohen's d", "missing_value"),
+            count=1,
+        ),
+        _m(
+            "smd_given_standard_error_not_positive",
+            "mixed-se.xlsx",
+            xlsx_bytes(MIXED_HEADER, _with(MIXED_HEADER, MIXED_ROWS, {(3, "SE"): "0"})),
+            "SMD",
+            {"variance_not_positive"},
+            (5, "SE", "variance_not_positive"),
+            count=1,
+        ),
+        _m(
+            "smcr_pre_post_correlation_out_of_range",
+            "change.csv",
+            csv_bytes(CHANGE_HEADER, _with(CHANGE_HEADER, CHANGE_ROWS, {(1, "r"): "1.2"})),
+            "SMCR",
+            {"correlation_out_of_range"},
+            (3, "r", "correlation_out_of_range"),
+            count=1,
+        ),
+    ]
+
+
 def _json_cases() -> list[MalformedCase]:
     def rows(**changes: Any) -> bytes:
         out = [dict(zip(SMD_HEADER, r, strict=True)) for r in SMD_ROWS]
@@ -1263,6 +1328,7 @@ malformed_cases: list[MalformedCase] = [
     *_table_cases(),
     *_correlation_proportion_cases(),
     *_irr_gen_cases(),
+    *_input_form_cases(),
     *_json_cases(),
     _five_problems(),
 ]
@@ -1671,6 +1737,105 @@ def _valid_no_extension() -> ValidCase:
     )
 
 
+def _valid_mixed_forms(fmt: str) -> ValidCase:
+    rows = [[None if v == "" else v for v in r] for r in MIXED_ROWS]
+    content = csv_bytes(MIXED_HEADER, rows) if fmt == "csv" else xlsx_bytes(MIXED_HEADER, rows)
+    blank = dict.fromkeys(["m1i", "sd1i", "n1i", "m2i", "sd2i", "n2i", "di", "ti", "yi", "sei"])
+    return ValidCase(
+        f"smd_every_input_form_in_one_{fmt}",
+        f"mixed.{fmt}",
+        content,
+        "SMD",
+        (
+            row(
+                "Smith 2010",
+                instrument="PHQ-9",
+                timepoint="post",
+                **{**blank, **_smd(10.2, 3.1, 40, 12.5, 3.3, 38)},
+            ),
+            row(
+                "Jones 2012",
+                instrument="BDI-II",
+                timepoint="post",
+                **{**blank, "n1i": 25, "n2i": 27, "di": -0.52},
+            ),
+            row(
+                "Lee 2015",
+                instrument="PHQ-9",
+                timepoint="6 months",
+                **{**blank, "n1i": 60, "n2i": 58, "ti": -1.9},
+            ),
+            row("Kim 2018", instrument="PHQ-9", timepoint="post", **{**blank, "yi": -0.31, "sei": 0.18}),
+        ),
+        fmt,
+        "utf-8" if fmt == "csv" else None,
+        "," if fmt == "csv" else None,
+        frozenset({"input_forms"}),
+        {"Cohen's d": "di", "t": "ti", "SE": "sei"},
+    )
+
+
+def _valid_change_scores() -> ValidCase:
+    return ValidCase(
+        "smcr_pre_post_aliases",
+        "change.csv",
+        csv_bytes(CHANGE_HEADER, CHANGE_ROWS),
+        "SMCR",
+        (
+            row(
+                "Smith 2010",
+                instrument="PHQ-9",
+                timepoint="post",
+                m1i=38.5,
+                m2i=30.6,
+                sd1i=15.0,
+                ni=20,
+                ri=0.47,
+            ),
+            row(
+                "Jones 2012",
+                instrument="BDI-II",
+                timepoint="post",
+                m1i=26.8,
+                m2i=23.5,
+                sd1i=3.1,
+                ni=50,
+                ri=0.64,
+            ),
+        ),
+        "csv",
+        "utf-8",
+        ",",
+        frozenset(),
+        {"Post mean": "m1i", "Pre mean": "m2i", "Pre SD": "sd1i", "N": "ni", "r": "ri"},
+    )
+
+
+def _valid_one_group_mean() -> ValidCase:
+    content = xlsx_bytes(
+        ["Study", "Scale", "Wave", "Mean", "SD", "n"],
+        [
+            ["De Fronzo 1995", "PHQ-9", "post", 0.2, 1.446, 209],
+            ["Lewin 2007", "BDI-II", "6 months", 0.08, 1.004, 144],
+        ],
+    )
+    return ValidCase(
+        "mn_mean_sd_n_aliases",
+        "means.xlsx",
+        content,
+        "MN",
+        (
+            row("De Fronzo 1995", instrument="PHQ-9", timepoint="post", mi=0.2, sdi=1.446, ni=209),
+            row("Lewin 2007", instrument="BDI-II", timepoint="6 months", mi=0.08, sdi=1.004, ni=144),
+        ),
+        "xlsx",
+        None,
+        None,
+        frozenset(),
+        {"Mean": "mi", "SD": "sdi", "n": "ni"},
+    )
+
+
 valid_cases: list[ValidCase] = [
     _valid_semicolon_cp1252(),
     _valid_bom_aliases(),
@@ -1682,4 +1847,8 @@ valid_cases: list[ValidCase] = [
     _valid_irr_german(),
     _valid_json_pr(),
     _valid_no_extension(),
+    _valid_mixed_forms("csv"),
+    _valid_mixed_forms("xlsx"),
+    _valid_change_scores(),
+    _valid_one_group_mean(),
 ]

@@ -130,10 +130,7 @@ class Measure:
     peto : bool
         Pooled by Peto's method as well (metafor's ``rma.peto``).
     outcome : bool
-        Offered to consortium outcomes. PETO and IRD are computed but not offered; SMCR, SMCC, MC
-        and MN are computed but not offered yet: the upload validator (``apps.datasets.ingest``)
-        has no column aliases for the ``change`` and ``mean`` families nor the statistics
-        ``mi`` and ``sdi``, and cannot load a measure of a family it does not know.
+        Offered to consortium outcomes (PETO and IRD are computed but not offered).
     min_n : int
         Smallest group or total sample size an upload accepts: means need 2 per group (an SD needs
         two observations); correlations 4 (the sampling variance needs ``ni > 3``); standardised

@@ -9,6 +9,11 @@ the demo loader. The public API:
 - :func:`export_rows` writes rows as CSV or XLSX with spreadsheet formulas neutralised.
 - :func:`template_for` gives a blank template for an outcome.
 
+A row may give its effect size in any input form of the outcome's measure, mixed in one file (the
+measure's own inputs, SMD's Cohen's d or t with both group sizes, a given effect size with its
+standard error or variance; see :mod:`.measures`): each row uses the first it has complete, as the
+engine does, and :attr:`ParsedUpload.forms` records which.
+
 Row numbers in errors are those a data manager sees: in a spreadsheet or CSV the header is row 1
 and the first data row is row 2 (blank lines count, as the spreadsheet shows them); for JSON rows
 they are the 1-based position of the object in the list (messages then say "Item").

@@ -4,18 +4,26 @@ Headers are compared by a *key*: case-folded, Unicode-normalised, with everythin
 digits removed, so ``"SD (control)"``, ``"sd_control"`` and ``"SD Control "`` are the same column.
 Exact canonical names win over aliases: identity columns, the measure's statistics and the data
 dictionary's moderators first, then the alias tables below. Aliases depend on the measure (``d``
-is a 2x2 cell for OR but an effect size for GEN; ``n`` is the sample size for COR and PR only).
+is a 2x2 cell for OR, Cohen's d for SMD and the effect size for GEN; ``n`` is the sample size for
+the measures of one group only; ``r`` is the pre-post correlation of change scores).
+
+Every measure reads a given effect size with its standard error or variance besides its own
+inputs. Outside GEN the effect size itself is recognised under its metafor name ``yi`` only: an
+"effect size" column next to 2x2 tables is as likely the odds ratio as its logarithm, and the
+analysis would take the one for the other without a word.
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
+from workers.metaanalysis.measures import InputForm
+
 from .errors import UploadError
-from .measures import IDENTITY_COLUMNS, MEASURES, STATISTICS, Measure
+from .measures import IDENTITY_COLUMNS, MEASURES, STATISTIC_NAMES, Measure, describe_forms, form_name
 from .naming import column_letter, header_key
 from .spec import MappingKind, UploadSpec
 
@@ -162,9 +170,42 @@ _GENERIC_ALIASES: dict[str, tuple[str, ...]] = {
     "sei": ("se", "standard error", "stderr", "std error", "sem"),
 }
 
+# One group measured twice (SMCR, SMCC, MC). metafor's m1i is the post-test mean: numbered
+# spellings ("m1", "sd1") are left out, since many would read "1" as the first measurement.
+_PRE = ("pre", "pretest", "baseline", "before")
+_POST = ("post", "posttest", "after")
+
+_CHANGE_ALIASES: dict[str, tuple[str, ...]] = {
+    "m1i": _arm(_MEAN, _POST),
+    "m2i": _arm(_MEAN, _PRE),
+    "sd1i": _arm(_SD, _PRE),
+    "sd2i": _arm(_SD, _POST),
+    "ni": _TOTAL_N,
+    "ri": (
+        "r",
+        "correlation",
+        "corr",
+        "pre post correlation",
+        "pre post r",
+        "r pre post",
+        "correlation pre post",
+        "test retest correlation",
+        "baseline post correlation",
+    ),
+}
+
+# One group's mean (MN)
+_MEAN_ALIASES: dict[str, tuple[str, ...]] = {
+    "mi": _MEAN,
+    "sdi": _SD,
+    "ni": _TOTAL_N,
+}
+
 #: Aliases by the measure's family: the same statistics go by the same names whatever the measure.
 _FAMILY_ALIASES: dict[str, dict[str, tuple[str, ...]]] = {
     "means": _MEANS_ALIASES,
+    "change": _CHANGE_ALIASES,
+    "mean": _MEAN_ALIASES,
     "table": _TABLE_ALIASES,
     "correlation": _CORRELATION_ALIASES,
     "proportion": _PROPORTION_ALIASES,
@@ -172,9 +213,38 @@ _FAMILY_ALIASES: dict[str, dict[str, tuple[str, ...]]] = {
     "generic": _GENERIC_ALIASES,
 }
 
+#: A given effect size's standard error or variance, for the measures other than GEN: the names
+#: that cannot mean anything else beside the measure's own inputs ("var" may be an SD squared,
+#: "sem" a group mean's standard error).
+_GIVEN_ALIASES: dict[str, tuple[str, ...]] = {
+    "vi": ("sampling variance",),
+    "sei": ("se", "standard error", "stderr", "std error"),
+}
+
+#: The statistics SMD's reported-statistic forms lead with.
+_REPORTED_ALIASES: dict[str, tuple[str, ...]] = {
+    "di": ("d", "cohens d", "cohen d"),
+    "ti": ("t", "t value", "t statistic", "t stat", "t test", "tvalue"),
+}
+
+
+def _measure_aliases(m: Measure) -> dict[str, tuple[str, ...]]:
+    """The aliases of every column ``m`` reads: its family's, then its other forms' columns."""
+    tables = [_FAMILY_ALIASES[m.family]]
+    if m.family != "generic":
+        tables.append(_GIVEN_ALIASES)
+    tables.append({name: _REPORTED_ALIASES[name] for name in m.reported_leads})
+    out: dict[str, tuple[str, ...]] = {}
+    for table in tables:
+        for target, aliases in table.items():
+            if target in m.meanings:
+                out[target] = (*out.get(target, ()), *aliases)
+    return out
+
+
 #: The aliases each measure accepts.
 _STAT_ALIASES: dict[str, dict[str, tuple[str, ...]]] = {
-    code: _FAMILY_ALIASES[m.family] for code, m in MEASURES.items()
+    code: _measure_aliases(m) for code, m in MEASURES.items()
 }
 
 
@@ -191,19 +261,22 @@ def alias_table(measure: str) -> Mapping[str, str]:
 #: Spellings quoted in messages about a missing column (each is also a working alias).
 _SHOWN_ALIASES: dict[str, tuple[str, ...]] = {
     "study": ("study_id", "author_year"),
-    "m1i": ("mean_treatment", "m1"),
-    "sd1i": ("sd_treatment", "sd1"),
+    "m1i": ("mean_treatment", "m1", "post_mean"),
+    "sd1i": ("sd_treatment", "sd1", "pre_sd"),
     "n1i": ("n_treatment", "n1"),
-    "m2i": ("mean_control", "m2"),
-    "sd2i": ("sd_control", "sd2"),
+    "m2i": ("mean_control", "m2", "pre_mean"),
+    "sd2i": ("sd_control", "sd2", "post_sd"),
     "n2i": ("n_control", "n2"),
     "ai": ("events_treatment", "a"),
     "bi": ("nonevents_treatment", "b"),
     "ci": ("events_control", "c"),
-    "di": ("nonevents_control", "d"),
+    "di": ("nonevents_control", "d", "cohens_d"),
+    "ti": ("t", "t_value"),
     "ri": ("r", "correlation"),
     "ni": ("n", "sample_size"),
     "xi": ("events", "x"),
+    "mi": ("mean", "m"),
+    "sdi": ("sd", "standard_deviation"),
     "x1i": ("events_treatment", "x1"),
     "t1i": ("persontime_treatment", "t1"),
     "x2i": ("events_control", "x2"),
@@ -223,7 +296,7 @@ def accepted_headers(target: str, measure: str) -> str:
 
 @functools.cache
 def _known_keys() -> frozenset[str]:
-    keys = {header_key(n) for n in (*IDENTITY_COLUMNS, *READ_ONLY_IDENTITY, *STATISTICS)}
+    keys = {header_key(n) for n in (*IDENTITY_COLUMNS, *READ_ONLY_IDENTITY, *STATISTIC_NAMES)}
     for measure in MEASURES:
         keys.update(alias_table(measure))
     return frozenset(keys)
@@ -329,12 +402,12 @@ def resolve_columns(
         hit = exact.get(key)
         if hit is None and key in aliases:
             target = aliases[key]
-            hit = exact.get(header_key(target), (target, "statistic" if target in STATISTICS else "identity"))
+            hit = exact.get(header_key(target), (target, "identity"))
         target, kind = hit if hit is not None else (source, "extra")
         taken_key = header_key(target) if kind == "extra" else target
         if taken_key in taken:
             first = taken[taken_key]
-            what = f"'{target}'" + (f" ({STATISTICS[target].label})" if target in STATISTICS else "")
+            what = f"'{target}'" + (f" ({measure.statistic(target).label})" if kind == "statistic" else "")
             res.errors.append(
                 UploadError.about(
                     "duplicate_column",
@@ -350,6 +423,22 @@ def resolve_columns(
 
     res.errors.extend(_missing_columns({c.target for c in res.columns}, spec, single_column_hint))
     return res
+
+
+def form_missing_from(measure: Measure, present: Collection[str]) -> InputForm | None:
+    """The form whose missing columns to report when the header completes none (``None`` when
+    it completes one): the form the header has started with the fewest columns missing, the
+    measure's own inputs on a tie or when the header holds no column of any form."""
+    ranked = []
+    for index, form in enumerate(measure.forms_for_people):
+        gaps = sum(not any(c in present for c in group) for group in form.groups)
+        if gaps == 0:
+            return None
+        if any(c in present for c in form.columns):
+            ranked.append((gaps, index, form))
+    if ranked:
+        return min(ranked, key=lambda r: (r[0], r[1]))[2]
+    return measure.forms_for_people[0]
 
 
 def _missing_columns(
@@ -370,21 +459,31 @@ def _missing_columns(
                 f"(accepted headers include: {accepted_headers('study', spec.measure)}).",
             )
         )
-    for group in measure.groups:
-        if any(name in present for name in group):
-            continue
-        name = group[0]
-        alternatives = "".join(
-            f" (or the {STATISTICS[alt].label} in a column named '{alt}')" for alt in group[1:]
-        )
-        missing.append(
-            (
-                name,
-                f"The header has no column for the {STATISTICS[name].label} ('{name}'){alternatives}, "
-                f"which the {measure.label} needs (accepted headers include: "
-                f"{accepted_headers(name, spec.measure)}).",
+    form = form_missing_from(measure, present)
+    if form is not None:
+        if form.code == "raw" or measure.raw_form is None:
+            needs = f"which the {measure.label} needs"
+        else:
+            needs = f"which the {measure.label} needs when given as {form_name(measure, form)}"
+        others = [f for f in measure.forms_for_people if f is not form]
+        # GEN's forms differ in one alternative column, which the sentence names already
+        otherwise = f" Or give {describe_forms(measure, tuple(others))}." if measure.raw_form else ""
+        for group in form.groups:
+            if any(name in present for name in group):
+                continue
+            name = group[0]
+            alternatives = "".join(
+                f" (or the {measure.statistic(alt).label} in a column named '{alt}')" for alt in group[1:]
             )
-        )
+            missing.append(
+                (
+                    name,
+                    f"The header has no column for the {measure.statistic(name).label} ('{name}')"
+                    f"{alternatives}, {needs} (accepted headers include: "
+                    f"{accepted_headers(name, spec.measure)}).{otherwise}",
+                )
+            )
+            otherwise = ""  # the other forms are said once, after the first column missing
     if spec.instruments and "instrument" not in present:
         missing.append(
             (

@@ -66,6 +66,8 @@ ERROR_CODES: dict[str, str] = {
 WARNING_CODES: dict[str, str] = {
     "extra_column": "A column is not in the data dictionary; it was kept as an extra moderator.",
     "derived_column": "A column was computed from others (e.g. non-events from group size minus events).",
+    "input_forms": "Rows give their effect sizes in different forms (e.g. means and SDs, Cohen's d); "
+    "the note counts the rows of each.",
     "decimal_comma": "Numbers were written with decimal commas and were read accordingly.",
     "rows_above_header": "Rows above the header (a title, notes) were not read as data.",
     "encoding_fallback": "The file is not UTF-8; it was read as Windows-1252 (Western European).",

@@ -134,6 +134,12 @@ class ParsedUpload:
         ``cp1252``); ``None`` for XLSX and for rows posted as JSON.
     delimiter : str or None
         The CSV delimiter detected; ``None`` otherwise.
+    forms : tuple of str
+        Per row, the input form its effect size is computed from, by the code the engine uses
+        (:attr:`InputForm.code <workers.metaanalysis.measures.InputForm.code>`): ``raw`` for the
+        measure's own inputs (means and SDs, a 2x2 table...), ``di`` and ``ti`` for SMD's Cohen's
+        d and t statistic, ``yi_vi`` and ``yi_sei`` for a given effect size with its variance or
+        standard error. Empty for a ParsedUpload built by hand (rows stored directly).
     """
 
     rows: tuple[dict[str, object], ...]
@@ -143,3 +149,12 @@ class ParsedUpload:
     source_format: SourceFormat
     encoding: str | None
     delimiter: str | None
+    forms: tuple[str, ...] = ()
+
+    @property
+    def form_counts(self) -> dict[str, int]:
+        """How many rows use each input form, in order of first use (``{"raw": 7, "di": 7}``)."""
+        counts: dict[str, int] = {}
+        for form in self.forms:
+            counts[form] = counts.get(form, 0) + 1
+        return counts

@@ -6,11 +6,18 @@ only if the platform reports every problem at once. The checks are, per row and 
 - identity: a study label in every row; instrument and time point among the outcome's allowed
   values (compared ignoring case, spaces and punctuation, and stored in the data dictionary's
   spelling); an ``outcome`` column, if present, naming the outcome uploaded to; a plausible year;
-- statistics: present where the measure needs them, numbers, whole numbers for counts and sample
-  sizes, and within their domain (SDs, person-times, variances and standard errors above 0,
-  counts at least 0, correlations strictly between -1 and 1, sample sizes at least the
-  measure's minimum, positive means for ROM), with cross-checks (events not above the group
+- statistics: numbers, whole numbers for counts and sample sizes, and within their domain (SDs,
+  person-times, variances and standard errors above 0, counts at least 0, correlations strictly
+  between -1 and 1, sample sizes at least the measure's minimum, positive means for ROM), every
+  value given whichever input form its row uses, with cross-checks (events not above the group
   size, events plus non-events equal to a given group size, no empty groups in 2x2 tables);
+- input forms: every row has one complete input form of the measure (its own inputs, SMD's
+  Cohen's d or t with both group sizes, or a given effect size with its standard error or
+  variance; see :mod:`.measures`), and uses the first it has complete, chosen by the engine's
+  own rule. When the file's columns make up the measure's own inputs only (GEN's: the effect size
+  with its variance or standard error), a blank value is reported at its cell; otherwise a row
+  with no complete form is refused with every form it could give and what its nearest one lacks.
+  :attr:`ParsedUpload.forms` records each row's form, and a note counts them;
 - labels (study, comparison, instrument, time point, categorical moderators): stored in NFC, and
   refused when they hold an invisible character (zero-width, text-direction or formatting
   characters; see :mod:`.labels`);
@@ -29,11 +36,22 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from workers.metaanalysis.measures import InputForm
+
 from . import labels
 from .cells import Problem, display, format_number, read_number, read_text
 from .columns import ResolvedColumn, header_key, resolve_columns
 from .errors import UploadError, UploadRejected
-from .measures import IDENTITY_COLUMNS, MAX_TEXT_LENGTH, MEASURES, STATISTICS, Statistic
+from .measures import (
+    IDENTITY_COLUMNS,
+    MAX_TEXT_LENGTH,
+    MEASURES,
+    STATISTIC_NAMES,
+    Statistic,
+    describe_forms,
+    form_name,
+    with_article,
+)
 from .numbers import classify, detect_decimal_mark
 from .readers import RawRow, RawTable, is_blank
 from .spec import ColumnMapping, ParsedUpload, UploadSpec
@@ -48,6 +66,8 @@ class _RowState:
     values: dict[str, Any]
     stats: dict[str, float] = field(default_factory=dict)
     clean: bool = True
+    #: the statistics with a value in the row (valid or not): input forms are chosen on these
+    given: set[str] = field(default_factory=set)
 
 
 @functools.lru_cache(maxsize=64)
@@ -88,7 +108,15 @@ class _Validator:
         self.by_target = resolution.by_target
         self.errors: list[UploadError] = [*table.errors, *resolution.errors]
         self.warnings: list[UploadError] = list(table.warnings)
-        self.stats_complete = all(any(n in self.by_target for n in g) for g in self.measure.groups)
+        from workers.metaanalysis import input_forms  # numpy: loaded only when needed
+        from workers.metaanalysis import measures as registry
+
+        present = {c.target for c in self.columns if c.kind == "statistic"}
+        # the forms the file's columns can give, in the engine's order of precedence
+        self.offered = input_forms.offered_forms(registry.get(self.measure.code), present)
+        own = {name for group in self.measure.groups for name in group}
+        # blanks are reported cell by cell when the columns are the measure's own inputs only
+        self.by_cell = all(set(f.columns) & present <= own for f in self.offered)
         self.moderators = {
             m.name: m
             for m in spec.moderators
@@ -126,10 +154,11 @@ class _Validator:
         return mark
 
     def _statistic_columns(self) -> list[str]:
-        """Statistics in the canonical rows: each satisfied group's first column (derived when not
-        given, e.g. ``bi`` from ``n1i``) plus every other statistic given."""
+        """Statistics in the canonical rows: the first column of each requirement group of every
+        form that the file has a column for (derived when not given, e.g. ``bi`` from ``n1i``),
+        plus every other statistic given."""
         wanted: set[str] = set()
-        for group in self.measure.groups:
+        for group in (*self.measure.groups, *(g for f in self.measure.forms for g in f.groups)):
             given = [n for n in group if n in self.by_target]
             if given:
                 wanted.update([group[0], *given])
@@ -193,16 +222,17 @@ class _Validator:
                 "it cannot be misread."
             )
         code = "invalid_moderator" if moderator else "non_numeric"
+        what = with_article(what)
         if problem == "date":
             return code, (
-                f"the {what} must be a number, but the cell holds a date ({shown}); Excel may have "
+                f"{what} must be a number, but the cell holds a date ({shown}); Excel may have "
                 "turned the value into a date. Format the column as Number and type the value again."
             )
         if problem == "excel_error":
-            return code, f"the cell holds the Excel error {shown}; the {what} must be a number."
+            return code, f"the cell holds the Excel error {shown}; {what} must be a number."
         if problem == "not_finite":
-            return code, f"the {what} must be a finite number, but it is {shown}."
-        return code, f"the {what} must be a number, but it is '{shown}'."
+            return code, f"{what} must be a finite number, but it is {shown}."
+        return code, f"{what} must be a number, but it is '{shown}'."
 
     # ---------------------------------------------------------------------------------------
     # reading cells
@@ -312,10 +342,12 @@ class _Validator:
             states.append((raw, state))
         self._extras(states)
         self._duplicates(states)
-        self._engine_check(states)
+        forms = self._forms(states)
+        self._engine_check(states, forms)
         self._derivation_warnings()
         if self.errors:
             raise UploadRejected(self._sorted(self.errors))
+        self._forms_note(forms)
         return ParsedUpload(
             rows=tuple(state.values for _, state in states),
             columns=columns,
@@ -324,6 +356,7 @@ class _Validator:
             source_format=self.table.source_format,
             encoding=self.table.encoding,
             delimiter=self.table.delimiter,
+            forms=tuple(form for form in forms if form is not None),
         )
 
     def _sorted(self, errors: Iterable[UploadError]) -> list[UploadError]:
@@ -457,27 +490,39 @@ class _Validator:
             col = self.by_target.get(name)
             if col is None or col.kind != "statistic":
                 continue
-            stat = STATISTICS[name]
+            stat = self.measure.statistic(name)
             cell = self._cell(raw, col)
             value, problem = read_number(cell, self.decimal)
+            if problem is None and value is None:
+                blank.add(name)
+                continue
+            state.given.add(name)
             if problem is not None:
                 code, text = self._number_problem(problem, cell, stat.label)
                 self._error(state, code, raw.number, col, cell, text)
                 continue
-            if value is None:
-                blank.add(name)
-                continue
+            assert value is not None
             issue = self._domain_problem(stat, value, display(cell))
             if issue is not None:
                 self._error(state, issue[0], raw.number, col, cell, issue[1])
                 continue
             state.stats[name] = value
+        if self.by_cell:
+            self._blank_cells(state, raw, blank)
+        self._cross_checks(state, raw)
+        for name, value in state.stats.items():
+            if name in state.values:
+                state.values[name] = int(value) if self.measure.statistic(name).integer else float(value)
+
+    def _blank_cells(self, state: _RowState, raw: RawRow, blank: set[str]) -> None:
+        """A blank value of the measure's own inputs, at its cell (the file gives no other form)."""
         for group in self.measure.groups:
             given = [n for n in group if n in self.by_target]
             if given and all(n in blank for n in given):
-                stat = STATISTICS[given[0]]
+                stat = self.measure.statistic(given[0])
                 others = "".join(
-                    f" Give it, or the {STATISTICS[a].label} ({a}), in this row." for a in given[1:]
+                    f" Give it, or the {self.measure.statistic(a).label} ({a}), in this row."
+                    for a in given[1:]
                 )
                 self._error(
                     state,
@@ -485,12 +530,73 @@ class _Validator:
                     raw.number,
                     self.by_target[given[0]],
                     None,
-                    f"the {stat.label} is empty, but the {self.measure.label} needs it.{others}",
+                    f"{with_article(stat.label)} is empty, but the {self.measure.label} needs it.{others}",
                 )
-        self._cross_checks(state, raw)
-        for name, value in state.stats.items():
-            if name in state.values:
-                state.values[name] = int(value) if STATISTICS[name].integer else float(value)
+
+    def _missing_words(self, group: tuple[str, ...]) -> str:
+        """A blank requirement group in words: "the sample size of the control group (n2i)"; a
+        column the file does not have is said to be missing from it."""
+        words = " or ".join(f"{with_article(self.measure.statistic(n).label)} ({n})" for n in group)
+        if not any(n in self.by_target for n in group):
+            words += ", for which the file has no column"
+        return words
+
+    def _forms(self, states: list[tuple[RawRow, _RowState]]) -> tuple[str | None, ...]:
+        """Each row's input form (the engine's choice: the first complete one); when the file
+        offers several, a row with none is refused here, naming every form and what its nearest
+        one lacks (with a single form, its blank cells were reported one by one)."""
+        import numpy as np
+
+        from workers.metaanalysis import input_forms
+
+        given = {
+            name: np.array([name in state.given for _, state in states], dtype=bool)
+            for name in self.measure.statistics
+            if name in self.by_target
+        }
+        forms = input_forms.select_forms(self.offered, given, len(states))
+        if not self.by_cell:
+            every_form = describe_forms(self.measure)  # worded once: many rows may lack a form
+            for (raw, state), form in zip(states, forms, strict=True):
+                if form is None:
+                    self._no_complete_form(state, raw, every_form)
+        return forms
+
+    def _no_complete_form(self, state: _RowState, raw: RawRow, every_form: str) -> None:
+        """Refuse a row with no complete form: every form it could give, and what the form it
+        comes nearest to lacks. The error stands at the first cell that would help."""
+        m = self.measure
+        offered = {f.code for f in self.offered}
+        text = f"no effect size can be computed from this row: give {every_form}."
+        begun: list[tuple[tuple[int, bool, bool, int], InputForm, list[tuple[str, ...]]]] = []
+        for index, form in enumerate(m.forms_for_people):
+            gaps = [g for g in form.groups if not any(n in state.given for n in g)]
+            if len(gaps) == len(form.groups):
+                continue  # the row gives none of its inputs
+            # nearest: fewest inputs missing; then a form whose lead the row gives (a row with the
+            # group sizes only has begun neither Cohen's d nor t); then one the file has columns for
+            unnamed = form.code != "raw" and form.groups[0] in gaps
+            begun.append(((len(gaps), unnamed, form.code not in offered, index), form, gaps))
+        cells: list[str] = []
+        if begun:
+            (fewest, unnamed, _, _), nearest, gaps = min(begun, key=lambda b: b[0])
+            cells = [n for group in gaps for n in group]
+            if not unnamed:
+                # forms with the same lead missing one column each are one choice ("vi or sei"),
+                # of the file's columns when it has one
+                ways = [
+                    g[0] for key, f, g in begun if fewest == key[0] == 1 and f.groups[0] == nearest.groups[0]
+                ]
+                ways = [g for g in ways if any(c in self.by_target for c in g)] or ways
+                if len(ways) > 1:
+                    lacking = [" or ".join(self._missing_words(g) for g in ways)]
+                else:
+                    lacking = [self._missing_words(g) for g in gaps]
+                listed = lacking[0] if len(lacking) == 1 else ", ".join(lacking[:-1]) + " and " + lacking[-1]
+                text += f" For {form_name(m, nearest)}, it lacks {listed}."
+        cells += next(f for f in m.forms_for_people if f.code in offered).columns
+        col = next(self.by_target[n] for n in cells if n in self.by_target)
+        self._error(state, "missing_value", raw.number, col, None, text)
 
     def _events_exceed(self, state: _RowState, raw: RawRow, events: str, total: str, size: str) -> None:
         """Report more events than participants, at the events cell (where the typo usually is)."""
@@ -566,7 +672,7 @@ class _Validator:
             self.warnings.append(
                 UploadError.about(
                     "derived_column",
-                    f"The {STATISTICS[name].label} ({name}) was computed as {how} in {count} "
+                    f"The {self.measure.statistic(name).label} ({name}) was computed as {how} in {count} "
                     f"row{'s' if count != 1 else ''}.",
                     column=name,
                 )
@@ -588,7 +694,9 @@ class _Validator:
 
     def _extras(self, states: list[tuple[RawRow, _RowState]]) -> None:
         """Keep unknown columns, as numbers when every value is one, else as text."""
-        other_stats = {header_key(n) for n in STATISTICS} - {header_key(n) for n in self.measure.statistics}
+        other_stats = {header_key(n) for n in STATISTIC_NAMES} - {
+            header_key(n) for n in self.measure.statistics
+        }
         for col in self.extras:
             texts: list[str | None] = []
             numbers: list[float | None] = []
@@ -683,33 +791,57 @@ class _Validator:
         named = ", ".join(labels.describe(ch) for ch in chars[:3])
         return f": here {named}{', ...' if len(chars) > 3 else ''}"
 
-    def _engine_check(self, states: list[tuple[RawRow, _RowState]]) -> None:
+    def _engine_check(self, states: list[tuple[RawRow, _RowState]], forms: tuple[str | None, ...]) -> None:
         """Compute every clean row with the analysis engine; a row it cannot use is an error here.
 
         The checks above are meant to catch everything first, with better sentences; this is the
-        guarantee that a row which passes them gives an effect size in the analysis.
+        guarantee that a row which passes them gives an effect size in the analysis. The error
+        stands at the column the engine names, else at the first column of the row's form.
         """
-        clean = [(raw, state) for raw, state in states if state.clean]
-        if not clean or not self.stats_complete:
+        clean = [(index, raw, state) for index, (raw, state) in enumerate(states) if state.clean]
+        if not clean or not self.offered:
             return
         from workers.metaanalysis import effects  # numpy/scipy: loaded only when needed
 
         names = self._statistic_columns()
-        data = {n: [state.values[n] for _, state in clean] for n in names}
-        first = self.by_target.get(self.measure.groups[0][0])
-        problems = [(p.row, p.message) for p in effects.check_rows(self.measure.code, data)]
+        data = {n: [state.values[n] for _, _, state in clean] for n in names}
+        problems = [(p.row, p.column, p.message) for p in effects.check_rows(self.measure.code, data)]
         if not problems:
             sizes = effects.escalc(self.measure.code, data)
-            problems = sorted(sizes.na_reasons.items())
-        for index, reason in problems:
-            if index is None:
+            problems = [(row, None, reason) for row, reason in sorted(sizes.na_reasons.items())]
+        for row, column, reason in problems:
+            if row is None:
                 continue
-            raw, state = clean[index]
+            index, raw, state = clean[row]
+            col = self.by_target.get(column or "") or self._form_column(forms[index])
             self._error(
                 state,
                 "effect_not_computable",
                 raw.number,
-                first,
+                col,
                 None,
                 f"no effect size can be computed from this row's values ({reason}). Check them.",
             )
+
+    def _form_column(self, code: str | None) -> ResolvedColumn | None:
+        """The first column of the file that the form ``code`` reads (any statistic's for ``None``)."""
+        form = next((f for f in self.measure.forms if f.code == code), None)
+        names = form.columns if form is not None else self.measure.statistics
+        return next((self.by_target[n] for n in names if n in self.by_target), None)
+
+    def _forms_note(self, forms: tuple[str | None, ...]) -> None:
+        """Say how many rows gave their effect size in each form, when not all gave the measure's
+        own inputs (GEN has no inputs but a given effect size: its note is ``derived_column``)."""
+        if self.measure.raw_form is None or all(form == "raw" for form in forms):
+            return
+        counts = {f.code: forms.count(f.code) for f in self.measure.forms_for_people}
+        parts = [
+            f"{count} from {f.label}" for f in self.measure.forms_for_people if (count := counts[f.code])
+        ]
+        n = len(forms)
+        self.warnings.append(
+            UploadError.about(
+                "input_forms",
+                f"{n} row{'s' if n != 1 else ''}: " + ", ".join(parts) + ".",
+            )
+        )
