@@ -30,6 +30,10 @@ WITHIN_SD = 0.15
 #: The true effect at each time point relative to post-treatment; follow-up loses participants.
 DECAY = {"post": 1.0, "6m": 0.85, "12m": 0.7}
 RETAINED = {"post": 1.0, "6m": 0.88, "12m": 0.8}
+#: Share of a continuous outcome's rows a paper reports only as Cohen's d, or only as a t statistic
+#: (with the group sizes): the platform derives Hedges' g from them.
+REPORTED_D = 0.10
+REPORTED_T = 0.06
 #: Share of a continuous outcome's reports on two instruments, and with two or three time points.
 TWO_INSTRUMENTS = 0.35
 FOLLOW_UPS = (0.5, 0.3, 0.2)  # one, two or three time points
@@ -212,18 +216,25 @@ def _reports(
         d = true + error * np.sqrt(1 / a + 1 / b)
         sd = 10.0
         m2 = 50 + rng.normal(0, sd / np.sqrt(b))
-        rows.append(
-            {
-                "instrument": instrument,
-                "timepoint": time,
-                "m1i": round(float(m2 + d * sd), 2),
-                "sd1i": round(float(sd * np.sqrt(rng.chisquare(a - 1) / (a - 1))), 2),
-                "n1i": a,
-                "m2i": round(float(m2), 2),
-                "sd2i": round(float(sd * np.sqrt(rng.chisquare(b - 1) / (b - 1))), 2),
-                "n2i": b,
-            }
-        )
+        m1, sd1 = float(m2 + d * sd), float(sd * np.sqrt(rng.chisquare(a - 1) / (a - 1)))
+        sd2 = float(sd * np.sqrt(rng.chisquare(b - 1) / (b - 1)))
+        row: dict[str, Any] = {"instrument": instrument, "timepoint": time, "n1i": a, "n2i": b}
+        form = rng.random()
+        cohen_d = (m1 - m2) / np.sqrt(((a - 1) * sd1**2 + (b - 1) * sd2**2) / (a + b - 2))
+        if form < REPORTED_D:
+            row["di"] = round(float(cohen_d), 2)
+        elif form < REPORTED_D + REPORTED_T:
+            row["ti"] = round(float(cohen_d / np.sqrt(1 / a + 1 / b)), 2)
+        else:
+            row.update(
+                {
+                    "m1i": round(m1, 2),
+                    "sd1i": round(sd1, 2),
+                    "m2i": round(float(m2), 2),
+                    "sd2i": round(sd2, 2),
+                }
+            )
+        rows.append(row)
     return rows
 
 

@@ -3,6 +3,7 @@ engine -> stored result with provenance -> API and outcome page."""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -144,8 +145,31 @@ def test_dependent_upload_is_pooled_with_che_and_cr2_as_the_engine_pools_it(
     dm = api_client_for(cast, "dm_a")
     steering = api_client_for(cast, "steering")
     rows = _dependent_rows()
-    cols = ["study", "instrument", "timepoint", "m1i", "sd1i", "n1i", "m2i", "sd2i", "n2i", "year"]
-    body = "\n".join([",".join(cols)] + [",".join(str(r[c]) for c in cols) for r in rows]) + "\n"
+    # as papers report them: some rows only as Cohen's d, one only as t (with the group sizes)
+    for i, form in ((1, "di"), (3, "ti"), (5, "di")):
+        r = rows[i]
+        pooled_sd = math.sqrt(
+            ((r["n1i"] - 1) * r["sd1i"] ** 2 + (r["n2i"] - 1) * r["sd2i"] ** 2) / (r["n1i"] + r["n2i"] - 2)
+        )
+        d = (r["m1i"] - r["m2i"]) / pooled_sd
+        r[form] = round(d if form == "di" else d / math.sqrt(1 / r["n1i"] + 1 / r["n2i"]), 2)
+        for name in ("m1i", "sd1i", "m2i", "sd2i"):
+            del r[name]
+    cols = [
+        "study",
+        "instrument",
+        "timepoint",
+        "m1i",
+        "sd1i",
+        "n1i",
+        "m2i",
+        "sd2i",
+        "n2i",
+        "di",
+        "ti",
+        "year",
+    ]
+    body = "\n".join([",".join(cols)] + [",".join(str(r.get(c, "")) for c in cols) for r in rows]) + "\n"
     upload = SimpleUploadedFile("alpha-rf.csv", body.encode(), content_type="text/csv")
     resp = dm.post(
         "/api/v1/datasets/upload/",
@@ -153,11 +177,17 @@ def test_dependent_upload_is_pooled_with_che_and_cr2_as_the_engine_pools_it(
         format="multipart",
     )
     assert resp.status_code == 201, resp.content
+    assert resp.json()["form_counts"] == {"raw": len(rows) - 3, "di": 2, "ti": 1}
+    assert resp.json()["forms"][3] == "ti"
     assert dm.post(f"/api/v1/datasets/{resp.json()['dataset']['id']}/submit/", {}).status_code == 200
 
     data = wait_until(lambda: _current(steering, "rf"), timeout=60, what="the recompute")
     result = steering.get(f"/api/v1/results/{data['current_result']['id']}/").json()
     summary = result["blocks"]["summary"]
+    # each row's effect says how it was derived
+    derivations = result["blocks"]["effect_sizes"]["derivation"]
+    assert derivations[1].startswith("SMD from Cohen's d = ") and derivations[3].startswith("SMD from t = ")
+    assert derivations[0] == "SMD from means and SDs"
     # the default analysis: post-treatment rows only, CHE (rho = 0.6) with CR2 tests
     post = [r for r in rows if r["timepoint"] == "post"]
     assert summary["dependence"] == "che" and summary["inference"] == "CR2"
