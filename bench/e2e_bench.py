@@ -109,6 +109,7 @@ def run(out: Path, n_latency: int, n_burst: int) -> str:
 
     from apps.analyses import services
     from apps.analyses.models import Analysis, AnalysisResult
+    from apps.consortium import demo
     from apps.datasets.models import Dataset
 
     call_command("migrate", verbosity=0)
@@ -139,12 +140,7 @@ def run(out: Path, n_latency: int, n_burst: int) -> str:
             d = datasets[i % len(datasets)]
             rows = state[d.pk]
             j = i % len(rows)
-            if "m1i" in rows[j]:
-                rows[j]["m1i"] = round(rows[j]["m1i"] + (0.01 if (i // len(datasets)) % 2 == 0 else -0.01), 4)
-            else:
-                total = rows[j]["ai"] + rows[j]["bi"]
-                rows[j]["ai"] += 1 if rows[j]["ai"] < total else -1  # always a real change
-                rows[j]["bi"] = total - rows[j]["ai"]
+            demo.vary_row(rows[j], up=(i // len(datasets)) % 2 == 0)
             resp = (client or clients[d.centre.code]).post(
                 "/api/v1/datasets/upload/",
                 {"centre": d.centre.code, "outcome": d.outcome.code, "rows": rows},

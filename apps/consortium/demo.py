@@ -238,6 +238,20 @@ def _reports(
     return rows
 
 
+def vary_row(row: dict[str, Any], up: bool) -> None:
+    """Change one demo row a little, but always really (a new version, a new result): its mean, or
+    the Cohen's d or t it reports instead, by 0.01; or one event more or fewer. For tests and
+    benchmarks that upload many versions of the demo's datasets."""
+    if row.get("ai") is not None:
+        total = row["ai"] + row["bi"]
+        row["ai"] += 1 if row["ai"] < total else -1
+        row["bi"] = total - row["ai"]
+        return
+    # a stored row lists every column of its file, empty (None) where it gives another form
+    key = next(k for k in ("m1i", "di", "ti") if row.get(k) is not None)
+    row[key] = round(row[key] + (0.01 if up else -0.01), 4)
+
+
 TARGET_PARTICIPANTS = 5660
 
 

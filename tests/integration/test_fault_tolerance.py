@@ -18,6 +18,7 @@ from django.db import close_old_connections, connection
 from apps.analyses import services
 from apps.analyses.models import Analysis, AnalysisResult, OutboxEvent
 from apps.analyses.services import analysis_inputs, analysis_recompute
+from apps.consortium import demo
 from apps.datasets.models import Dataset
 from tests.conftest import SMD_ROWS, api_client_for, make_cast, store_rows
 from tests.integration.conftest import recompute_state, wait_until
@@ -243,12 +244,7 @@ def test_burst_of_1000_uploads_with_a_worker_killed_ends_exactly_current(
                 own[d.centre.code].force_login(User.objects.get(username=f"dm-{d.centre.code}"))
             rows = rows_of[d.pk]
             j = i % len(rows)
-            if "m1i" in rows[j]:
-                rows[j]["m1i"] = round(rows[j]["m1i"] + 0.01 * (1 if (i // 20) % 2 == 0 else -1), 4)
-            else:  # one more or one fewer event: always a real change
-                total = rows[j]["ai"] + rows[j]["bi"]
-                rows[j]["ai"] += 1 if rows[j]["ai"] < total else -1
-                rows[j]["bi"] = total - rows[j]["ai"]
+            demo.vary_row(rows[j], up=(i // 20) % 2 == 0)
             resp = own[d.centre.code].post(
                 "/api/v1/datasets/upload/",
                 {"centre": d.centre.code, "outcome": d.outcome.code, "rows": rows},
