@@ -106,9 +106,9 @@ def cast(db: Any) -> dict[str, Any]:
 
 def make_cast() -> dict[str, Any]:
     from django.contrib.auth.models import User
-    from rest_framework.authtoken.models import Token
 
     from apps.analyses.services import analysis_create_default
+    from apps.api.tokens import token_create
     from apps.consortium.models import ApiClient, Centre, ConsortiumRole, Membership, Outcome
     from apps.consortium.services import membership_set
 
@@ -133,14 +133,16 @@ def make_cast() -> dict[str, Any]:
     membership_set(actor=None, user=users["dm_b"], centre=centre_b, role=Membership.Role.DATA_MANAGER)
     ConsortiumRole.objects.create(user=users["steering"], role=ConsortiumRole.Role.STEERING)
     ApiClient.objects.create(user=users["api_client"], name="Tool", scopes=[ApiClient.Scope.RESULTS_READ])
-    token = Token.objects.create(user=users["api_client"])
+    _, token = token_create(
+        actor=users["admin"], user=users["api_client"], data={"name": "Tool", "scopes": ["results:read"]}
+    )
     return {
         "centre_a": centre_a,
         "centre_b": centre_b,
         "outcome": outcome,
         "outcome2": outcome2,
         "users": users,
-        "token": token.key,
+        "token": token,
     }
 
 

@@ -6,6 +6,7 @@ from celery import shared_task
 from django.db import InterfaceError, OperationalError
 
 from apps.analyses import services
+from apps.webhooks import services as webhooks
 
 # Transient failures worth retrying: the connection to the database was lost, refused or timed out
 # (OperationalError, InterfaceError). Not their parent DatabaseError: an integrity, data or
@@ -37,3 +38,28 @@ def relay_outbox() -> int:
 @shared_task(name="workers.tasks.sweep_stale", acks_late=True, ignore_result=True)
 def sweep_stale() -> int:
     return len(services.analyses_requeue_stale())
+
+
+@shared_task(
+    name="workers.tasks.deliver_webhook",
+    acks_late=True,
+    reject_on_worker_lost=True,
+    autoretry_for=TRANSIENT,
+    retry_backoff=1,
+    retry_backoff_max=60,
+    retry_jitter=True,
+    max_retries=20,
+    ignore_result=True,
+)
+def deliver_webhook(delivery_id: int) -> str | None:
+    return webhooks.webhook_delivery_attempt(delivery_id=delivery_id)
+
+
+@shared_task(name="workers.tasks.relay_webhooks", acks_late=True, ignore_result=True)
+def relay_webhooks() -> int:
+    return webhooks.webhook_deliveries_publish_pending()
+
+
+@shared_task(name="workers.tasks.sweep_webhooks", acks_late=True, ignore_result=True)
+def sweep_webhooks() -> int:
+    return webhooks.webhook_deliveries_requeue_stale()

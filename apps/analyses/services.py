@@ -35,6 +35,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from apps.analyses.models import Analysis, AnalysisResult, OutboxEvent
+from apps.analyses.signals import result_stored
 from apps.audit.services import audit_record
 from apps.config.celery import configured_app
 from apps.consortium import roles
@@ -317,6 +318,10 @@ def analysis_recompute(*, analysis_id: int) -> AnalysisResult | None:
                     )
                     if updated != 1:
                         raise _StaleResultError
+                    # in the same transaction: a receiver's record (a webhook delivery) commits with it
+                    result_stored.send(
+                        sender=AnalysisResult, result=result, previous_id=analysis.current_result_id
+                    )
             except (_StaleResultError, IntegrityError):
                 logger.info("Result for analysis %s request %s was superseded; discarded.", analysis_id, seq)
                 continue

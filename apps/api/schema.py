@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
+
 _ERROR = "ErrorDetail"
 _FIELD_ERRORS = "FieldErrors"
 
@@ -99,3 +101,29 @@ def add_error_responses(result: dict[str, Any], generator: Any, request: Any, pu
             for status, response in errors.items():
                 responses.setdefault(status, response)
     return result
+
+
+class ApiTokenScheme(OpenApiAuthenticationExtension):
+    """``Authorization: Token <secret>``: a personal or service-account token (docs/api.md)."""
+
+    target_class = "apps.api.authentication.ApiTokenAuthentication"
+    name = "tokenAuth"
+
+    def get_security_definition(self, auto_schema: Any) -> dict[str, Any]:
+        return {
+            "type": "apiKey",
+            "in": "header",
+            "name": "Authorization",
+            "description": "`Token <secret>`: a token created at /api/v1/tokens/ or in the portal. "
+            "What a token may do is what its user may do, within its scopes.",
+        }
+
+
+class PasswordScheme(OpenApiAuthenticationExtension):
+    """HTTP Basic with the person's password: only to create a token."""
+
+    target_class = "apps.api.authentication.PasswordAuthentication"
+    name = "basicAuth"
+
+    def get_security_definition(self, auto_schema: Any) -> dict[str, Any]:
+        return {"type": "http", "scheme": "basic"}

@@ -9,6 +9,8 @@ from rest_framework import serializers
 
 from apps.analyses.models import Analysis, AnalysisResult
 from apps.analyses.services import ANALYSIS_FIELDS
+from apps.api.models import ApiToken
+from apps.api.tokens import token_is_live
 from apps.audit.models import AuditEvent
 from apps.consortium.models import Centre, Outcome
 from apps.consortium.services import OUTCOME_FIELDS
@@ -52,6 +54,10 @@ class StrictFloatField(_Strict, serializers.FloatField):
 
 class StrictBooleanField(_Strict, serializers.BooleanField):
     types = (bool,)
+
+
+class StrictIntegerField(_Strict, serializers.IntegerField):
+    types = (int,)
 
 
 def plain_text(*, max_length: int, multiline: bool = False, **kwargs: Any) -> serializers.CharField:
@@ -332,3 +338,44 @@ class AuditEventSerializer(serializers.ModelSerializer):
             "before",
             "after",
         ]
+
+
+class ApiTokenSerializer(serializers.ModelSerializer):
+    """A token as its owner sees it: never its secret (which is not stored)."""
+
+    id = serializers.CharField(source="token_key", read_only=True, help_text="The token's public prefix.")
+    user = serializers.CharField(source="user.username", read_only=True)
+    expired = serializers.SerializerMethodField()
+
+    class Meta:
+        model = ApiToken
+        fields = ["id", "name", "user", "scopes", "created", "expiry", "last_used_at", "expired"]
+        read_only_fields = fields
+
+    def get_expired(self, obj: ApiToken) -> bool:
+        return not token_is_live(obj)
+
+
+class ApiTokenCreateSerializer(serializers.Serializer):
+    """Shapes only: the rules (which scopes this account may hold, how long) are ``token_create``'s."""
+
+    name = plain_text(max_length=100)
+    scopes = serializers.ListField(child=StrictCharField(max_length=40), max_length=10)
+    expires_in_days = StrictIntegerField(
+        required=False, help_text="1 to API_TOKEN_MAX_DAYS (365); default 90."
+    )
+    service_account = StrictCharField(
+        max_length=150,
+        required=False,
+        help_text="Administrators: the username of the service account the token is for.",
+    )
+
+
+class ApiTokenCreatedSerializer(ApiTokenSerializer):
+    secret = serializers.CharField(
+        read_only=True, help_text="Shown once: store it now, it cannot be shown again."
+    )
+
+    class Meta(ApiTokenSerializer.Meta):
+        fields = [*ApiTokenSerializer.Meta.fields, "secret"]
+        read_only_fields = fields

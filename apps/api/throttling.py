@@ -34,7 +34,7 @@ class TokenRateThrottle(_SettingsRateThrottle):
     scope = "token"
 
     def get_cache_key(self, request: Any, view: Any) -> str | None:
-        key = getattr(request.auth, "key", None)
+        key = getattr(request.auth, "token_key", None)  # the token's public prefix
         if not key:
             return None
         return self.cache_format % {"scope": self.scope, "ident": token_ident(str(key))}
@@ -46,7 +46,7 @@ class SessionRateThrottle(_SettingsRateThrottle):
     scope = "session"
 
     def get_cache_key(self, request: Any, view: Any) -> str | None:
-        if getattr(request.auth, "key", None) or not request.user.is_authenticated:
+        if getattr(request.auth, "token_key", None) or not request.user.is_authenticated:
             return None
         return self.cache_format % {"scope": self.scope, "ident": request.user.pk}
 

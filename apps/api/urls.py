@@ -1,8 +1,9 @@
 """The versioned API root: /api/v1/."""
 
+from django.urls import include, path
 from rest_framework.routers import DefaultRouter
 
-from apps.api import views
+from apps.api import views, views_tokens
 
 router = DefaultRouter()
 router.register("centres", views.CentreViewSet, basename="centre")
@@ -11,5 +12,6 @@ router.register("datasets", views.DatasetViewSet, basename="dataset")
 router.register("analyses", views.AnalysisViewSet, basename="analysis")
 router.register("results", views.AnalysisResultViewSet, basename="result")
 router.register("audit", views.AuditEventViewSet, basename="audit")
+router.register("tokens", views_tokens.ApiTokenViewSet, basename="token")
 
-urlpatterns = router.urls
+urlpatterns = [*router.urls, path("", include("apps.webhooks.urls"))]

@@ -24,13 +24,16 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.utils.urls import replace_query_param
 
+from apps.analyses.exports import CONTENT_TYPES as EXPORT_TYPES
+from apps.analyses.exports import ExportError, export_file
 from apps.analyses.models import Analysis, AnalysisResult
 from apps.analyses.services import analysis_create, analysis_update, result_release
 from apps.api import serializers as s
 from apps.api.filters import AnalysisFilter, AnalysisResultFilter, DatasetFilter
+from apps.api.models import ApiToken
 from apps.api.pagination import query_whole_number
 from apps.api.parsers import BoundedJSONParser
-from apps.api.permissions import ApiClientsReadOnly, SteeringOnly, SteeringWrites
+from apps.api.permissions import ApiClientsReadOnly, SteeringOnly, SteeringWrites, TokenScopes
 from apps.audit.models import AuditEvent
 from apps.consortium import roles
 from apps.consortium.models import Centre, Outcome
@@ -112,6 +115,8 @@ class CentreViewSet(viewsets.ReadOnlyModelViewSet):
     serializer_class = s.CentreSerializer
     lookup_field = "code"
     queryset = Centre.objects.all()
+    permission_classes = [IsAuthenticated, TokenScopes]
+    read_scope = None  # any valid token: names of centres are not confidential
 
 
 class OutcomeViewSet(viewsets.ModelViewSet):
@@ -136,7 +141,9 @@ class OutcomeViewSet(viewsets.ModelViewSet):
                 changes=_plain(serializer.validated_data),
             )
 
-    permission_classes = [IsAuthenticated, ApiClientsReadOnly, SteeringWrites]
+    permission_classes = [IsAuthenticated, TokenScopes, ApiClientsReadOnly, SteeringWrites]
+    read_scope = None  # the data dictionary and its templates: any valid token
+    write_scope = ApiToken.Scope.ANALYSES_WRITE
 
     @extend_schema(
         parameters=[OpenApiParameter("fmt", str, enum=["csv", "xlsx"], description="Template format")],
@@ -177,7 +184,9 @@ class DatasetViewSet(viewsets.ReadOnlyModelViewSet):
     serializer_class = s.DatasetSerializer
     filterset_class = DatasetFilter
 
-    permission_classes = [IsAuthenticated, ApiClientsReadOnly]
+    permission_classes = [IsAuthenticated, TokenScopes, ApiClientsReadOnly]
+    read_scope = ApiToken.Scope.DATASETS_READ
+    action_scopes = dict.fromkeys(("upload", "submit", "withdraw", "restore"), ApiToken.Scope.DATASETS_WRITE)
 
     def get_queryset(self) -> Any:
         return (
@@ -408,7 +417,9 @@ class AnalysisViewSet(viewsets.ModelViewSet):
     http_method_names = ["get", "post", "patch", "head", "options"]
     filterset_class = AnalysisFilter
 
-    permission_classes = [IsAuthenticated, ApiClientsReadOnly, SteeringWrites]
+    permission_classes = [IsAuthenticated, TokenScopes, ApiClientsReadOnly, SteeringWrites]
+    read_scope = ApiToken.Scope.RESULTS_READ
+    write_scope = ApiToken.Scope.ANALYSES_WRITE
 
     def get_queryset(self) -> Any:
         return Analysis.objects.visible_to(self.request.user).select_related("outcome", "current_result")
@@ -452,7 +463,10 @@ class AnalysisResultViewSet(viewsets.ReadOnlyModelViewSet):
 
     filterset_class = AnalysisResultFilter
 
-    permission_classes = [IsAuthenticated, ApiClientsReadOnly]
+    permission_classes = [IsAuthenticated, TokenScopes, ApiClientsReadOnly]
+    read_scope = ApiToken.Scope.RESULTS_READ
+    # an export holds the study rows: reading it takes the datasets scope
+    action_scopes = {"release": ApiToken.Scope.ANALYSES_WRITE, "export": ApiToken.Scope.DATASETS_READ}
 
     def get_serializer_class(self) -> type[serializers.BaseSerializer]:
         return s.AnalysisResultSerializer if self.action == "retrieve" else s.AnalysisResultSummarySerializer
@@ -460,8 +474,44 @@ class AnalysisResultViewSet(viewsets.ReadOnlyModelViewSet):
     def get_queryset(self) -> Any:
         return AnalysisResult.objects.visible_to(self.request.user).order_by("-id")
 
+    @extend_schema(
+        parameters=[
+            OpenApiParameter(
+                "fmt",
+                str,
+                enum=list(EXPORT_TYPES),
+                description="csv, json (the rows), r, python (scripts), bundle (zip)",
+            )
+        ],
+        responses={(200, content_type): OpenApiTypes.BINARY for content_type in set(EXPORT_TYPES.values())}
+        | {409: _CONFLICT},
+    )
+    @action(detail=True, methods=["get"])
+    def export(self, request: Request, pk: str | None = None, version: str | None = None) -> HttpResponse:
+        """The study rows a result was computed from (CSV, JSON), an R script that reproduces it
+        with metafor, a Python script that reruns the engine, or all of it as a reproducibility
+        bundle (zip with the data, specification, scripts, versions and checksums)."""
+        result = self.get_object()
+        kind = request.query_params.get("fmt", "bundle")
+        if kind not in EXPORT_TYPES:
+            raise ValidationError({"fmt": f"Use one of {', '.join(EXPORT_TYPES)}."})
+        # the rows of every centre in the result: only for someone who may read all of them
+        ids = [v["version"] for v in result.dataset_versions]
+        if DatasetVersion.objects.visible_to(request.user).filter(pk__in=ids).count() != len(set(ids)):
+            raise PermissionDenied(
+                "This result's rows include data of centres you may not read; its numbers are in the result itself."
+            )
+        try:
+            exported = export_file(result, kind)
+        except ExportError as exc:
+            return Response({"detail": exc.message, "code": exc.code}, status=status.HTTP_409_CONFLICT)
+        response = HttpResponse(exported.content, content_type=exported.content_type)
+        response["Content-Disposition"] = f'attachment; filename="{exported.filename}"'
+        response["X-Content-Type-Options"] = "nosniff"
+        return response
+
     @extend_schema(request=None, responses={200: s.AnalysisResultSummarySerializer, 409: _CONFLICT})
-    @action(detail=True, methods=["post"], permission_classes=[IsAuthenticated, SteeringOnly])
+    @action(detail=True, methods=["post"], permission_classes=[IsAuthenticated, TokenScopes, SteeringOnly])
     def release(self, request: Request, pk: str | None = None, version: str | None = None) -> Response:
         """Release a result to members and API clients (steering group)."""
         result = self.get_object()
@@ -478,7 +528,8 @@ class AuditEventViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
     serializer_class = s.AuditEventSerializer
     filterset_fields = {"action": ["exact"], "centre__code": ["exact"], "object_type": ["exact"]}
 
-    permission_classes = [IsAuthenticated, ApiClientsReadOnly, SteeringOnly]
+    permission_classes = [IsAuthenticated, TokenScopes, ApiClientsReadOnly, SteeringOnly]
+    read_scope = ApiToken.Scope.DATASETS_READ  # the trail records data changes above all
 
     def get_queryset(self) -> Any:
         if not roles.is_steering(self.request.user):

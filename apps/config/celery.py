@@ -86,6 +86,17 @@ def _configure() -> None:
                 "schedule": float(settings.RECOMPUTE_SWEEP_INTERVAL_SECONDS),
                 "options": {"expires": float(settings.RECOMPUTE_SWEEP_INTERVAL_SECONDS) * 2},
             },
+            # webhook deliveries: the same relay interval; the sweep re-queues expired attempt leases
+            "webhooks-relay": {
+                "task": "workers.tasks.relay_webhooks",
+                "schedule": float(settings.OUTBOX_RELAY_INTERVAL_SECONDS),
+                "options": {"expires": float(settings.OUTBOX_RELAY_INTERVAL_SECONDS) * 5},
+            },
+            "webhooks-sweep": {
+                "task": "workers.tasks.sweep_webhooks",
+                "schedule": float(settings.WEBHOOKS_SWEEP_INTERVAL_SECONDS),
+                "options": {"expires": float(settings.WEBHOOKS_SWEEP_INTERVAL_SECONDS) * 2},
+            },
         },
         beat_schedule_filename=str(settings.VAR_DIR / "celerybeat-schedule"),
     )

@@ -57,6 +57,8 @@ def _world() -> dict[str, Any]:
 def _read_status(user: str, visible: int) -> int:
     if user == "anonymous":
         return 401
+    if user == "api_client":
+        return 403  # its token holds results:read only: dataset reads need datasets:read
     return 200 if visible else 404
 
 
@@ -160,6 +162,9 @@ def test_dataset_list_returns_exactly_the_visible_set(user: str, tmp_media: Any)
     resp = client.get("/api/v1/datasets/")
     if user == "anonymous":
         assert resp.status_code == 401
+        return
+    if user == "api_client":
+        assert resp.status_code == 403 and "datasets:read" in resp.json()["detail"]
         return
     assert resp.status_code == 200
     got = {d["id"] for d in resp.json()["results"]}

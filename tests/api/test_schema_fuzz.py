@@ -52,10 +52,9 @@ def fuzz_world(db: Any, tmp_media: Any) -> dict[str, Any]:
 def populate() -> dict[str, Any]:
     """The cast of tests/conftest.py with datasets in every state (draft, submitted, withdrawn), two
     versions of one, and results of every kind (released, unreleased, failed)."""
-    from rest_framework.authtoken.models import Token
-
     from apps.analyses.models import Analysis, AnalysisResult
     from apps.analyses.services import analysis_create_default, analysis_recompute, result_release
+    from apps.api.tokens import allowed_scopes, token_create
     from apps.consortium.models import Outcome
     from apps.datasets.models import Dataset
     from apps.datasets.services import dataset_set_status
@@ -85,7 +84,11 @@ def populate() -> dict[str, Any]:
     tokens = {"api_client": cast["token"]}
     for role in ROLES:
         if role != "api_client":
-            tokens[role] = Token.objects.create(user=users[role]).key
+            tokens[role] = token_create(
+                actor=users[role],
+                user=users[role],
+                data={"name": "fuzz", "scopes": allowed_scopes(users[role])},
+            )[1]
     return {
         **cast,
         "tokens": tokens,

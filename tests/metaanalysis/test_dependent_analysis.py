@@ -256,3 +256,15 @@ def test_spec_round_trip_keeps_the_dependence_settings():
     again = AnalysisSpec.from_dict(spec.to_dict())
     assert again == spec
     assert again.spec_hash() == spec.spec_hash()
+
+
+def test_mantel_haenszel_pools_only_the_selected_rows():
+    rows = []
+    for j, (a, c) in enumerate(((12, 20), (8, 15), (15, 22), (9, 18))):
+        for t, shift in (("post", 0), ("6m", 6)):
+            rows.append({"study": f"T{j}", "timepoint": t, "ai": a + shift, "n1i": 50, "ci": c, "n2i": 50})
+    post = [r for r in rows if r["timepoint"] == "post"]
+    selected = run_analysis(AnalysisSpec(measure="OR", timepoint="post"), rows).to_dict()["blocks"]
+    alone = run_analysis(AnalysisSpec(measure="OR"), post).to_dict()["blocks"]
+    assert selected["mantel_haenszel"]["beta"] == pytest.approx(alone["mantel_haenszel"]["beta"], rel=1e-12)
+    assert selected["peto"]["beta"] == pytest.approx(alone["peto"]["beta"], rel=1e-12)

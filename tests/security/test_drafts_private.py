@@ -48,10 +48,21 @@ def _history(cast: dict[str, Any]) -> Dataset:
 
 
 def _datasets_reader(cast: dict[str, Any]) -> Any:
+    from rest_framework.test import APIClient
+
+    from apps.api.tokens import token_create
+
     client = cast["users"]["api_client"].api_client
     client.scopes = [ApiClient.Scope.RESULTS_READ, ApiClient.Scope.DATASETS_READ]
     client.save()
-    return api_client_for(cast, "api_client")
+    _, secret = token_create(
+        actor=cast["users"]["admin"],
+        user=cast["users"]["api_client"],
+        data={"name": "datasets", "scopes": ["results:read", "datasets:read"]},
+    )
+    reader = APIClient()
+    reader.credentials(HTTP_AUTHORIZATION="Token " + secret)
+    return reader
 
 
 @pytest.mark.parametrize("who", ["steering", "api_client"])

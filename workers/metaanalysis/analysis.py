@@ -268,7 +268,9 @@ def _run_independent(
             "Mantel-Haenszel and Peto pooling treat rows as independent studies: not with several rows per study",
         )
     else:
-        _table_blocks(spec, data, blocks, notes)
+        # the tables of the rows in the model: not those another time point or instrument left out
+        in_model = {name: [column[i] for i in clustered.rows] for name, column in data.items()}
+        _table_blocks(spec, in_model, blocks, notes)
     fit: FitResult | None = safe(
         notes,
         "fit",

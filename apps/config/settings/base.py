@@ -34,7 +34,9 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
+    # DRF's plain-text tokens: kept only so that migrations can hash existing tokens into ApiToken
     "rest_framework.authtoken",
+    "knox",
     "django_filters",
     "drf_spectacular",
     "drf_spectacular_sidecar",
@@ -48,6 +50,7 @@ INSTALLED_APPS = [
     "apps.analyses",
     "apps.api",
     "apps.portal",
+    "apps.webhooks",
 ]
 
 MIDDLEWARE = [
@@ -192,7 +195,10 @@ REST_FRAMEWORK = {
         "apps.api.authentication.ApiTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PERMISSION_CLASSES": [
+        "rest_framework.permissions.IsAuthenticated",
+        "apps.api.permissions.TokenScopes",
+    ],
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     # JSON everywhere (form encodings cannot carry the nested fields of outcomes and analyses);
     # the upload endpoint also takes multipart files.
@@ -206,6 +212,23 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
 }
+# API tokens (django-rest-knox with the platform's token model): SHA-512 digests, a recognisable
+# prefix for secret scanners, and expiry chosen per token up to API_TOKEN_MAX_DAYS.
+# knox's own migrations create a table for its (swapped-out) AuthToken model; without migrations
+# Django's syncdb skips a swapped model, so no orphan table holds a key to the users table.
+MIGRATION_MODULES = {"knox": None}
+KNOX_TOKEN_MODEL = "api.ApiToken"  # noqa: S105 - a model name, not a secret
+REST_KNOX = {
+    "TOKEN_MODEL": "api.ApiToken",
+    "TOKEN_PREFIX": "evp_",
+    "AUTH_TOKEN_CHARACTER_LENGTH": 64,
+    "TOKEN_TTL": None,
+    "AUTO_REFRESH": False,
+    "AUTH_HEADER_PREFIX": "Token",
+}
+API_TOKEN_DEFAULT_DAYS = env_int("API_TOKEN_DEFAULT_DAYS", 90, minimum=1)
+API_TOKEN_MAX_DAYS = env_int("API_TOKEN_MAX_DAYS", 365, minimum=1)
+
 SPECTACULAR_SETTINGS = {
     "TITLE": "Evidence Platform API",
     "DESCRIPTION": (
@@ -276,6 +299,26 @@ RECOMPUTE_STALE_AFTER_SECONDS = env_int("RECOMPUTE_STALE_AFTER_SECONDS", 60, min
 RECOMPUTE_FAULT_DELAY_MS = env_int("RECOMPUTE_FAULT_DELAY_MS", 0, minimum=0)
 # Publish outbox events right after the commit that wrote them (the relay is the safety net).
 OUTBOX_PUBLISH_ON_COMMIT = env_bool("OUTBOX_PUBLISH_ON_COMMIT", True)
+
+# Webhooks (docs/webhooks.md). Deliveries are retried with exponential backoff: the first retry after
+# WEBHOOKS_BACKOFF_SECONDS, doubling, at most WEBHOOKS_BACKOFF_MAX_SECONDS apart, until
+# WEBHOOKS_MAX_ATTEMPTS attempts have failed (then the delivery is marked failed).
+WEBHOOKS_MAX_ATTEMPTS = env_int("WEBHOOKS_MAX_ATTEMPTS", 10, minimum=1)
+WEBHOOKS_BACKOFF_SECONDS = env_int("WEBHOOKS_BACKOFF_SECONDS", 15, minimum=1)
+WEBHOOKS_BACKOFF_MAX_SECONDS = env_int("WEBHOOKS_BACKOFF_MAX_SECONDS", 3600, minimum=1)
+# An attempt holds its delivery this long (more than the 13 s an attempt may take: 3 s to connect,
+# 10 s to answer); the sweep, every WEBHOOKS_SWEEP_INTERVAL_SECONDS, re-queues a delivery still held
+# after it (its worker died) and one published a lease ago but never started (a lost message).
+WEBHOOKS_LEASE_SECONDS = env_int("WEBHOOKS_LEASE_SECONDS", 60, minimum=15)
+WEBHOOKS_SWEEP_INTERVAL_SECONDS = env_int("WEBHOOKS_SWEEP_INTERVAL_SECONDS", 30, minimum=1)
+# Receivers on private, loopback, link-local, multicast or reserved addresses are refused (at
+# registration and at every delivery) unless this is true: a closed network, or the test suite.
+WEBHOOKS_ALLOW_PRIVATE_ADDRESSES = env_bool("WEBHOOKS_ALLOW_PRIVATE_ADDRESSES", False)
+# Production delivers over https only unless this is true (elsewhere http is allowed).
+WEBHOOKS_ALLOW_HTTP = env_bool("WEBHOOKS_ALLOW_HTTP", False)
+WEBHOOKS_MAX_PER_OWNER = env_int("WEBHOOKS_MAX_PER_OWNER", 20, minimum=1)
+# Finished deliveries (delivered, failed, withheld) and their attempts are kept this long.
+WEBHOOKS_LOG_RETENTION_DAYS = env_int("WEBHOOKS_LOG_RETENTION_DAYS", 90, minimum=1)
 
 LOGGING = {
     "version": 1,

@@ -15,10 +15,11 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
-from rest_framework.authtoken.models import Token
 
 from apps.analyses.models import Analysis, AnalysisResult
 from apps.analyses.services import analysis_create_default, analysis_recompute, result_release
+from apps.api.models import ApiToken
+from apps.api.tokens import token_create, token_install, tokens_of
 from apps.consortium import demo
 from apps.consortium.models import ApiClient, Centre, ConsortiumRole, Membership, Outcome
 from apps.consortium.services import membership_set
@@ -64,11 +65,22 @@ class Command(BaseCommand):
                 user=client_user,
                 defaults={"name": "Guideline platform (demo)", "scopes": [ApiClient.Scope.RESULTS_READ]},
             )
-            if not Token.objects.filter(user=client_user).exists():
-                key = demo.API_TOKEN if self.public else secrets.token_hex(20)
-                Token.objects.create(user=client_user, key=key)
-                if not self.public:
-                    self.issued.append(("API token of api-client", key))
+            if not tokens_of(client_user).exists():
+                if self.public:
+                    # the README's token: stored hashed like any other, so a newcomer's first curl works
+                    token_install(
+                        user=client_user,
+                        secret=demo.API_TOKEN,
+                        name="Demo token (published in the README)",
+                        scopes=[ApiToken.Scope.RESULTS_READ],
+                    )
+                else:
+                    _, secret = token_create(
+                        actor=admin,
+                        user=client_user,
+                        data={"name": "Demo token", "scopes": [ApiToken.Scope.RESULTS_READ]},
+                    )
+                    self.issued.append(("API token of api-client", secret))
 
             centres = {}
             for code, name, country, _n in demo.CENTRES:
