@@ -187,3 +187,22 @@ def test_wrong_passwords_for_a_token_are_locked_out_like_sign_ins(cast: dict[str
     )
     assert locked.status_code in (403, 429), locked.content
     assert not ApiToken.objects.filter(user=cast["users"]["dm_a"]).exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_token_made_after_a_password_change_in_the_same_transaction_lives_on() -> None:
+    """As the demo loader sets up an account and then installs its token, in one transaction."""
+    from django.db import transaction
+
+    from apps.api.tokens import token_create
+    from tests.conftest import make_cast
+
+    cast = make_cast()
+    user = cast["users"]["dm_a"]
+    before = create("dm_a", ["results:read"]).json()["secret"]
+    with transaction.atomic():
+        user.set_password("a new password 2026")
+        user.save()
+        _, after = token_create(actor=user, user=user, data={"name": "new", "scopes": ["results:read"]})
+    assert with_token(before).get("/api/v1/results/").status_code == 401
+    assert with_token(after).get("/api/v1/results/").status_code == 200
