@@ -35,7 +35,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from apps.analyses.models import Analysis, AnalysisResult, OutboxEvent
-from apps.analyses.signals import result_stored
+from apps.analyses.signals import result_released, result_stored
 from apps.audit.services import audit_record
 from apps.config.celery import configured_app
 from apps.consortium import roles
@@ -359,6 +359,9 @@ def result_release(*, actor: Any, result: AnalysisResult) -> AnalysisResult:
                 released=True, released_at=timezone.now(), released_by=actor
             )
             audit_record(actor=actor, action="result.release", obj=result, after={"seq": result.seq})
+            result.refresh_from_db()
+            # in the same transaction, as result_stored: the readers' deliveries commit with it
+            result_released.send(sender=AnalysisResult, result=result)
         result.refresh_from_db()
     return result
 

@@ -13,5 +13,9 @@ from django.dispatch import Signal
 #: analysis's current result before it, or None) when a computation becomes the current result.
 result_stored = Signal()
 
+#: Sent with ``result`` when the steering group releases it to members and API clients: for them
+#: it is new now, though it became current earlier.
+result_released = Signal()
+
 #: Sent with ``release`` when the steering group publishes a release.
 release_published = Signal()

@@ -383,9 +383,14 @@ def _owner_view(
     return True, previous
 
 
-def deliveries_record_result(*, result: AnalysisResult, previous_id: int | None) -> list[WebhookDelivery]:
+def deliveries_record_result(
+    *, result: AnalysisResult, previous_id: int | None, released: bool = False
+) -> list[WebhookDelivery]:
     """Record ``result.changed`` and the condition events of a new current result for every webhook
-    that asks for them and whose owner may read the result (a member: released results only)."""
+    that asks for them and whose owner may read the result (a member: released results only).
+
+    With ``released``, the result has just been released: only owners who read released results
+    alone get it now (the steering group had it when it was stored)."""
     webhooks = _subscribed(events.RESULT_EVENTS)
     if not webhooks:
         return []
@@ -398,7 +403,7 @@ def deliveries_record_result(*, result: AnalysisResult, previous_id: int | None)
         if webhook.owner_id not in views:
             views[webhook.owner_id] = _owner_view(webhook.owner, result, previous_id)
         visible, previous = views[webhook.owner_id]
-        if not visible:
+        if not visible or (released and roles.reads_unreleased_results(webhook.owner)):
             continue
         data = {
             "analysis": {

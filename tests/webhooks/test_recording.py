@@ -114,7 +114,7 @@ def test_a_webhook_gets_only_the_events_it_asked_for_with_its_own_thresholds(wor
     assert events_of(wide) == [events.ESTIMATE_MOVED]
 
 
-def test_members_and_api_clients_get_nothing_for_an_unreleased_result(world: dict[str, Any]) -> None:
+def test_members_and_api_clients_get_a_result_when_it_is_released(world: dict[str, Any]) -> None:
     users = world["users"]
     member, _ = subscribe(users["member_a"], HOOK, ALL)
     client, _ = subscribe(users["api_client"], HOOK, ALL)
@@ -123,22 +123,30 @@ def test_members_and_api_clients_get_nothing_for_an_unreleased_result(world: dic
     assert events_of(steering) == [events.RESULT_CHANGED]
     assert events_of(member) == events_of(client) == []
 
-    # a released result that becomes current is theirs, compared with the newest released before it
+    # released, the result is new to them (and not again to the steering group, who had it)
     result_release(actor=users["steering"], result=first)
+    assert events_of(member, first) == [events.RESULT_CHANGED, events.CI_EXCLUDES_NULL]
+    assert events_of(steering) == [events.RESULT_CHANGED]
+    result_release(actor=users["steering"], result=first)  # releasing twice announces once
+    assert events_of(member, first) == [events.RESULT_CHANGED, events.CI_EXCLUDES_NULL]
+
+    # compared with the newest result they could read before, never with an unreleased one
     second = recompute(world, SHIFTED)
     third = recompute(world, SWAPPED)
+    assert events_of(member, second) == events_of(member, third) == []
     result_release(actor=users["steering"], result=third)
-    assert events_of(member) == []
-    with transaction.atomic():
-        result_stored.send(
-            sender=AnalysisResult, result=AnalysisResult.objects.get(pk=third.pk), previous_id=second.pk
-        )
     # both intervals exclude 0 (on opposite sides): the sign and the size changed
-    assert events_of(member) == [events.RESULT_CHANGED, events.ESTIMATE_MOVED, events.DIRECTION_CHANGED]
-    payload = member.deliveries.get(event=events.RESULT_CHANGED).payload["data"]
+    assert events_of(member, third) == [
+        events.RESULT_CHANGED,
+        events.ESTIMATE_MOVED,
+        events.DIRECTION_CHANGED,
+    ]
+    payload = member.deliveries.get(event=events.RESULT_CHANGED, payload__data__result__id=third.pk).payload[
+        "data"
+    ]
     assert payload["previous"]["id"] == first.pk  # not the unreleased second
-    assert all(ids == [first.pk, third.pk] for ids in member.deliveries.values_list("result_ids", flat=True))
     assert events_of(client) == events_of(member)
+    assert events_of(steering) == [events.RESULT_CHANGED] * 3
 
 
 def test_a_delivery_commits_or_rolls_back_with_the_change(world: dict[str, Any]) -> None:
