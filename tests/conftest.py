@@ -193,3 +193,45 @@ def _fresh_rate_limits() -> Iterator[None]:
     cache.clear()
     yield
     cache.clear()
+
+
+def dependent_trial_rows() -> list[dict[str, Any]]:
+    """Six trials (SMD, seeded): four report two instruments, three at two time points as well; the
+    rows at indices 1 and 5 are given as Cohen's d and the row at index 3 as a t statistic, as papers
+    report them (with the group sizes)."""
+    import math
+
+    import numpy as np
+
+    rng = np.random.default_rng(2026)
+    rows = []
+    for j in range(6):
+        instruments = ["PRFQ", "RFS"] if j % 3 else ["PRFQ"]
+        times = ["post", "6m"] if j % 2 else ["post"]
+        for t in times:
+            for ins in instruments:
+                n1, n2 = int(rng.integers(20, 60)), int(rng.integers(20, 60))
+                rows.append(
+                    {
+                        "study": f"Trial {j + 1}",
+                        "instrument": ins,
+                        "timepoint": t,
+                        "m1i": round(float(50 + rng.normal(4, 3)), 2),
+                        "sd1i": round(float(rng.uniform(8, 12)), 2),
+                        "n1i": n1,
+                        "m2i": round(float(50 + rng.normal(0, 3)), 2),
+                        "sd2i": round(float(rng.uniform(8, 12)), 2),
+                        "n2i": n2,
+                        "year": 2010 + j,
+                    }
+                )
+    for i, form in ((1, "di"), (3, "ti"), (5, "di")):
+        r = rows[i]
+        pooled_sd = math.sqrt(
+            ((r["n1i"] - 1) * r["sd1i"] ** 2 + (r["n2i"] - 1) * r["sd2i"] ** 2) / (r["n1i"] + r["n2i"] - 2)
+        )
+        d = (r["m1i"] - r["m2i"]) / pooled_sd
+        r[form] = round(d if form == "di" else d / math.sqrt(1 / r["n1i"] + 1 / r["n2i"]), 2)
+        for name in ("m1i", "sd1i", "m2i", "sd2i"):
+            del r[name]
+    return rows

@@ -200,34 +200,39 @@ class AnalysisResult(models.Model):
 
     @property
     def pooled(self) -> dict[str, Any] | None:
-        """The headline numbers for dashboards: estimate, CI, PI, heterogeneity, k, and the model
-        they come from (the engine's ``summary`` block; results stored before it had one are read
-        from their ``fit``)."""
-        summary = self.blocks.get("summary")
-        if summary:
-            return dict(summary)
-        fit = self.blocks.get("fit")
-        if not fit:
-            return None
-        pred = self.blocks.get("predict") or {}
+        """The headline numbers for dashboards (see :func:`pooled_of`)."""
+        return pooled_of(self.blocks)
 
-        def first(value: Any) -> Any:
-            return value[0] if isinstance(value, list) else value
 
-        return {
-            "estimate": first(fit.get("beta")),
-            "se": first(fit.get("se")),
-            "ci_lb": first(fit.get("ci_lb")),
-            "ci_ub": first(fit.get("ci_ub")),
-            "pval": first(fit.get("pval")),
-            "pi_lb": pred.get("pi_lb"),
-            "pi_ub": pred.get("pi_ub"),
-            "tau2": fit.get("tau2"),
-            "I2": fit.get("I2"),
-            "QE": fit.get("QE"),
-            "QEp": fit.get("QEp"),
-            "k": fit.get("k"),
-        }
+def pooled_of(blocks: dict[str, Any]) -> dict[str, Any] | None:
+    """The headline of a result's blocks: estimate, CI, PI, heterogeneity, k, and the model they come
+    from (the engine's ``summary`` block; results stored before it had one are read from their
+    ``fit`` and ``predict``). None when no model was fitted."""
+    summary = blocks.get("summary")
+    if summary:
+        return dict(summary)
+    fit = blocks.get("fit")
+    if not fit:
+        return None
+    pred = blocks.get("predict") or {}
+
+    def first(value: Any) -> Any:
+        return value[0] if isinstance(value, list) else value
+
+    return {
+        "estimate": first(fit.get("beta")),
+        "se": first(fit.get("se")),
+        "ci_lb": first(fit.get("ci_lb")),
+        "ci_ub": first(fit.get("ci_ub")),
+        "pval": first(fit.get("pval")),
+        "pi_lb": pred.get("pi_lb"),
+        "pi_ub": pred.get("pi_ub"),
+        "tau2": fit.get("tau2"),
+        "I2": fit.get("I2"),
+        "QE": fit.get("QE"),
+        "QEp": fit.get("QEp"),
+        "k": fit.get("k"),
+    }
 
 
 class OutboxEvent(models.Model):

@@ -8,6 +8,7 @@ from typing import Any
 
 from scipy import special
 
+from apps.analyses.models import pooled_of
 from workers.metaanalysis.estimators import alpha_from_level
 
 
@@ -40,7 +41,7 @@ def forest_svg(
     intervention", so every outcome's plot reads the same way.
     """
     rows = _forest_rows(blocks, studies)
-    pooled = _pooled(blocks)
+    pooled = pooled_of(blocks)
     if not rows or not pooled:
         return ""
     z = critical_value(_level(blocks, level))
@@ -114,24 +115,6 @@ def forest_svg(
     parts.append(f'<text x="{label_w + plot_w / 2}" y="{top - 16}" class="tick">{escape(measure)}</text>')
     parts.append("</svg>")
     return "".join(parts)
-
-
-def _pooled(blocks: dict[str, Any]) -> dict[str, Any] | None:
-    """The headline: the engine's ``summary`` block (results stored before it: their fit)."""
-    summary = blocks.get("summary")
-    if summary:
-        return dict(summary)
-    fit = blocks.get("fit") or {}
-    if not fit:
-        return None
-    pred = blocks.get("predict") or {}
-    return {
-        "estimate": (fit.get("beta") or [None])[0],
-        "ci_lb": (fit.get("ci_lb") or [None])[0],
-        "ci_ub": (fit.get("ci_ub") or [None])[0],
-        "pi_lb": pred.get("pi_lb"),
-        "pi_ub": pred.get("pi_ub"),
-    }
 
 
 def _model_label(pooled: dict[str, Any]) -> str:
@@ -208,7 +191,7 @@ def funnel_svg(blocks: dict[str, Any], *, level: float | None = None) -> str:
         for y, v, used in zip(yi, vi, in_model, strict=False)
         if used and y is not None and v is not None and v > 0
     ]
-    est = (_pooled(blocks) or {}).get("estimate")
+    est = (pooled_of(blocks) or {}).get("estimate")
     if not pts or est is None:
         return ""
     max_se = max(se for _, se in pts) * 1.05

@@ -8,7 +8,6 @@ import csv
 import hashlib
 import io
 import json
-import math
 import os
 import re
 import shutil
@@ -21,7 +20,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from tests.conftest import SMD_ROWS, ci_requires_services, make_cast, store_rows
+from tests.conftest import SMD_ROWS, ci_requires_services, dependent_trial_rows, make_cast, store_rows
 
 ROOT = Path(__file__).resolve().parents[2]
 R_TABLE = "== R beside the platform's stored result =="
@@ -65,40 +64,10 @@ def _one_level_rows() -> list[dict[str, Any]]:
 
 
 def _dependent_rows() -> list[dict[str, Any]]:
-    """Six trials; four report two instruments, three at two time points as well. Some rows give
-    Cohen's d or a t statistic instead of means, one an effect size with its SE (and its means:
-    the given effect size wins), one an effect size with its variance."""
-    rng = np.random.default_rng(2026)
-    rows = []
-    for j in range(6):
-        instruments = ["PRFQ", "RFS"] if j % 3 else ["PRFQ"]
-        times = ["post", "6m"] if j % 2 else ["post"]
-        for t in times:
-            for ins in instruments:
-                n1, n2 = int(rng.integers(20, 60)), int(rng.integers(20, 60))
-                rows.append(
-                    {
-                        "study": f"Trial {j + 1}",
-                        "instrument": ins,
-                        "timepoint": t,
-                        "m1i": round(float(50 + rng.normal(4, 3)), 2),
-                        "sd1i": round(float(rng.uniform(8, 12)), 2),
-                        "n1i": n1,
-                        "m2i": round(float(50 + rng.normal(0, 3)), 2),
-                        "sd2i": round(float(rng.uniform(8, 12)), 2),
-                        "n2i": n2,
-                        "year": 2010 + j,
-                    }
-                )
-    for i, form in ((1, "di"), (3, "ti"), (5, "di")):
-        r = rows[i]
-        pooled = math.sqrt(
-            ((r["n1i"] - 1) * r["sd1i"] ** 2 + (r["n2i"] - 1) * r["sd2i"] ** 2) / (r["n1i"] + r["n2i"] - 2)
-        )
-        d = (r["m1i"] - r["m2i"]) / pooled
-        r[form] = round(d if form == "di" else d / math.sqrt(1 / r["n1i"] + 1 / r["n2i"]), 2)
-        for name in ("m1i", "sd1i", "m2i", "sd2i"):
-            del r[name]
+    """The shared dependent trials (some rows as Cohen's d or t), with one row also giving an effect
+    size with its SE (and its means: the given effect size wins) and one an effect size with its
+    variance instead of its means."""
+    rows = dependent_trial_rows()
     rows[2].update(yi=0.35, sei=0.21)
     rows[6].update(yi=0.52, vi=0.048)
     for name in ("m1i", "sd1i", "m2i", "sd2i"):

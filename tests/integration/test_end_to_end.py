@@ -3,14 +3,13 @@ engine -> stored result with provenance -> API and outcome page."""
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
 import pytest
 
 from apps.analyses.models import Analysis
-from tests.conftest import SMD_ROWS, api_client_for, make_cast
+from tests.conftest import SMD_ROWS, api_client_for, dependent_trial_rows, make_cast
 from tests.integration.conftest import wait_until
 from workers.metaanalysis.analysis import AnalysisSpec, run_analysis
 
@@ -103,33 +102,6 @@ def test_upload_flows_through_the_worker_to_the_api_and_the_outcome_page(
     assert of_v1[-1]["pooled"]["estimate"] == pytest.approx(expected["beta"][0], rel=1e-12)
 
 
-def _dependent_rows() -> list[dict[str, Any]]:
-    """Six trials; four report two instruments, three at two time points as well."""
-    rng = np.random.default_rng(2026)
-    rows = []
-    for j in range(6):
-        instruments = ["PRFQ", "RFS"] if j % 3 else ["PRFQ"]
-        times = ["post", "6m"] if j % 2 else ["post"]
-        for t in times:
-            for ins in instruments:
-                n1, n2 = int(rng.integers(20, 60)), int(rng.integers(20, 60))
-                rows.append(
-                    {
-                        "study": f"Trial {j + 1}",
-                        "instrument": ins,
-                        "timepoint": t,
-                        "m1i": round(float(50 + rng.normal(4, 3)), 2),
-                        "sd1i": round(float(rng.uniform(8, 12)), 2),
-                        "n1i": n1,
-                        "m2i": round(float(50 + rng.normal(0, 3)), 2),
-                        "sd2i": round(float(rng.uniform(8, 12)), 2),
-                        "n2i": n2,
-                        "year": 2010 + j,
-                    }
-                )
-    return rows
-
-
 def test_dependent_upload_is_pooled_with_che_and_cr2_as_the_engine_pools_it(
     live_worker: Any, tmp_media: Any
 ) -> None:
@@ -144,17 +116,7 @@ def test_dependent_upload_is_pooled_with_che_and_cr2_as_the_engine_pools_it(
     Analysis.objects.filter(outcome__code="rf", is_default=True).update(timepoint="post")
     dm = api_client_for(cast, "dm_a")
     steering = api_client_for(cast, "steering")
-    rows = _dependent_rows()
-    # as papers report them: some rows only as Cohen's d, one only as t (with the group sizes)
-    for i, form in ((1, "di"), (3, "ti"), (5, "di")):
-        r = rows[i]
-        pooled_sd = math.sqrt(
-            ((r["n1i"] - 1) * r["sd1i"] ** 2 + (r["n2i"] - 1) * r["sd2i"] ** 2) / (r["n1i"] + r["n2i"] - 2)
-        )
-        d = (r["m1i"] - r["m2i"]) / pooled_sd
-        r[form] = round(d if form == "di" else d / math.sqrt(1 / r["n1i"] + 1 / r["n2i"]), 2)
-        for name in ("m1i", "sd1i", "m2i", "sd2i"):
-            del r[name]
+    rows = dependent_trial_rows()  # some rows only as Cohen's d or t, as papers report them
     cols = [
         "study",
         "instrument",
