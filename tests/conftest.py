@@ -164,6 +164,22 @@ def store_rows(
     return version.dataset
 
 
+def publish(steering: Any, *results: Any, name: str | None = None, **options: Any) -> Any:
+    """Publish a release freezing ``results`` (each its analysis's current result); the release."""
+    from apps.analyses.models import Release
+    from apps.analyses.releases import release_publish
+
+    release, _ = release_publish(
+        actor=steering,
+        name=name or f"r{Release.objects.count() + 1}",
+        analyses=[r.analysis_id for r in results],
+        **options,
+    )
+    frozen = set(release.entries.values_list("result_id", flat=True))
+    assert frozen == {r.pk for r in results}, "a published result was not its analysis's current one"
+    return release
+
+
 def api_client_for(cast: dict[str, Any], who: str) -> Any:
     """A DRF test client signed in as ``who`` (session for people, token for the API client)."""
     from rest_framework.test import APIClient

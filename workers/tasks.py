@@ -5,7 +5,7 @@ from __future__ import annotations
 from celery import shared_task
 from django.db import InterfaceError, OperationalError
 
-from apps.analyses import services
+from apps.analyses import releases, services
 from apps.webhooks import services as webhooks
 
 # Transient failures worth retrying: the connection to the database was lost, refused or timed out
@@ -63,3 +63,9 @@ def relay_webhooks() -> int:
 @shared_task(name="workers.tasks.sweep_webhooks", acks_late=True, ignore_result=True)
 def sweep_webhooks() -> int:
     return webhooks.webhook_deliveries_requeue_stale()
+
+
+@shared_task(name="workers.tasks.announce_releases", acks_late=True, ignore_result=True)
+def announce_releases() -> int:
+    """Releases whose embargo has ended become readable: announce them (once, whoever runs it)."""
+    return releases.releases_announce()

@@ -2,7 +2,7 @@ from typing import Any
 
 from django.contrib import admin
 
-from apps.analyses.models import Analysis, AnalysisResult, OutboxEvent
+from apps.analyses.models import Analysis, AnalysisResult, OutboxEvent, Release
 from apps.analyses.services import ANALYSIS_FIELDS, analysis_create, analysis_update, analysis_validate
 from apps.consortium.admin import ServiceValidatedForm
 from apps.datasets.admin import ReadOnlyAdmin
@@ -54,8 +54,15 @@ class AnalysisAdmin(admin.ModelAdmin):
 
 @admin.register(AnalysisResult)
 class AnalysisResultAdmin(ReadOnlyAdmin):
-    list_display = ["analysis", "seq", "status", "k", "released", "finished_at", "compute_ms"]
-    list_filter = ["status", "released", "analysis__outcome"]
+    list_display = ["analysis", "seq", "status", "k", "finished_at", "compute_ms"]
+    list_filter = ["status", "analysis__outcome"]
+
+
+@admin.register(Release)
+class ReleaseAdmin(ReadOnlyAdmin):
+    """Releases are published from the portal or the API (``release_publish``), never edited."""
+
+    list_display = ["name", "published_at", "published_by", "embargo_until", "announced_at"]
 
 
 @admin.register(OutboxEvent)

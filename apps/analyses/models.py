@@ -1,4 +1,5 @@
-"""Analyses (the steering group's specifications), their immutable results, and the outbox."""
+"""Analyses (the steering group's specifications), their immutable results, the releases that
+publish them, and the outbox."""
 
 from __future__ import annotations
 
@@ -6,7 +7,10 @@ from typing import Any
 
 from django.conf import settings
 from django.db import models
+from django.db.models import Exists, OuterRef
+from django.utils import timezone
 
+from apps.audit.models import WriteOnce
 from apps.consortium.models import Outcome
 from workers.metaanalysis.analysis import AnalysisSpec, spec_hash
 
@@ -143,14 +147,24 @@ class Analysis(models.Model):
 
 class AnalysisResultQuerySet(models.QuerySet["AnalysisResult"]):
     def visible_to(self, user: Any) -> AnalysisResultQuerySet:
-        """Steering group and administrators see every result; everyone else, released ones only."""
+        """Steering group and administrators see every result; everyone else, the results of
+        releases whose embargo has ended (see :meth:`released`)."""
         from apps.consortium import roles
 
         if not (user.is_authenticated and user.is_active):
             return self.none()
         if roles.reads_unreleased_results(user):
             return self.all()
-        return self.filter(released=True)
+        return self.released()
+
+    def released(self, at: Any = None) -> AnalysisResultQuerySet:
+        """Results in at least one release readable ``at`` (now by default). ``Exists`` rather than
+        a join: a result frozen by two releases is one row, and the filter composes with others."""
+        return self.filter(
+            Exists(
+                ReleaseResult.objects.filter(result=OuterRef("pk"), release__in=Release.objects.readable(at))
+            )
+        )
 
 
 class AnalysisResult(models.Model):
@@ -182,11 +196,11 @@ class AnalysisResult(models.Model):
     started_at = models.DateTimeField()
     finished_at = models.DateTimeField()
     compute_ms = models.FloatField()
-    released = models.BooleanField(default=False)
-    released_at = models.DateTimeField(null=True, blank=True)
-    released_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
-    )
+    # What the API serves, rendered once when the result is stored (``apps.analyses.documents``):
+    # a result never changes, so reads send these bytes as they are, with ``etag`` as their ETag.
+    summary_json = models.TextField(blank=True, editable=False)
+    detail_json = models.TextField(blank=True, editable=False)
+    etag = models.CharField(max_length=64, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
 
     objects = AnalysisResultQuerySet.as_manager()
@@ -197,6 +211,15 @@ class AnalysisResult(models.Model):
 
     def __str__(self) -> str:
         return f"{self.analysis} #{self.seq} ({self.status})"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        """Store the row, then its API documents (they cite the row's id, known only after the
+        insert). Every way of creating a result passes here, so none is served without them."""
+        super().save(*args, **kwargs)
+        if not self.detail_json:
+            from apps.analyses.documents import documents_store
+
+            documents_store(self)
 
     @property
     def pooled(self) -> dict[str, Any] | None:
@@ -233,6 +256,81 @@ def pooled_of(blocks: dict[str, Any]) -> dict[str, Any] | None:
         "QEp": fit.get("QEp"),
         "k": fit.get("k"),
     }
+
+
+class ReleaseQuerySet(models.QuerySet["Release"]):
+    def readable(self, at: Any = None) -> ReleaseQuerySet:
+        """Releases members and API clients may read ``at`` (now by default): no embargo, or an
+        embargo that has ended."""
+        at = at or timezone.now()
+        return self.filter(models.Q(embargo_until__isnull=True) | models.Q(embargo_until__lte=at))
+
+    def visible_to(self, user: Any) -> ReleaseQuerySet:
+        """The steering group and administrators see every release, embargoed ones too."""
+        from apps.consortium import roles
+
+        if not (user.is_authenticated and user.is_active):
+            return self.none()
+        if roles.reads_unreleased_results(user):
+            return self.all()
+        return self.readable()
+
+
+class Release(WriteOnce, models.Model):
+    """A named, published set of results, one per analysis, frozen when it is published.
+
+    Never changed or deleted (``WriteOnce``): a guideline that cites "release 2026.1" cites the
+    same numbers forever. ``announced_at`` is the one column written later, by a guarded
+    ``UPDATE`` (``releases_announce``): when the release became readable to members and its
+    webhooks were recorded.
+    """
+
+    write_once_message = "A release is never changed or deleted; publish a new one."
+
+    name = models.CharField(max_length=40, unique=True)
+    notes = models.TextField(blank=True)
+    embargo_until = models.DateTimeField(
+        null=True, blank=True, help_text="Members and API clients read the release from then on."
+    )
+    published_at = models.DateTimeField(default=timezone.now)
+    published_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    announced_at = models.DateTimeField(null=True, blank=True, editable=False)
+    results = models.ManyToManyField(AnalysisResult, through="ReleaseResult", related_name="releases")
+
+    objects = ReleaseQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-published_at", "-id"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def is_readable(self) -> bool:
+        return self.embargo_until is None or self.embargo_until <= timezone.now()
+
+
+class ReleaseResult(WriteOnce, models.Model):
+    """One analysis's frozen result in a release."""
+
+    write_once_message = Release.write_once_message
+
+    release = models.ForeignKey(Release, on_delete=models.PROTECT, related_name="entries")
+    analysis = models.ForeignKey(Analysis, on_delete=models.PROTECT, related_name="+")
+    result = models.ForeignKey(AnalysisResult, on_delete=models.PROTECT, related_name="release_entries")
+
+    class Meta:
+        ordering = ["release", "analysis"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["release", "analysis"], name="one_result_per_analysis_per_release"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"release {self.release_id}: analysis {self.analysis_id} -> result {self.result_id}"
 
 
 class OutboxEvent(models.Model):

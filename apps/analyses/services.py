@@ -35,7 +35,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from apps.analyses.models import Analysis, AnalysisResult, OutboxEvent
-from apps.analyses.signals import result_released, result_stored
+from apps.analyses.signals import result_stored
 from apps.audit.services import audit_record
 from apps.config.celery import configured_app
 from apps.consortium import roles
@@ -346,24 +346,6 @@ class _StaleResultError(Exception):
 
 
 # --- steering actions -------------------------------------------------------------------------
-
-
-def result_release(*, actor: Any, result: AnalysisResult) -> AnalysisResult:
-    """Release a result to everyone (members, API clients). Releasing is recorded in the audit trail."""
-    with transaction.atomic():
-        result = AnalysisResult.objects.select_for_update().get(pk=result.pk)
-        if result.status != AnalysisResult.Status.DONE:
-            raise ValueError("Only a successful result can be released.")
-        if not result.released:
-            AnalysisResult.objects.filter(pk=result.pk).update(
-                released=True, released_at=timezone.now(), released_by=actor
-            )
-            audit_record(actor=actor, action="result.release", obj=result, after={"seq": result.seq})
-            result.refresh_from_db()
-            # in the same transaction, as result_stored: the readers' deliveries commit with it
-            result_released.send(sender=AnalysisResult, result=result)
-        result.refresh_from_db()
-    return result
 
 
 def analysis_create_default(*, outcome: Outcome) -> Analysis:

@@ -13,9 +13,11 @@ from django.dispatch import Signal
 #: analysis's current result before it, or None) when a computation becomes the current result.
 result_stored = Signal()
 
-#: Sent with ``result`` when the steering group releases it to members and API clients: for them
-#: it is new now, though it became current earlier.
+#: Sent with ``result`` when a release makes it readable to members and API clients (the release
+#: is published without an embargo, or its embargo ends): for them it is new now, though it became
+#: current earlier. Sent once per result, by the first release that holds it.
 result_released = Signal()
 
-#: Sent with ``release`` when the steering group publishes a release.
+#: Sent with ``release`` (an ``apps.analyses.models.Release``) when it becomes readable to members
+#: and API clients: at publication, or when its embargo ends.
 release_published = Signal()

@@ -1,6 +1,6 @@
 """Query filters of the API's lists, strict about their values.
 
-A value that is not what the filter takes (``?released=maybe``) is a 400 naming the parameter,
+A value that is not what the filter takes (``?is_default=maybe``) is a 400 naming the parameter,
 never silently ignored; a well-formed reference to something that does not exist
 (``?analysis=999``) is an empty list, as for any filter that matches nothing.
 """
@@ -12,7 +12,7 @@ from typing import Any
 import django_filters
 from django import forms
 
-from apps.analyses.models import Analysis, AnalysisResult
+from apps.analyses.models import Analysis, AnalysisResult, Release
 from apps.datasets.models import Dataset
 
 
@@ -54,6 +54,19 @@ class StrictChoiceFilter(django_filters.ChoiceFilter):
     field_class = StrictChoiceField
 
 
+class StrictIsoDateTimeField(django_filters.fields.IsoDateTimeField):
+    """An ISO 8601 time; present but empty (``?published_after=``) is refused rather than ignored."""
+
+    def clean(self, value: Any) -> Any:
+        if value == "":
+            raise forms.ValidationError("Give a time in ISO 8601, e.g. 2026-03-31T09:00:00Z.", code="invalid")
+        return super().clean(value)
+
+
+class StrictIsoDateTimeFilter(django_filters.IsoDateTimeFilter):
+    field_class = StrictIsoDateTimeField
+
+
 class DatasetFilter(django_filters.FilterSet):
     status = StrictChoiceFilter(choices=Dataset.Status.choices)
     centre__code = django_filters.CharFilter(field_name="centre__code")
@@ -76,9 +89,23 @@ class AnalysisFilter(django_filters.FilterSet):
 class AnalysisResultFilter(django_filters.FilterSet):
     analysis = django_filters.NumberFilter(field_name="analysis_id")
     status = StrictChoiceFilter(choices=AnalysisResult.Status.choices)
-    released = StrictBooleanFilter(field_name="released")
+    release = django_filters.CharFilter(method="in_release", help_text="A release's name: its results.")
     analysis__outcome__code = django_filters.CharFilter(field_name="analysis__outcome__code")
 
     class Meta:
         model = AnalysisResult
-        fields = ["analysis", "status", "released", "analysis__outcome__code"]
+        fields = ["analysis", "status", "release", "analysis__outcome__code"]
+
+    def in_release(self, queryset: Any, name: str, value: str) -> Any:
+        """Results the named release froze; a release the user may not read (embargoed) has none."""
+        readable = Release.objects.visible_to(self.request.user).filter(name=value)
+        return queryset.filter(release_entries__release__in=readable)
+
+
+class ReleaseFilter(django_filters.FilterSet):
+    published_after = StrictIsoDateTimeFilter(field_name="published_at", lookup_expr="gte")
+    published_before = StrictIsoDateTimeFilter(field_name="published_at", lookup_expr="lt")
+
+    class Meta:
+        model = Release
+        fields = ["published_after", "published_before"]

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from django.core.validators import RegexValidator
+from django.urls import reverse
 from rest_framework import serializers
 
-from apps.analyses.models import Analysis, AnalysisResult
+from apps.analyses.models import Analysis, AnalysisResult, Release
 from apps.analyses.services import ANALYSIS_FIELDS
 from apps.api.models import ApiToken
 from apps.api.tokens import token_is_live
@@ -243,12 +245,17 @@ class UploadResultSerializer(serializers.Serializer):
 
 
 class AnalysisResultSummarySerializer(serializers.ModelSerializer):
+    """Describes the stored summary (``apps.analyses.documents.result_summary``) for the schema;
+    reads send the stored JSON, and a test checks the two agree."""
+
+    url = serializers.CharField(read_only=True)
     pooled = serializers.DictField(read_only=True, allow_null=True)
 
     class Meta:
         model = AnalysisResult
         fields = [
             "id",
+            "url",
             "analysis",
             "seq",
             "status",
@@ -263,14 +270,92 @@ class AnalysisResultSummarySerializer(serializers.ModelSerializer):
             "started_at",
             "finished_at",
             "compute_ms",
-            "released",
-            "released_at",
         ]
 
 
+class ResultBlockIndexSerializer(serializers.Serializer):
+    url = serializers.CharField(help_text="GET it for the block (gzip with Accept-Encoding: gzip).")
+    bytes = serializers.IntegerField(help_text="Its size uncompressed.")
+
+
 class AnalysisResultSerializer(AnalysisResultSummarySerializer):
+    """Describes the stored detail (``apps.analyses.documents.result_detail``)."""
+
+    blocks = serializers.DictField(child=ResultBlockIndexSerializer(), read_only=True)
+
     class Meta(AnalysisResultSummarySerializer.Meta):
-        fields = [*AnalysisResultSummarySerializer.Meta.fields, "spec", "blocks", "notes", "omitted"]
+        fields = [*AnalysisResultSummarySerializer.Meta.fields, "spec", "notes", "omitted", "blocks"]
+
+
+class ReleaseEntrySerializer(serializers.Serializer):
+    analysis = serializers.IntegerField(source="analysis_id")
+    analysis_name = serializers.CharField(source="analysis.name")
+    outcome = serializers.CharField(source="analysis.outcome.code")
+    result = serializers.IntegerField(source="result_id")
+    result_url = serializers.SerializerMethodField()
+
+    def get_result_url(self, entry: Any) -> str:
+        return reverse("v1:result-detail", kwargs={"pk": entry.result_id})
+
+
+class ReleaseSerializer(serializers.ModelSerializer):
+    url = serializers.SerializerMethodField()
+    results_url = serializers.SerializerMethodField()
+    published_by: serializers.SlugRelatedField = serializers.SlugRelatedField(
+        slug_field="username", read_only=True
+    )
+    readable = serializers.BooleanField(
+        source="is_readable", read_only=True, help_text="False while an embargo lasts."
+    )
+    results = ReleaseEntrySerializer(source="entries", many=True, read_only=True)
+
+    class Meta:
+        model = Release
+        fields = [
+            "name",
+            "url",
+            "notes",
+            "embargo_until",
+            "readable",
+            "published_at",
+            "published_by",
+            "results_url",
+            "results",
+        ]
+
+    def get_url(self, release: Release) -> str:
+        return reverse("v1:release-detail", kwargs={"name": release.name})
+
+    def get_results_url(self, release: Release) -> str:
+        return reverse("v1:release-results", kwargs={"name": release.name})
+
+
+class ReleaseCreateSerializer(serializers.Serializer):
+    name = StrictCharField(
+        max_length=40, help_text="e.g. 2026.1: letters, digits, dots, hyphens, underscores."
+    )
+    notes = plain_text(max_length=5_000, multiline=True, required=False, allow_blank=True)
+    embargo_until = serializers.DateTimeField(
+        required=False, allow_null=True, help_text="Members and API clients read it from then on."
+    )
+    analyses = serializers.ListField(
+        child=StrictIntegerField(min_value=1),
+        required=False,
+        max_length=1_000,
+        help_text="The analyses to freeze (default: every analysis).",
+    )
+
+
+class ReleaseSkippedSerializer(serializers.Serializer):
+    analysis = serializers.IntegerField()
+    reason = serializers.CharField()
+
+
+class ReleasePublishedSerializer(ReleaseSerializer):
+    skipped = ReleaseSkippedSerializer(many=True, read_only=True)
+
+    class Meta(ReleaseSerializer.Meta):
+        fields = [*ReleaseSerializer.Meta.fields, "skipped"]
 
 
 class AnalysisSerializer(serializers.ModelSerializer):
@@ -317,7 +402,7 @@ class AnalysisSerializer(serializers.ModelSerializer):
             return None
         if visible is not None and result.pk not in visible:
             return None
-        return AnalysisResultSummarySerializer(result).data
+        return json.loads(result.summary_json)  # stored with the result: no blocks decoded
 
 
 class AuditEventSerializer(serializers.ModelSerializer):

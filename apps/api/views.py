@@ -4,36 +4,38 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any, Literal, cast
 
 from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db.models.fields.json import KeyTransform
 from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import APIException, ParseError, PermissionDenied, ValidationError
+from rest_framework.exceptions import NotFound, ParseError, PermissionDenied, ValidationError
 from rest_framework.parsers import MultiPartParser
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.utils.urls import replace_query_param
 
+from apps.analyses.documents import block_bytes
 from apps.analyses.exports import CONTENT_TYPES as EXPORT_TYPES
 from apps.analyses.exports import ExportError, export_file
 from apps.analyses.models import Analysis, AnalysisResult
-from apps.analyses.services import analysis_create, analysis_update, result_release
+from apps.analyses.services import analysis_create, analysis_update
 from apps.api import serializers as s
+from apps.api.errors import CONFLICT_RESPONSE, Conflict, service_errors
 from apps.api.filters import AnalysisFilter, AnalysisResultFilter, DatasetFilter
 from apps.api.models import ApiToken
 from apps.api.pagination import query_whole_number
 from apps.api.parsers import BoundedJSONParser
 from apps.api.permissions import ApiClientsReadOnly, SteeringOnly, SteeringWrites, TokenScopes
+from apps.api.stored import stored_response, summaries_response
 from apps.audit.models import AuditEvent
 from apps.consortium import roles
 from apps.consortium.models import Centre, Outcome
@@ -45,15 +47,6 @@ from apps.datasets.services import dataset_set_status, dataset_version_restore, 
 from apps.datasets.uploads import upload_receive
 
 XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
-
-
-@contextmanager
-def _service_errors() -> Iterator[None]:
-    """A service's ValidationError (a message per field) becomes the API's 400 body."""
-    try:
-        yield
-    except DjangoValidationError as exc:
-        raise ValidationError(detail=serializers.as_serializer_error(exc)) from exc
 
 
 def _plain(data: Any) -> dict[str, Any]:
@@ -84,14 +77,6 @@ def _request_error(column: str | None, message: str) -> UploadError:
     return UploadError.about("invalid_request", message, column=column)
 
 
-class Conflict(APIException):
-    """The request is valid but the object's state does not allow it (e.g. withdrawing a draft)."""
-
-    status_code = status.HTTP_409_CONFLICT
-    default_detail = "The object's current state does not allow this."
-    default_code = "conflict"
-
-
 def _rejected_response(exc: UploadRejected) -> Response:
     errors = [e.to_dict() for e in exc.errors]
     return Response(
@@ -101,12 +86,6 @@ def _rejected_response(exc: UploadRejected) -> Response:
         },
         status=status.HTTP_400_BAD_REQUEST,
     )
-
-
-_CONFLICT = OpenApiResponse(
-    {"type": "object", "properties": {"detail": {"type": "string"}}, "required": ["detail"]},
-    "The object's current state does not allow this (e.g. withdrawing a draft); nothing changed.",
-)
 
 
 class CentreViewSet(viewsets.ReadOnlyModelViewSet):
@@ -128,13 +107,13 @@ class OutcomeViewSet(viewsets.ModelViewSet):
     http_method_names = ["get", "post", "patch", "head", "options"]
 
     def perform_create(self, serializer: serializers.BaseSerializer) -> None:
-        with _service_errors():
+        with service_errors():
             serializer.instance = outcome_create(
                 actor=cast(User, self.request.user), data=_plain(serializer.validated_data)
             )
 
     def perform_update(self, serializer: serializers.BaseSerializer) -> None:
-        with _service_errors():
+        with service_errors():
             serializer.instance = outcome_update(
                 actor=cast(User, self.request.user),
                 outcome=cast(Outcome, serializer.instance),
@@ -284,13 +263,17 @@ class DatasetViewSet(viewsets.ReadOnlyModelViewSet):
             raise Conflict(" ".join(exc.messages)) from exc
         return Response(self.get_serializer(dataset).data)
 
-    @extend_schema(request=s.StatusChangeSerializer, responses={200: s.DatasetSerializer, 409: _CONFLICT})
+    @extend_schema(
+        request=s.StatusChangeSerializer, responses={200: s.DatasetSerializer, 409: CONFLICT_RESPONSE}
+    )
     @action(detail=True, methods=["post"])
     def submit(self, request: Request, pk: str | None = None, version: str | None = None) -> Response:
         """Submit the dataset: its current version enters the consortium's analyses."""
         return self._change_status(request, Dataset.Status.SUBMITTED)
 
-    @extend_schema(request=s.StatusChangeSerializer, responses={200: s.DatasetSerializer, 409: _CONFLICT})
+    @extend_schema(
+        request=s.StatusChangeSerializer, responses={200: s.DatasetSerializer, 409: CONFLICT_RESPONSE}
+    )
     @action(detail=True, methods=["post"])
     def withdraw(self, request: Request, pk: str | None = None, version: str | None = None) -> Response:
         """Withdraw the dataset: kept, but no longer analysed."""
@@ -410,6 +393,10 @@ class DatasetViewSet(viewsets.ReadOnlyModelViewSet):
         )
 
 
+#: a result's large columns, which a page that shows its summary never needs
+_RESULT_BULK = ("blocks", "detail_json", "studies", "notes", "omitted", "spec", "dataset_versions", "error")
+
+
 class AnalysisViewSet(viewsets.ModelViewSet):
     """Analyses: the steering group's specifications over an outcome."""
 
@@ -422,19 +409,27 @@ class AnalysisViewSet(viewsets.ModelViewSet):
     write_scope = ApiToken.Scope.ANALYSES_WRITE
 
     def get_queryset(self) -> Any:
-        return Analysis.objects.visible_to(self.request.user).select_related("outcome", "current_result")
+        # the current result's stored summary, not its blocks (megabytes at large k)
+        return (
+            Analysis.objects.visible_to(self.request.user)
+            .select_related("outcome", "current_result")
+            .defer(*(f"current_result__{name}" for name in _RESULT_BULK))
+        )
 
     def get_serializer_context(self) -> dict[str, Any]:
         context = dict(super().get_serializer_context())
         if not roles.reads_unreleased_results(self.request.user):
+            current = Analysis.objects.values("current_result_id")
             context["visible_result_ids"] = set(
-                AnalysisResult.objects.visible_to(self.request.user).values_list("pk", flat=True)
+                AnalysisResult.objects.visible_to(self.request.user)
+                .filter(pk__in=current)
+                .values_list("pk", flat=True)
             )
         return context
 
     def perform_create(self, serializer: serializers.BaseSerializer) -> None:
         data = _plain(serializer.validated_data)
-        with _service_errors():
+        with service_errors():
             serializer.instance = analysis_create(
                 actor=cast(User, self.request.user), outcome=data.pop("outcome"), data=data
             )
@@ -443,30 +438,34 @@ class AnalysisViewSet(viewsets.ModelViewSet):
         data = _plain(serializer.validated_data)
         data.pop("outcome", None)  # the serializer refuses a change of outcome
         analysis = cast(Analysis, serializer.instance)
-        with _service_errors():
+        with service_errors():
             serializer.instance = analysis_update(
                 actor=cast(User, self.request.user), analysis=analysis, changes=data
             )
 
     @extend_schema(responses=s.AnalysisResultSummarySerializer(many=True))
     @action(detail=True, methods=["get"], filter_backends=[])
-    def history(self, request: Request, pk: str | None = None, version: str | None = None) -> Response:
+    def history(self, request: Request, pk: str | None = None, version: str | None = None) -> HttpResponse:
         """Every result of this analysis the user may see, newest first: how the estimate moved."""
         analysis = self.get_object()
         results = AnalysisResult.objects.visible_to(request.user).filter(analysis=analysis).order_by("-seq")
-        page = self.paginate_queryset(results)
-        return self.get_paginated_response(s.AnalysisResultSummarySerializer(page, many=True).data)
+        return summaries_response(self, results)
 
 
 class AnalysisResultViewSet(viewsets.ReadOnlyModelViewSet):
-    """Immutable result snapshots with full provenance. Non-steering users see released ones only."""
+    """Immutable result snapshots with full provenance. Members and API clients read the results of
+    published releases; the steering group reads every result.
+
+    Reads send the documents stored with each result (``apps.analyses.documents``) as they are:
+    no serializer runs and no block is decoded. The serializers named in the schema describe them.
+    """
 
     filterset_class = AnalysisResultFilter
 
     permission_classes = [IsAuthenticated, TokenScopes, ApiClientsReadOnly]
     read_scope = ApiToken.Scope.RESULTS_READ
     # an export holds the study rows: reading it takes the datasets scope
-    action_scopes = {"release": ApiToken.Scope.ANALYSES_WRITE, "export": ApiToken.Scope.DATASETS_READ}
+    action_scopes = {"export": ApiToken.Scope.DATASETS_READ}
 
     def get_serializer_class(self) -> type[serializers.BaseSerializer]:
         return s.AnalysisResultSerializer if self.action == "retrieve" else s.AnalysisResultSummarySerializer
@@ -474,17 +473,66 @@ class AnalysisResultViewSet(viewsets.ReadOnlyModelViewSet):
     def get_queryset(self) -> Any:
         return AnalysisResult.objects.visible_to(self.request.user).order_by("-id")
 
+    def _one(self, pk: Any) -> Any:
+        """The result ``pk`` if the user may read it (an id that is not a number: none)."""
+        if not str(pk).isascii() or not str(pk).isdigit() or len(str(pk)) > 18:
+            raise Http404
+        return self.get_queryset().filter(pk=int(pk))
+
+    def list(self, request: Request, *args: Any, **kwargs: Any) -> HttpResponse:  # type: ignore[override]
+        """Result summaries, newest first: the pooled headline and the provenance, never blocks."""
+        return summaries_response(self, self.filter_queryset(self.get_queryset()))
+
+    @extend_schema(
+        responses={200: s.AnalysisResultSerializer, 304: OpenApiResponse(description="Not modified.")}
+    )
+    def retrieve(self, request: Request, *args: Any, **kwargs: Any) -> HttpResponse:  # type: ignore[override]
+        """One result: its summary, specification, notes, omitted rows and the index of its blocks
+        (each fetched from its own address). ``ETag``/``Last-Modified``; conditional GETs get 304."""
+        row = self._one(kwargs["pk"]).values_list("detail_json", "etag", "finished_at").first()
+        if row is None:
+            raise Http404
+        return stored_response(request, row[0].encode(), etag=row[1], last_modified=row[2])
+
+    @extend_schema(
+        responses={
+            (200, "application/json"): OpenApiTypes.OBJECT,
+            304: OpenApiResponse(description="Not modified."),
+        }
+    )
+    @action(detail=True, methods=["get"], url_path=r"blocks/(?P<name>[A-Za-z0-9_]{1,64})", filter_backends=[])
+    def block(
+        self, request: Request, pk: str | None = None, name: str = "", version: str | None = None
+    ) -> HttpResponse:
+        """One block of a result (``fit``, ``leave1out``, ``effect_sizes``, ...), gzip-compressed
+        when the client sends ``Accept-Encoding: gzip``. The detail's ``blocks`` lists the names."""
+        row = (
+            self._one(pk)
+            .filter(blocks__has_key=name)
+            .annotate(block=KeyTransform(name, "blocks"))
+            .values_list("block", "etag", "finished_at")
+            .first()
+        )
+        if row is None:
+            if self._one(pk).exists():
+                raise NotFound(f"This result has no block {name!r}; its detail lists the blocks it has.")
+            raise Http404
+        block, etag, finished_at = row
+        return stored_response(
+            request, block_bytes(block), etag=f"{etag}.{name}", last_modified=finished_at, compress=True
+        )
+
     @extend_schema(
         parameters=[
             OpenApiParameter(
                 "fmt",
                 str,
-                enum=list(EXPORT_TYPES),
+                enum=[*EXPORT_TYPES],
                 description="csv, json (the rows), r, python (scripts), bundle (zip)",
             )
         ],
         responses={(200, content_type): OpenApiTypes.BINARY for content_type in set(EXPORT_TYPES.values())}
-        | {409: _CONFLICT},
+        | {409: CONFLICT_RESPONSE},
     )
     @action(detail=True, methods=["get"])
     def export(self, request: Request, pk: str | None = None, version: str | None = None) -> HttpResponse:
@@ -509,17 +557,6 @@ class AnalysisResultViewSet(viewsets.ReadOnlyModelViewSet):
         response["Content-Disposition"] = f'attachment; filename="{exported.filename}"'
         response["X-Content-Type-Options"] = "nosniff"
         return response
-
-    @extend_schema(request=None, responses={200: s.AnalysisResultSummarySerializer, 409: _CONFLICT})
-    @action(detail=True, methods=["post"], permission_classes=[IsAuthenticated, TokenScopes, SteeringOnly])
-    def release(self, request: Request, pk: str | None = None, version: str | None = None) -> Response:
-        """Release a result to members and API clients (steering group)."""
-        result = self.get_object()
-        try:
-            result = result_release(actor=request.user, result=result)
-        except ValueError as exc:
-            raise Conflict(str(exc)) from exc
-        return Response(s.AnalysisResultSummarySerializer(result).data)
 
 
 class AuditEventViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):

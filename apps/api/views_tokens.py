@@ -23,10 +23,10 @@ from rest_framework.response import Response
 
 from apps.api import serializers as s
 from apps.api.authentication import ApiTokenAuthentication, PasswordAuthentication
+from apps.api.errors import service_errors
 from apps.api.models import ApiToken
 from apps.api.permissions import TokenScopes
 from apps.api.tokens import token_create, token_revoke, tokens_of
-from apps.api.views import _service_errors
 from apps.consortium import roles
 
 
@@ -76,7 +76,7 @@ class ApiTokenViewSet(
             if owner is None or not roles.is_administrator(actor):
                 raise NotFound("No such service account.")
         try:
-            with _service_errors():
+            with service_errors():
                 token, secret = token_create(actor=actor, user=owner, data=data)
         except DjangoPermissionDenied as exc:
             raise PermissionDenied(str(exc)) from exc

@@ -92,6 +92,12 @@ def _configure() -> None:
                 "schedule": float(settings.OUTBOX_RELAY_INTERVAL_SECONDS),
                 "options": {"expires": float(settings.OUTBOX_RELAY_INTERVAL_SECONDS) * 5},
             },
+            # embargoed releases are announced within a minute of the embargo's end
+            "releases-announce": {
+                "task": "workers.tasks.announce_releases",
+                "schedule": 60.0,
+                "options": {"expires": 120.0},
+            },
             "webhooks-sweep": {
                 "task": "workers.tasks.sweep_webhooks",
                 "schedule": float(settings.WEBHOOKS_SWEEP_INTERVAL_SECONDS),

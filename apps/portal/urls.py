@@ -1,6 +1,6 @@
 from django.urls import path
 
-from apps.portal import views
+from apps.portal import views, views_tokens
 
 app_name = "portal"
 
@@ -12,4 +12,6 @@ urlpatterns = [
     path("datasets/<int:pk>/<str:action>/", views.dataset_action, name="dataset-action"),
     path("upload/", views.upload, name="upload"),
     path("audit/", views.audit, name="audit"),
+    path("tokens/", views_tokens.tokens, name="tokens"),
+    path("tokens/<str:key>/revoke/", views_tokens.token_revoke_view, name="token-revoke"),
 ]

@@ -22,9 +22,9 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from apps.analyses.models import AnalysisResult
+from apps.api.errors import CONFLICT_RESPONSE, Conflict, service_errors
 from apps.api.filters import StrictChoiceFilter
 from apps.api.serializers import StrictBooleanField, StrictCharField, StrictFloatField, plain_text
-from apps.api.views import _CONFLICT, Conflict, _service_errors
 from apps.webhooks import events, services
 from apps.webhooks.models import Webhook, WebhookAttempt, WebhookDelivery
 
@@ -34,7 +34,7 @@ def _errors() -> Iterator[None]:
     """A service's ValidationError is a 400 per field, PermissionDenied a 403, a webhook deleted
     meanwhile a 404."""
     try:
-        with _service_errors():
+        with service_errors():
             yield
     except DjangoPermissionDenied as exc:
         raise PermissionDenied(str(exc)) from exc
@@ -237,7 +237,7 @@ class WebhookViewSet(
             webhook, _ = services.webhook_rotate_secret(actor=cast(User, request.user), webhook=webhook)
         return Response(WebhookWithSecretSerializer(webhook).data)
 
-    @extend_schema(request=None, responses={202: WebhookDeliverySerializer, 409: _CONFLICT})
+    @extend_schema(request=None, responses={202: WebhookDeliverySerializer, 409: CONFLICT_RESPONSE})
     @action(detail=True, methods=["post"])
     def ping(self, request: Request, pk: str | None = None, version: str | None = None) -> Response:
         """Queue a ``ping`` delivery to the receiver (also while the webhook is paused); 409 while an

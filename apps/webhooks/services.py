@@ -41,7 +41,7 @@ from django.db.models import Q
 from django.urls import reverse
 from django.utils import timezone
 
-from apps.analyses.models import Analysis, AnalysisResult
+from apps.analyses.models import Analysis, AnalysisResult, Release
 from apps.audit.services import audit_record
 from apps.config.celery import configured_app
 from apps.consortium import roles
@@ -349,7 +349,6 @@ def _result_view(result: AnalysisResult) -> dict[str, Any]:
         "url": reverse("v1:result-detail", kwargs={"pk": result.pk}),
         "seq": result.seq,
         "status": result.status,
-        "released": result.released,
         "k": result.k,
         "finished_at": _iso(result.finished_at),
         "engine_version": result.engine_version,
@@ -436,21 +435,32 @@ def deliveries_record_result(
     return recorded
 
 
-def deliveries_record_release(*, release: Any) -> list[WebhookDelivery]:
-    """Record ``release.published`` for every webhook that asks for it. ``release`` needs ``pk``,
-    ``name``, ``notes`` and ``published_at``."""
-    pk = release.pk if isinstance(release.pk, int) else str(release.pk)
-    published_at = getattr(release, "published_at", None)
+def deliveries_record_release(*, release: Release) -> list[WebhookDelivery]:
+    """Record ``release.published`` for every webhook that asks for it, now that members and API
+    clients may read the release (at publication, or when its embargo ended). The body names the
+    release and the result it froze for each analysis."""
+    entries = release.entries.select_related("analysis__outcome").order_by("analysis_id")
     data = {
         "release": {
-            "id": pk,
-            "name": str(release.name),
-            "notes": str(getattr(release, "notes", "") or ""),
-            "published_at": _iso(published_at) if isinstance(published_at, datetime) else published_at,
+            "id": release.pk,
+            "name": release.name,
+            "url": reverse("v1:release-detail", kwargs={"name": release.name}),
+            "notes": release.notes,
+            "published_at": _iso(release.published_at),
+            "embargo_until": _iso(release.embargo_until) if release.embargo_until else None,
+            "results": [
+                {
+                    "analysis": entry.analysis_id,
+                    "outcome": entry.analysis.outcome.code,
+                    "result": entry.result_id,
+                    "url": reverse("v1:result-detail", kwargs={"pk": entry.result_id}),
+                }
+                for entry in entries
+            ],
         }
     }
     return [
-        _record(webhook, events.RELEASE_PUBLISHED, data)
+        _record(webhook, events.RELEASE_PUBLISHED, data, result_ids=[e.result_id for e in entries])
         for webhook in _subscribed([events.RELEASE_PUBLISHED])
     ]
 

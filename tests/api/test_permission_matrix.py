@@ -8,13 +8,15 @@ change it gets 403; anonymous visitors get 401 from the API and a redirect to si
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import pytest
+from django.utils import timezone
 
 from apps.analyses.models import Analysis
-from apps.analyses.services import analysis_recompute, result_release
-from tests.conftest import SMD_ROWS, api_client_for, make_cast, store_rows
+from apps.analyses.services import analysis_recompute
+from tests.conftest import SMD_ROWS, api_client_for, make_cast, publish, store_rows
 
 USERS = ["anonymous", "dm_a", "member_a", "dm_b", "steering", "api_client", "admin"]
 OBJECTS = ["a_draft", "a_submitted", "b_draft", "b_submitted"]
@@ -211,12 +213,12 @@ def test_results_unreleased_only_for_steering_and_admin(user: str, tmp_media: An
     analysis = Analysis.objects.get(outcome=cast["outcome2"], is_default=True)
     first = analysis_recompute(analysis_id=analysis.pk)
     assert first is not None
-    result_release(actor=cast["users"]["steering"], result=first)
+    publish(cast["users"]["steering"], first)
     store_rows(
         centre=cast["centre_a"], outcome=cast["outcome2"], rows=[dict(r, m1i=r["m1i"] + 2) for r in SMD_ROWS]
     )
     unreleased = analysis_recompute(analysis_id=analysis.pk)
-    assert unreleased is not None and not unreleased.released
+    assert unreleased is not None and not unreleased.releases.exists()
     client = api_client_for(cast, user)
     resp = client.get("/api/v1/results/")
     if user == "anonymous":
@@ -227,11 +229,49 @@ def test_results_unreleased_only_for_steering_and_admin(user: str, tmp_media: An
     assert first.pk in ids
     assert (unreleased.pk in ids) == sees_unreleased
     assert client.get(f"/api/v1/results/{unreleased.pk}/").status_code == (200 if sees_unreleased else 404)
-    # Releasing is a steering action: refused (403, whatever the id) for everyone else.
-    release = client.post(f"/api/v1/results/{unreleased.pk}/release/")
-    assert release.status_code == (200 if sees_unreleased else 403)
-    unreleased.refresh_from_db()
-    assert unreleased.released == sees_unreleased
+    # Publishing a release is a steering action: refused (403) for everyone else.
+    release = client.post("/api/v1/releases/", {"name": "next", "analyses": [analysis.pk]}, format="json")
+    assert release.status_code == (201 if sees_unreleased else 403), release.content
+    assert unreleased.releases.exists() == sees_unreleased
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("user", USERS)
+def test_releases_readable_by_every_reader_embargoed_ones_by_steering_only(user: str, tmp_media: Any) -> None:
+    cast = _world()
+    analysis = Analysis.objects.get(outcome=cast["outcome2"], is_default=True)
+    first = analysis_recompute(analysis_id=analysis.pk)
+    assert first is not None
+    publish(cast["users"]["steering"], first, name="2026.1")
+    store_rows(
+        centre=cast["centre_a"], outcome=cast["outcome2"], rows=[dict(r, m1i=r["m1i"] + 2) for r in SMD_ROWS]
+    )
+    later = analysis_recompute(analysis_id=analysis.pk)
+    assert later is not None
+    publish(cast["users"]["steering"], later, name="2026.2", embargo_until=timezone.now() + timedelta(days=3))
+    client = api_client_for(cast, user)
+    listed = client.get("/api/v1/releases/")
+    if user == "anonymous":
+        assert listed.status_code == 401
+        assert client.get("/api/v1/releases/2026.1/").status_code == 401
+        return
+    steering = user in ("steering", "admin")
+    assert [r["name"] for r in listed.json()["results"]] == (["2026.2", "2026.1"] if steering else ["2026.1"])
+    detail = client.get("/api/v1/releases/2026.1/").json()
+    assert detail["results"][0]["result"] == first.pk and detail["readable"] is True
+    assert client.get("/api/v1/releases/2026.2/").status_code == (200 if steering else 404)
+    frozen = client.get("/api/v1/releases/2026.1/results/").json()["results"]
+    assert [r["id"] for r in frozen] == [first.pk]
+    by_filter = client.get("/api/v1/results/?release=2026.2").json()["results"]
+    assert [r["id"] for r in by_filter] == ([later.pk] if steering else [])
+    # never changed, never deleted
+    for method in ("put", "patch", "delete"):
+        assert getattr(client, method)(
+            "/api/v1/releases/2026.1/", {"notes": "x"}, format="json"
+        ).status_code in (
+            403,
+            405,
+        )
 
 
 @pytest.mark.django_db
@@ -340,7 +380,7 @@ def test_result_history_and_outcome_page_hide_unreleased_results(user: str, tmp_
     analysis = Analysis.objects.get(outcome=cast["outcome2"], is_default=True)
     released = analysis_recompute(analysis_id=analysis.pk)
     assert released is not None
-    result_release(actor=cast["users"]["steering"], result=released)
+    publish(cast["users"]["steering"], released)
     store_rows(
         centre=cast["centre_a"], outcome=cast["outcome2"], rows=[dict(r, m1i=r["m1i"] + 5) for r in SMD_ROWS]
     )

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from apps.analyses.models import Analysis
-from apps.analyses.services import analysis_recompute, result_release
-from tests.conftest import SMD_ROWS, api_client_for, store_rows
+from apps.analyses.services import analysis_recompute
+from tests.conftest import SMD_ROWS, api_client_for, publish, store_rows
 
 pytestmark = pytest.mark.django_db
 
@@ -21,7 +21,7 @@ def _result(cast: dict[str, Any]) -> Any:
     store_rows(centre=cast["centre_b"], outcome=cast["outcome"], rows=other, submit=True)
     analysis = Analysis.objects.get(outcome=cast["outcome"], is_default=True)
     result = analysis_recompute(analysis_id=analysis.pk)
-    result_release(actor=cast["users"]["steering"], result=result)
+    publish(cast["users"]["steering"], result)
     return result
 
 

@@ -33,7 +33,7 @@ from django.core.signals import request_finished, request_started
 from django.db import close_old_connections, transaction
 from hypothesis import HealthCheck
 
-from tests.conftest import SMD_ROWS, make_cast, store_rows
+from tests.conftest import SMD_ROWS, make_cast, publish, store_rows
 
 ROLES = ["steering", "dm_a", "member_a", "api_client"]
 # Examples per operation in the fuzzing phase; the examples and coverage phases add their own
@@ -53,7 +53,7 @@ def populate() -> dict[str, Any]:
     """The cast of tests/conftest.py with datasets in every state (draft, submitted, withdrawn), two
     versions of one, and results of every kind (released, unreleased, failed)."""
     from apps.analyses.models import Analysis, AnalysisResult
-    from apps.analyses.services import analysis_create_default, analysis_recompute, result_release
+    from apps.analyses.services import analysis_create_default, analysis_recompute
     from apps.api.tokens import allowed_scopes, token_create
     from apps.consortium.models import Outcome
     from apps.datasets.models import Dataset
@@ -79,7 +79,7 @@ def populate() -> dict[str, Any]:
         analysis_recompute(analysis_id=analysis.pk)
     # The depression result is released (members and API clients see it); the others are not.
     released = AnalysisResult.objects.get(analysis__outcome=dep)
-    result_release(actor=users["steering"], result=released)
+    publish(users["steering"], released)
 
     tokens = {"api_client": cast["token"]}
     for role in ROLES:
@@ -125,14 +125,16 @@ def wsgi_app() -> Iterator[Any]:
 
 
 # Writes that a permission class refuses before the request body is read, for every role but the
-# steering group: outcomes and analyses (SteeringWrites) and releasing a result (SteeringOnly); and
+# steering group: outcomes and analyses (SteeringWrites) and publishing a release; and
 # every write of the API client (ApiClientsReadOnly). For a role refused up front, the coverage
 # phase's few hundred body variants per operation would all get the same 403, so it is off there;
 # the fuzzing phase still sends that role its examples (positive and negative), enough to check that
 # the refusal is a documented, well-formed response and never a 5xx. Dataset writes (upload, submit,
 # withdraw, restore) are decided per centre inside the view, so every person gets their full coverage
 # phase there. (Operation names are "METHOD /path".)
-STEERING_WRITES = r"^(POST|PATCH) /api/v1/(outcomes/|outcomes/\{code\}/|analyses/|analyses/\{id\}/|results/\{id\}/release/)$"
+STEERING_WRITES = (
+    r"^(POST|PATCH) /api/v1/(outcomes/|outcomes/\{code\}/|analyses/|analyses/\{id\}/|releases/)$"
+)
 DATASET_WRITES = (
     r"^POST /api/v1/datasets/(upload/|\{id\}/submit/|\{id\}/withdraw/|\{id\}/versions/\{number\}/restore/)$"
 )
@@ -140,7 +142,7 @@ DATASET_WRITES = (
 
 SEMANTIC_WRITES = (
     r"^(POST|PATCH) /api/v1/(outcomes/|outcomes/\{code\}/|analyses/|analyses/\{id\}/)$"
-    r"|^POST /api/v1/datasets/upload/$"
+    r"|^POST /api/v1/(datasets/upload/|releases/)$"
 )
 POSITIVE_DEFAULT = ["2xx", "3xx", "401", "403", "404", "409", "429"]
 

@@ -29,6 +29,13 @@ def _current(client: Any, outcome: str) -> dict[str, Any] | None:
     return None
 
 
+def _with_blocks(client: Any, result_id: int) -> dict[str, Any]:
+    """A result's detail with every block fetched from the address its index gives."""
+    result = client.get(f"/api/v1/results/{result_id}/").json()
+    result["blocks"] = {name: client.get(block["url"]).json() for name, block in result["blocks"].items()}
+    return result
+
+
 def test_upload_flows_through_the_worker_to_the_api_and_the_outcome_page(
     live_worker: Any, tmp_media: Any
 ) -> None:
@@ -54,7 +61,7 @@ def test_upload_flows_through_the_worker_to_the_api_and_the_outcome_page(
 
     # Then the worker recomputes and the API returns the result with its provenance
     data = wait_until(lambda: _current(steering, "rf"), timeout=60, what="the recompute")
-    result = steering.get(f"/api/v1/results/{data['current_result']['id']}/").json()
+    result = _with_blocks(steering, data["current_result"]["id"])
     assert result["status"] == "done"
     assert result["k"] == 4
     assert [(v["version"], v["checksum"]) for v in result["dataset_versions"]] == [
@@ -144,7 +151,7 @@ def test_dependent_upload_is_pooled_with_che_and_cr2_as_the_engine_pools_it(
     assert dm.post(f"/api/v1/datasets/{resp.json()['dataset']['id']}/submit/", {}).status_code == 200
 
     data = wait_until(lambda: _current(steering, "rf"), timeout=60, what="the recompute")
-    result = steering.get(f"/api/v1/results/{data['current_result']['id']}/").json()
+    result = _with_blocks(steering, data["current_result"]["id"])
     summary = result["blocks"]["summary"]
     # each row's effect says how it was derived
     derivations = result["blocks"]["effect_sizes"]["derivation"]

@@ -7,15 +7,13 @@ from __future__ import annotations
 import os
 import signal
 import time
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from django.db import transaction
-from django.utils import timezone
 
 from apps.analyses.models import Analysis
-from apps.analyses.signals import release_published
+from apps.analyses.releases import release_publish
+from apps.analyses.services import analysis_recompute
 from apps.webhooks import events, services
 from apps.webhooks.models import Webhook, WebhookAttempt, WebhookDelivery
 from tests.conftest import SMD_ROWS, api_client_for, make_cast, store_rows
@@ -194,14 +192,15 @@ def test_a_stopped_broker_delays_but_does_not_lose_deliveries(
     webhook, _ = subscribe(cast["users"]["steering"], receiver.url, [events.RELEASE_PUBLISHED])
     ping = services.webhook_ping(actor=cast["users"]["steering"], webhook=webhook)
     wait_until(lambda: delivered(ping.pk), timeout=60, what="the ping before the outage", state=state)
+    store_rows(centre=cast["centre_a"], outcome=cast["outcome"], rows=SMD_ROWS, submit=True)
+    analysis = Analysis.objects.get(outcome=cast["outcome"], is_default=True)
+    analysis_recompute(analysis_id=analysis.pk)
 
     private_redis.stop()
     # While the broker is down: a ping through the API and a published release are recorded...
     resp = api_client_for(cast, "steering").post(f"/api/v1/webhooks/{webhook.pk}/ping/")
     assert resp.status_code == 202
-    release = SimpleNamespace(pk=3, name="Outage release", notes="", published_at=timezone.now())
-    with transaction.atomic():
-        release_published.send(sender=SimpleNamespace, release=release)
+    release_publish(actor=cast["users"]["steering"], name="outage-release", analyses=[analysis.pk])
     time.sleep(4)
     # ... and wait in the database, not delivered, not lost
     waiting = list(WebhookDelivery.objects.exclude(pk=ping.pk))
@@ -218,5 +217,5 @@ def test_a_stopped_broker_delays_but_does_not_lose_deliveries(
     )
     assert sorted(r.event for r in receiver.requests) == ["ping", "ping", "release.published"]
     release_body = receiver.of_event(events.RELEASE_PUBLISHED)[0].json()
-    assert release_body["data"]["release"]["name"] == "Outage release"
+    assert release_body["data"]["release"]["name"] == "outage-release"
     assert Webhook.objects.get(pk=webhook.pk).active

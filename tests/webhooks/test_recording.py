@@ -3,21 +3,23 @@ events each new result fires and only for owners who may read it."""
 
 from __future__ import annotations
 
-from types import SimpleNamespace
+from datetime import timedelta
 from typing import Any
+from unittest.mock import patch
 
 import pytest
 from django.db import transaction
 from django.utils import timezone
 
-from apps.analyses.models import Analysis, AnalysisResult
-from apps.analyses.services import analysis_create, analysis_recompute, result_release
-from apps.analyses.signals import release_published, result_stored
+from apps.analyses.models import Analysis, AnalysisResult, Release
+from apps.analyses.releases import release_publish, releases_announce
+from apps.analyses.services import analysis_create, analysis_recompute
+from apps.analyses.signals import result_stored
 from apps.audit.models import AuditEvent
 from apps.consortium.models import ConsortiumRole
 from apps.webhooks import events
 from apps.webhooks.models import Webhook, WebhookDelivery
-from tests.conftest import SMD_ROWS, make_cast, store_rows
+from tests.conftest import SMD_ROWS, make_cast, publish, store_rows
 from tests.webhooks.conftest import subscribe
 
 pytestmark = pytest.mark.django_db
@@ -86,7 +88,7 @@ def test_each_result_fires_result_changed_and_its_conditions(world: dict[str, An
     }
     assert (data["scale"], data["null"]) == ("identity", 0.0)
     assert data["result"]["id"] == third.pk and data["result"]["url"] == f"/api/v1/results/{third.pk}/"
-    assert data["result"]["pooled"] == third.pooled and data["result"]["released"] is False
+    assert data["result"]["pooled"] == third.pooled
     assert data["previous"]["id"] == second.pk and data["previous"]["pooled"] == second.pooled
     assert data["condition"]["before"] == pytest.approx(second.pooled["estimate"])
     assert data["condition"]["after"] == pytest.approx(third.pooled["estimate"])
@@ -124,17 +126,17 @@ def test_members_and_api_clients_get_a_result_when_it_is_released(world: dict[st
     assert events_of(member) == events_of(client) == []
 
     # released, the result is new to them (and not again to the steering group, who had it)
-    result_release(actor=users["steering"], result=first)
+    publish(users["steering"], first)
     assert events_of(member, first) == [events.RESULT_CHANGED, events.CI_EXCLUDES_NULL]
     assert events_of(steering) == [events.RESULT_CHANGED]
-    result_release(actor=users["steering"], result=first)  # releasing twice announces once
+    publish(users["steering"], first)  # releasing twice announces once
     assert events_of(member, first) == [events.RESULT_CHANGED, events.CI_EXCLUDES_NULL]
 
     # compared with the newest result they could read before, never with an unreleased one
     second = recompute(world, SHIFTED)
     third = recompute(world, SWAPPED)
     assert events_of(member, second) == events_of(member, third) == []
-    result_release(actor=users["steering"], result=third)
+    publish(users["steering"], third)
     # both intervals exclude 0 (on opposite sides): the sign and the size changed
     assert events_of(member, third) == [
         events.RESULT_CHANGED,
@@ -152,15 +154,13 @@ def test_members_and_api_clients_get_a_result_when_it_is_released(world: dict[st
 def test_a_delivery_commits_or_rolls_back_with_the_change(world: dict[str, Any]) -> None:
     subscribe(world["users"]["steering"], HOOK, [events.RESULT_CHANGED, events.RELEASE_PUBLISHED])
     first = recompute(world, SMD_ROWS)
-    before = WebhookDelivery.objects.count()
+    before = (WebhookDelivery.objects.count(), Release.objects.count())
     with pytest.raises(RuntimeError), transaction.atomic():
         result_stored.send(sender=AnalysisResult, result=first, previous_id=None)
-        release_published.send(
-            sender=object, release=SimpleNamespace(pk=1, name="r", notes="", published_at=None)
-        )
-        assert WebhookDelivery.objects.count() == before + 2
+        publish(world["users"]["steering"], first)
+        assert WebhookDelivery.objects.count() == before[0] + 2
         raise RuntimeError("the change failed")
-    assert WebhookDelivery.objects.count() == before
+    assert (WebhookDelivery.objects.count(), Release.objects.count()) == before
 
 
 def test_a_published_release_is_announced_to_its_subscribers(world: dict[str, Any]) -> None:
@@ -168,24 +168,51 @@ def test_a_published_release_is_announced_to_its_subscribers(world: dict[str, An
     member, _ = subscribe(users["member_a"], HOOK, [events.RELEASE_PUBLISHED])
     client, _ = subscribe(users["api_client"], HOOK, [events.RELEASE_PUBLISHED, events.RESULT_CHANGED])
     other, _ = subscribe(users["steering"], HOOK, [events.RESULT_CHANGED])
-    published = timezone.now()
-    release = SimpleNamespace(
-        pk=7, name="2026 spring update", notes="Adds two trials.", published_at=published
+    first = recompute(world, SMD_ROWS)
+    release, _ = release_publish(
+        actor=users["steering"], name="2026.1", notes="Adds two trials.", analyses=[first.analysis_id]
     )
-    with transaction.atomic():
-        release_published.send(sender=SimpleNamespace, release=release)
     for webhook in (member, client):
-        delivery = webhook.deliveries.get()
-        assert delivery.event == events.RELEASE_PUBLISHED and delivery.result_ids == []
+        delivery = webhook.deliveries.get(event=events.RELEASE_PUBLISHED)
+        assert delivery.result_ids == [first.pk]
         assert delivery.payload["data"] == {
             "release": {
-                "id": 7,
-                "name": "2026 spring update",
+                "id": release.pk,
+                "name": "2026.1",
+                "url": "/api/v1/releases/2026.1/",
                 "notes": "Adds two trials.",
-                "published_at": published.isoformat().replace("+00:00", "Z"),
+                "published_at": release.published_at.isoformat().replace("+00:00", "Z"),
+                "embargo_until": None,
+                "results": [
+                    {
+                        "analysis": first.analysis_id,
+                        "outcome": "rf",
+                        "result": first.pk,
+                        "url": f"/api/v1/results/{first.pk}/",
+                    }
+                ],
             }
         }
-    assert not other.deliveries.exists()
+    # the API client also hears that the result is now readable to it; the member did not ask
+    assert events_of(client) == [events.RESULT_CHANGED, events.RELEASE_PUBLISHED]
+    assert events_of(other) == [events.RESULT_CHANGED]  # the steering group had it when it was stored
+
+
+def test_an_embargoed_release_is_announced_when_the_embargo_ends(world: dict[str, Any]) -> None:
+    users = world["users"]
+    member, _ = subscribe(users["member_a"], HOOK, [events.RELEASE_PUBLISHED, events.RESULT_CHANGED])
+    first = recompute(world, SMD_ROWS)
+    ends = timezone.now() + timedelta(hours=1)
+    release = publish(users["steering"], first, name="2026.2", embargo_until=ends)
+    assert releases_announce() == 0 and not member.deliveries.exists()  # not yet
+    assert not AnalysisResult.objects.visible_to(users["member_a"]).exists()
+    with patch("django.utils.timezone.now", return_value=ends + timedelta(seconds=1)):
+        assert AnalysisResult.objects.visible_to(users["member_a"]).get() == first
+        assert releases_announce() == 1
+        assert releases_announce() == 0  # announced once, however often the task runs
+    assert events_of(member) == [events.RESULT_CHANGED, events.RELEASE_PUBLISHED]
+    release.refresh_from_db()
+    assert release.announced_at is not None
 
 
 def test_paused_and_stopped_webhooks_record_nothing(world: dict[str, Any]) -> None:

@@ -16,8 +16,9 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
-from apps.analyses.models import Analysis, AnalysisResult
-from apps.analyses.services import analysis_create_default, analysis_recompute, result_release
+from apps.analyses.models import Analysis, Release
+from apps.analyses.releases import release_publish
+from apps.analyses.services import analysis_create_default, analysis_recompute
 from apps.api.models import ApiToken
 from apps.api.tokens import token_create, token_install, tokens_of
 from apps.consortium import demo
@@ -26,6 +27,9 @@ from apps.consortium.services import membership_set
 from apps.datasets.ingest import parse_json_rows
 from apps.datasets.models import Dataset
 from apps.datasets.services import dataset_set_status, dataset_version_create, upload_spec_for
+
+#: the demo's first release: what members and API clients read after ``make run``
+DEMO_RELEASE = "demo-2026.1"
 
 
 class Command(BaseCommand):
@@ -143,14 +147,13 @@ class Command(BaseCommand):
             for analysis in Analysis.objects.filter(is_default=True):
                 result = analysis_recompute(analysis_id=analysis.pk)
                 computed += result is not None
-                latest = (
-                    AnalysisResult.objects.filter(analysis=analysis, status="done").order_by("-seq").first()
+            if not Release.objects.exists():
+                # members and API clients read released results: the demo starts with a release
+                release_publish(
+                    actor=steering,
+                    name=DEMO_RELEASE,
+                    notes="The demo consortium's first results, published by the steering group.",
                 )
-                if (
-                    latest is not None
-                    and not AnalysisResult.objects.filter(analysis=analysis, released=True).exists()
-                ):
-                    result_release(actor=steering, result=latest)
         for what, secret in self.issued:
             self.stdout.write(f"  {what}: {secret}")
         self.stdout.write(

@@ -7,4 +7,12 @@ document.addEventListener("DOMContentLoaded", function () {
       select.form.submit();
     });
   });
+  // A <form data-confirm="..."> asks before it is sent (revoking a token, for instance).
+  document.querySelectorAll("form[data-confirm]").forEach(function (form) {
+    form.addEventListener("submit", function (event) {
+      if (!window.confirm(form.dataset.confirm)) {
+        event.preventDefault();
+      }
+    });
+  });
 });
