@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 MANAGE := $(BIN)/python manage.py
 REFERENCE ?= tests/metaanalysis/cases
 
-.PHONY: run test install migrate demo lint typecheck validate bench bench-engine bench-dependent bench-e2e bench-security check clean
+.PHONY: run test install migrate demo lint typecheck validate bench bench-engine bench-dependent bench-e2e bench-security bench-api check clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -53,7 +53,7 @@ check: lint typecheck
 validate: $(STAMP)
 	$(BIN)/python -m workers.metaanalysis.validate $(REFERENCE)
 
-bench: bench-engine bench-dependent bench-e2e bench-security
+bench: bench-engine bench-dependent bench-e2e bench-security bench-api
 
 bench-engine: $(STAMP)
 	$(BIN)/python -m bench.engine_bench --out bench/RESULTS.md
@@ -66,6 +66,9 @@ bench-e2e: $(STAMP)
 
 bench-security: $(STAMP)
 	$(BIN)/python -m bench.security_bench --out bench/SECURITY.md
+
+bench-api: $(STAMP)
+	$(BIN)/python -m bench.api_bench --out bench/API.md
 
 clean:
 	rm -rf var/ .pytest_cache .mypy_cache .ruff_cache

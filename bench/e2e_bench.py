@@ -59,6 +59,8 @@ def _prepare_environment() -> None:
 
 
 def _start_worker() -> subprocess.Popen[bytes]:
+    from apps.config.celery import WORKER_QUEUES
+
     log = Path(os.environ["PLATFORM_VAR_DIR"]) / "worker.log"
     proc = subprocess.Popen(  # noqa: S603
         [
@@ -72,7 +74,7 @@ def _start_worker() -> subprocess.Popen[bytes]:
             "--concurrency",
             "2",
             "-Q",
-            "recompute",
+            WORKER_QUEUES,
             "--without-gossip",
             "--without-mingle",
             "--without-heartbeat",

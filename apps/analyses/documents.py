@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+from functools import lru_cache
 from typing import Any
 
 from django.urls import reverse
+from django.utils import timezone
 from rest_framework.renderers import JSONRenderer
 
-from apps.analyses.models import AnalysisResult, pooled_of
+from apps.analyses.models import AnalysisResult, Release, ReleaseResult, pooled_of
 
 #: the summary's keys, in order (the list rows and the first keys of the detail)
 SUMMARY_FIELDS = (
@@ -112,6 +114,35 @@ def documents_store(result: AnalysisResult, *, manager: Any = None) -> None:
     rows: Any = manager or AnalysisResult.objects
     rows.filter(pk=result.pk).update(summary_json=summary, detail_json=detail, etag=etag)
     result.summary_json, result.detail_json, result.etag = summary, detail, etag
+
+
+@lru_cache(maxsize=2)
+def _stored_detail_sql(released_only: bool) -> str:
+    result, link, release = (
+        AnalysisResult._meta.db_table,
+        ReleaseResult._meta.db_table,
+        Release._meta.db_table,
+    )
+    sql = f"SELECT r.id, r.detail_json, r.etag, r.finished_at FROM {result} r WHERE r.id = %s"  # noqa: S608
+    if released_only:
+        # ``AnalysisResultQuerySet.released``: in a release with no embargo or an ended one
+        sql += (
+            f" AND EXISTS (SELECT 1 FROM {link} rr JOIN {release} rl ON rl.id = rr.release_id"  # noqa: S608
+            " WHERE rr.result_id = r.id AND (rl.embargo_until IS NULL OR rl.embargo_until <= %s))"
+        )
+    return sql
+
+
+def stored_detail(pk: int, *, released_only: bool) -> AnalysisResult | None:
+    """The result ``pk`` with only its stored detail, ETag and time (``released_only``: if a
+    readable release holds it), or None. The same rule as ``visible_to``, written as one fixed
+    statement because every read of a result runs it: the ORM spent 1.9 ms compiling the
+    queryset each time, this 0.2 ms (bench/API.md); a test holds the two to the same answers."""
+    params: list[Any] = [pk]
+    if released_only:
+        params.append(timezone.now())
+    found = list(AnalysisResult.objects.raw(_stored_detail_sql(released_only), params))
+    return found[0] if found else None
 
 
 def summaries_page(meta: dict[str, Any], summaries: list[str]) -> bytes:

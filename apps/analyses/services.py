@@ -20,12 +20,11 @@ from __future__ import annotations
 
 import logging
 import math
-import threading
 import time
 from collections.abc import Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import timedelta
+from functools import partial
 from typing import Any
 
 from django.conf import settings
@@ -38,6 +37,7 @@ from apps.analyses.models import Analysis, AnalysisResult, OutboxEvent
 from apps.analyses.signals import result_stored
 from apps.audit.services import audit_record
 from apps.config.celery import configured_app
+from apps.config.publisher import publish_soon
 from apps.consortium import roles
 from apps.consortium.models import Outcome
 from apps.consortium.validators import FieldChecks, clean_text
@@ -84,38 +84,11 @@ def analysis_request_recompute_many(*, analysis_ids: Iterable[int]) -> list[Outb
 
 # --- the relay --------------------------------------------------------------------------------
 
-_publisher: ThreadPoolExecutor | None = None
-_publisher_lock = threading.Lock()
-
 
 def outbox_publish_soon(*, event_ids: list[int]) -> None:
-    """Publish in a background thread so that a slow or absent broker never holds up a request."""
-    global _publisher
-    with _publisher_lock:
-        if _publisher is None:
-            _publisher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="outbox")
-        _publisher.submit(_publish_in_thread, event_ids)
-
-
-def outbox_publisher_drain() -> None:
-    """Wait until every publication handed to the background thread has been attempted.
-
-    For orderly shutdown (and tests): whatever was not published stays pending for the relay.
-    """
-    global _publisher
-    with _publisher_lock:
-        publisher, _publisher = _publisher, None
-    if publisher is not None:
-        publisher.shutdown(wait=True)
-
-
-def _publish_in_thread(event_ids: list[int]) -> None:
-    try:
-        outbox_publish_pending(event_ids=event_ids)
-    except Exception:  # the relay retries; never let a thread die noisily
-        logger.exception("Publishing outbox events failed; the relay will retry.")
-    finally:
-        connection.close()
+    """Publish in the background publisher so that a slow or absent broker never holds up a
+    request (``apps.config.publisher``); what fails stays pending for the relay."""
+    publish_soon(partial(outbox_publish_pending, event_ids=event_ids), what="recompute requests")
 
 
 def _send(analysis_id: int) -> None:

@@ -23,7 +23,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.utils.urls import replace_query_param
 
-from apps.analyses.documents import block_bytes
+from apps.analyses.documents import block_bytes, stored_detail
 from apps.analyses.exports import CONTENT_TYPES as EXPORT_TYPES
 from apps.analyses.exports import ExportError, export_file
 from apps.analyses.models import Analysis, AnalysisResult
@@ -473,11 +473,16 @@ class AnalysisResultViewSet(viewsets.ReadOnlyModelViewSet):
     def get_queryset(self) -> Any:
         return AnalysisResult.objects.visible_to(self.request.user).order_by("-id")
 
-    def _one(self, pk: Any) -> Any:
-        """The result ``pk`` if the user may read it (an id that is not a number: none)."""
+    @staticmethod
+    def _id(pk: Any) -> int:
+        """``pk`` as a result id (one that is not a number names no result: 404)."""
         if not str(pk).isascii() or not str(pk).isdigit() or len(str(pk)) > 18:
             raise Http404
-        return self.get_queryset().filter(pk=int(pk))
+        return int(pk)
+
+    def _one(self, pk: Any) -> Any:
+        """The result ``pk`` if the user may read it."""
+        return self.get_queryset().filter(pk=self._id(pk))
 
     def list(self, request: Request, *args: Any, **kwargs: Any) -> HttpResponse:  # type: ignore[override]
         """Result summaries, newest first: the pooled headline and the provenance, never blocks."""
@@ -489,10 +494,14 @@ class AnalysisResultViewSet(viewsets.ReadOnlyModelViewSet):
     def retrieve(self, request: Request, *args: Any, **kwargs: Any) -> HttpResponse:  # type: ignore[override]
         """One result: its summary, specification, notes, omitted rows and the index of its blocks
         (each fetched from its own address). ``ETag``/``Last-Modified``; conditional GETs get 304."""
-        row = self._one(kwargs["pk"]).values_list("detail_json", "etag", "finished_at").first()
-        if row is None:
+        result = stored_detail(
+            self._id(kwargs["pk"]), released_only=not roles.reads_unreleased_results(request.user)
+        )
+        if result is None:
             raise Http404
-        return stored_response(request, row[0].encode(), etag=row[1], last_modified=row[2])
+        return stored_response(
+            request, result.detail_json.encode(), etag=result.etag, last_modified=result.finished_at
+        )
 
     @extend_schema(
         responses={

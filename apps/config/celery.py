@@ -21,6 +21,11 @@ import threading
 
 from celery import Celery
 
+#: the queues: recomputes, and webhook deliveries (``-Q recompute,webhooks`` consumes both)
+RECOMPUTE_QUEUE = "recompute"
+WEBHOOKS_QUEUE = "webhooks"
+WORKER_QUEUES = f"{RECOMPUTE_QUEUE},{WEBHOOKS_QUEUE}"
+
 app = Celery("platform")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 _configured = False
@@ -71,7 +76,10 @@ def _configure() -> None:
         worker_prefetch_multiplier=1,
         task_time_limit=settings.CELERY_TASK_TIME_LIMIT,
         task_soft_time_limit=settings.CELERY_TASK_SOFT_TIME_LIMIT,
-        task_default_queue="recompute",
+        task_default_queue=RECOMPUTE_QUEUE,
+        # webhook deliveries wait on partners' receivers (up to 10 s each): a queue of their own,
+        # so that a slow receiver never holds up a recompute; workers consume both by default
+        task_routes={"workers.tasks.deliver_webhook": {"queue": WEBHOOKS_QUEUE}},
         task_serializer="json",
         accept_content=["json"],
         worker_hijack_root_logger=False,

@@ -6,9 +6,10 @@ answer the questions every queryset and view asks, in one place.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from django.contrib.auth.models import AnonymousUser
+from django.db.models import Exists
 from guardian.shortcuts import get_objects_for_user
 
 from apps.consortium.models import ApiClient, Centre, ConsortiumRole
@@ -24,12 +25,32 @@ def is_administrator(user: AnyUser) -> bool:
     return bool(user.is_authenticated and user.is_active and user.is_superuser)
 
 
+#: where :func:`remember_steering` leaves the answer on a request's user object
+_STEERING = "_roles_is_steering"
+
+
 def is_steering(user: AnyUser) -> bool:
     if not (user.is_authenticated and user.is_active):
         return False
     if is_administrator(user):
         return True
+    known = user.__dict__.get(_STEERING)
+    if known is not None:
+        return bool(known)
     return ConsortiumRole.objects.filter(user=user, role=ConsortiumRole.Role.STEERING).exists()
+
+
+def steering_exists(user_ref: Any) -> Exists:
+    """An ``Exists`` expression for "this user has the steering role", to annotate a query that
+    loads the user (token authentication loads user and role in one query)."""
+    return Exists(ConsortiumRole.objects.filter(user=user_ref, role=ConsortiumRole.Role.STEERING))
+
+
+def remember_steering(user: AnyUser, value: bool) -> None:
+    """Record on ``user`` (an object loaded for one request) whether it has the steering role, as
+    read in the query that loaded it, so that the request's permission checks ask no more. Only
+    for request-scoped objects: a long-lived one would keep the answer after the role changed."""
+    user.__dict__[_STEERING] = bool(value)
 
 
 def api_client_of(user: AnyUser) -> ApiClient | None:

@@ -32,6 +32,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
@@ -44,6 +45,7 @@ from django.utils import timezone
 from apps.analyses.models import Analysis, AnalysisResult, Release
 from apps.audit.services import audit_record
 from apps.config.celery import configured_app
+from apps.config.publisher import publish_soon
 from apps.consortium import roles
 from apps.consortium.models import ApiClient
 from apps.consortium.validators import FieldChecks, clean_text
@@ -318,7 +320,7 @@ def _record(
         "webhook": webhook.pk,
         "data": data,
     }
-    return WebhookDelivery.objects.create(
+    delivery = WebhookDelivery.objects.create(
         uuid=delivery_id,
         webhook=webhook,
         event=event,
@@ -326,6 +328,14 @@ def _record(
         result_ids=sorted(set(result_ids)),
         next_attempt_at=now,
     )
+    if settings.OUTBOX_PUBLISH_ON_COMMIT:
+        # handed to the broker right after the commit; the relay sends it if that fails
+        transaction.on_commit(
+            lambda: publish_soon(
+                partial(webhook_deliveries_publish_pending, ids=[delivery.pk]), what="webhook deliveries"
+            )
+        )
+    return delivery
 
 
 def _subscribed(wanted: Iterable[str]) -> list[Webhook]:
@@ -472,9 +482,9 @@ def _send(delivery_id: int) -> None:
     configured_app().send_task(DELIVER_TASK, args=[delivery_id], retry=False)
 
 
-def webhook_deliveries_publish_pending(*, limit: int = 500) -> int:
-    """Hand every due delivery to the broker; return how many were handed over. A broker error stops
-    the round and leaves the rest pending for the next one."""
+def webhook_deliveries_publish_pending(*, ids: list[int] | None = None, limit: int = 500) -> int:
+    """Hand every due delivery (or the due ones of ``ids``) to the broker; return how many were
+    handed over. A broker error stops the round and leaves the rest pending for the next one."""
     now = timezone.now()
     with transaction.atomic():
         due = WebhookDelivery.objects.filter(
@@ -483,11 +493,13 @@ def webhook_deliveries_publish_pending(*, limit: int = 500) -> int:
             queued_at__isnull=True,
             leased_until__isnull=True,
         )
+        if ids is not None:
+            due = due.filter(pk__in=ids)
         if connection.vendor == "postgresql":
             due = due.select_for_update(skip_locked=True)
-        ids = list(due.order_by("next_attempt_at", "id").values_list("pk", flat=True)[:limit])
+        chosen = list(due.order_by("next_attempt_at", "id").values_list("pk", flat=True)[:limit])
         sent: list[int] = []
-        for pk in ids:
+        for pk in chosen:
             try:
                 _send(pk)
             except Exception as exc:

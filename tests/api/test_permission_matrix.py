@@ -229,6 +229,10 @@ def test_results_unreleased_only_for_steering_and_admin(user: str, tmp_media: An
     assert first.pk in ids
     assert (unreleased.pk in ids) == sees_unreleased
     assert client.get(f"/api/v1/results/{unreleased.pk}/").status_code == (200 if sees_unreleased else 404)
+    # its blocks likewise; the released result's blocks are for every reader
+    fit = client.get(f"/api/v1/results/{unreleased.pk}/blocks/effect_sizes/")
+    assert fit.status_code == (200 if sees_unreleased else 404)
+    assert client.get(f"/api/v1/results/{first.pk}/blocks/effect_sizes/").status_code == 200
     # Publishing a release is a steering action: refused (403) for everyone else.
     release = client.post("/api/v1/releases/", {"name": "next", "analyses": [analysis.pk]}, format="json")
     assert release.status_code == (201 if sees_unreleased else 403), release.content

@@ -15,7 +15,7 @@ from django.utils import timezone
 from apps.analyses.documents import SUMMARY_FIELDS
 from apps.analyses.models import Analysis, AnalysisResult, Release, ReleaseResult
 from apps.analyses.releases import release_publish
-from apps.analyses.services import analysis_recompute
+from apps.analyses.services import analysis_recompute, analysis_update
 from apps.api import serializers as s
 from apps.audit.models import AuditEvent
 from tests.conftest import SMD_ROWS, api_client_for, publish, store_rows
@@ -173,3 +173,36 @@ def test_the_stored_documents_have_the_fields_the_schema_names(world: dict[str, 
     detail = json.loads(world["result"].detail_json)
     assert tuple(summary) == SUMMARY_FIELDS == tuple(s.AnalysisResultSummarySerializer.Meta.fields)
     assert list(detail) == s.AnalysisResultSerializer.Meta.fields
+
+
+def test_the_stored_detail_query_and_visible_to_agree(world: dict[str, Any]) -> None:
+    """``stored_detail`` (one fixed statement, for speed) answers as ``visible_to`` (the rule's home)
+    for unreleased, released, embargoed and formerly embargoed results."""
+    from unittest.mock import patch
+
+    from apps.analyses.documents import stored_detail
+
+    steering, member = world["users"]["steering"], world["users"]["member_a"]
+    unreleased = world["result"]
+    store_rows(centre=world["centre_b"], outcome=world["outcome"], rows=SMD_ROWS[:4], submit=True)
+    released = analysis_recompute(analysis_id=world["analysis"].pk)
+    publish(steering, released)
+    analysis_update(actor=steering, analysis=world["analysis"], changes={"level": 90.0})
+    embargoed = analysis_recompute(analysis_id=world["analysis"].pk)
+    ends = timezone.now() + timedelta(days=1)
+    publish(steering, embargoed, embargo_until=ends)
+
+    def agree(at: Any) -> list[bool]:
+        with patch("django.utils.timezone.now", return_value=at):
+            answers = []
+            for result in (unreleased, released, embargoed):
+                fast = stored_detail(result.pk, released_only=True) is not None
+                rule = AnalysisResult.objects.visible_to(member).filter(pk=result.pk).exists()
+                assert fast == rule, (result.pk, at)
+                assert stored_detail(result.pk, released_only=False) is not None
+                answers.append(fast)
+            return answers
+
+    assert agree(timezone.now()) == [False, True, False]
+    assert agree(ends + timedelta(seconds=1)) == [False, True, True]
+    assert stored_detail(10**9, released_only=False) is None

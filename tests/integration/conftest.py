@@ -16,6 +16,7 @@ import pytest
 from django.conf import settings
 from django.db import connection
 
+from apps.config.celery import WORKER_QUEUES
 from tests.conftest import require_services
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -72,7 +73,7 @@ class WorkerProcess:
                 "--pool",
                 "prefork",
                 "-Q",
-                "recompute",
+                WORKER_QUEUES,
                 "--without-gossip",
                 "--without-mingle",
                 "--without-heartbeat",
@@ -118,13 +119,13 @@ class WorkerProcess:
 @pytest.fixture
 def services(transactional_db: Any, settings: Any) -> Iterator[None]:
     """PostgreSQL and Redis must be there (CI=true fails otherwise); publishing after commit is on."""
-    from apps.analyses.services import outbox_publisher_drain
+    from apps.config.publisher import publisher_drain
 
     require_services()
     settings.OUTBOX_PUBLISH_ON_COMMIT = True
     purge_broker()
     yield
-    outbox_publisher_drain()  # no publication may outlive the test database
+    publisher_drain()  # no publication may outlive the test database
 
 
 @pytest.fixture
