@@ -206,9 +206,13 @@ def _fresh_rate_limits() -> Iterator[None]:
     test starts with none, so one test's requests never throttle another's."""
     from django.core.cache import cache
 
+    from apps.api import readcache
+
     cache.clear()
+    readcache.clear_local()
     yield
     cache.clear()
+    readcache.clear_local()
 
 
 def dependent_trial_rows() -> list[dict[str, Any]]:

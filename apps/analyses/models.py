@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
-from django.db import models
+from django.db import models, transaction
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
@@ -215,11 +215,12 @@ class AnalysisResult(models.Model):
     def save(self, *args: Any, **kwargs: Any) -> None:
         """Store the row, then its API documents (they cite the row's id, known only after the
         insert). Every way of creating a result passes here, so none is served without them."""
-        super().save(*args, **kwargs)
-        if not self.detail_json:
-            from apps.analyses.documents import documents_store
+        from apps.analyses.documents import documents_store
 
-            documents_store(self)
+        with transaction.atomic():  # no reader sees the row without its documents
+            super().save(*args, **kwargs)
+            if not self.detail_json:
+                documents_store(self)
 
     @property
     def pooled(self) -> dict[str, Any] | None:

@@ -19,6 +19,7 @@ from typing import Any
 
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, transaction
+from django.db.models import Min
 from django.utils import timezone
 
 from apps.analyses.models import Analysis, AnalysisResult, Release, ReleaseResult
@@ -153,3 +154,11 @@ def releases_announce(*, release_ids: list[int] | None = None) -> int:
             release_published.send(sender=Release, release=release)
             announced += 1
     return announced
+
+
+def seconds_to_next_embargo_end() -> float:
+    """How long what members may read stays as it is, as far as time goes: the seconds until the
+    next embargo ends (infinity when none is pending). Caches of released results expire then."""
+    now = timezone.now()
+    ends = Release.objects.filter(embargo_until__gt=now).aggregate(first=Min("embargo_until"))["first"]
+    return float("inf") if ends is None else max(0.0, (ends - now).total_seconds())

@@ -20,15 +20,18 @@ from django.utils import timezone
 from knox.auth import TokenAuthentication
 from knox.crypto import hash_token
 from knox.settings import CONSTANTS
-from rest_framework.authentication import BasicAuthentication
+from rest_framework.authentication import BasicAuthentication, get_authorization_header
 from rest_framework.exceptions import AuthenticationFailed, Throttled
 
+from apps.api import readcache
 from apps.api.models import ApiToken
-from apps.api.throttling import FailedAuthenticationThrottle
+from apps.api.throttling import FailedAuthenticationThrottle, TokenRateThrottle
 from apps.consortium import roles
 from apps.consortium.models import ApiClient, ConsortiumRole
 
 TOKEN_KEY_LENGTH = CONSTANTS.TOKEN_KEY_LENGTH
+#: tokens this process has verified: digest -> their row, while the ``auth`` generation stands
+_VERIFIED = readcache.LocalCache(size=10_000)
 
 #: ``last_used_at`` is written at most this often per token: a read-heavy client must not turn
 #: every request into a database write.
@@ -41,20 +44,39 @@ class ApiTokenAuthentication(TokenAuthentication):
     An address that has sent too many wrong tokens gets 429 with ``Retry-After`` for every token
     until the window passes, before any lookup: a right guess inside the window is not confirmed.
     Inactive accounts and expired tokens are refused (401).
+
+    A request with a token makes one round trip to the shared cache (``readcache.request_counters``:
+    the address's failures, the generations, and the count against the token's rate limit, which
+    ``TokenRateThrottle`` then compares), and reads the database only when this process has not
+    verified the token under the current ``auth`` generation.
     """
 
     def authenticate(self, request: Any) -> Any:
-        throttle = FailedAuthenticationThrottle()
-        if self._carries_token(request) and throttle.blocked(request):
+        parts = get_authorization_header(request).split()
+        if not parts or parts[0].lower() != self.authenticate_header(request).encode().lower():
+            return None  # no token: another scheme (a session) may authenticate the request
+        failures = FailedAuthenticationThrottle()
+        failed_key = failures.window_key(request)
+        tokens = TokenRateThrottle()
+        prefix = parts[1][:TOKEN_KEY_LENGTH].decode("ascii", "replace") if len(parts) == 2 else None
+        counted = tokens.window_key(prefix) if prefix is not None and tokens.rate else None
+        counters = readcache.request_counters(
+            failed_key=failed_key, token_key=counted, token_ttl=int(tokens.duration or 0) + 1
+        )
+        request.api_counters = counters
+        if counters.failed_auth >= failures.num_requests:
             raise Throttled(
-                wait=throttle.wait(),
+                wait=failures.wait(),
                 detail="Too many failed authentications from this address. Try again later.",
             )
+        self._generation = counters.auth
         try:
             found = super().authenticate(request)
         except AuthenticationFailed:
-            throttle.record_failure(request)
+            failures.record_failure(request)
             raise
+        if found is not None and counted is not None:
+            request.token_window = (prefix, counters.token_requests, tokens.now, tokens.window_end)
         if found is not None:
             self._touch(found[1])
         return found
@@ -63,19 +85,28 @@ class ApiTokenAuthentication(TokenAuthentication):
         """The token's user, by its digest (the table's primary key). Unlike knox's own lookup this
         refuses an expired token without deleting it (its owner still sees it in their list).
 
-        One query per request, which also reads what every permission check of the request asks:
-        the user, their service account (if any) and whether they are in the steering group. It is
-        written as SQL (``_TOKEN_SQL``) because it runs on every API request: the ORM spent 0.9 ms
-        compiling it each time, the fixed statement 0.1 ms (bench/API.md)."""
+        One query, which also reads what every permission check of the request asks: the user,
+        their service account (if any) and whether they are in the steering group; this process
+        then remembers the answer while the ``auth`` generation stands. The query is written as
+        SQL (``_token_sql``) because it runs on every request a process has not seen: the ORM spent
+        0.9 ms compiling it each time, the fixed statement 0.1 ms (bench/API.md)."""
         text = token.decode("utf-8", "replace")
         try:
             digest = hash_token(text)
         except (TypeError, ValueError):  # not hex after the prefix: no token has this form
             raise AuthenticationFailed("Invalid token.") from None
-        found = list(ApiToken.objects.raw(_token_sql(), [ConsortiumRole.Role.STEERING, digest]))
-        if not found or not compare_digest(digest, found[0].digest):
-            raise AuthenticationFailed("Invalid token.")
-        candidate = found[0]
+        generation = getattr(self, "_generation", None)
+        row = _VERIFIED.get(digest, generation) if generation is not None else None
+        if row is None:
+            found = list(ApiToken.objects.raw(_token_sql(), [ConsortiumRole.Role.STEERING, digest]))
+            if not found or not compare_digest(digest, found[0].digest):
+                raise AuthenticationFailed("Invalid token.")
+            row = {k: v for k, v in vars(found[0]).items() if k != "_state"}
+            if generation is not None:
+                _VERIFIED.put(digest, generation, row)
+        candidate = ApiToken.from_db(DEFAULT_DB_ALIAS, [], [])  # an empty shell, filled from the row
+        candidate.__dict__.update(row)
+        candidate._row = row  # ``_touch`` keeps its last use current
         if candidate.expiry is not None and candidate.expiry <= timezone.now():
             raise AuthenticationFailed(
                 f"This token expired on {candidate.expiry:%Y-%m-%d}; create a new one."
@@ -88,10 +119,9 @@ class ApiTokenAuthentication(TokenAuthentication):
         if token.last_used_at is None or now - token.last_used_at >= LAST_USED_RESOLUTION:
             ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
             token.last_used_at = now
-
-    def _carries_token(self, request: Any) -> bool:
-        header = str(request.META.get("HTTP_AUTHORIZATION", ""))
-        return header.split(" ", 1)[0].lower() == self.authenticate_header(request).lower()
+            row = getattr(token, "_row", None)
+            if row is not None:
+                row["last_used_at"] = now  # the remembered row too: one write a minute, not each request
 
 
 _COLUMNS = {

@@ -74,6 +74,19 @@ class TokenRateThrottle(_SettingsRateThrottle):
             return None
         return self.cache_format % {"scope": self.scope, "ident": token_ident(str(key))}
 
+    def window_key(self, token_key: str) -> str:
+        """The counter of ``token_key``'s current window (``self.now``, ``self.window_end`` set)."""
+        return self._window(self.cache_format % {"scope": self.scope, "ident": token_ident(token_key)})
+
+    def allow_request(self, request: Any, view: Any) -> bool:
+        """The token authentication counted this request already, with its other reads
+        (``ApiTokenAuthentication``): compare that count, or count here for any other path."""
+        counted = getattr(request, "token_window", None)
+        if self.rate is None or counted is None or counted[0] != getattr(request.auth, "token_key", None):
+            return super().allow_request(request, view)
+        _, count, self.now, self.window_end = counted
+        return bool(count <= self.num_requests)
+
 
 class SessionRateThrottle(_SettingsRateThrottle):
     """A person signed in through the portal (session) has a budget of their own."""
@@ -106,6 +119,10 @@ class FailedAuthenticationThrottle(_SettingsRateThrottle):
 
     def key_for(self, request: Any) -> str:
         return self.cache_format % {"scope": self.scope, "ident": client_ip(request) or "unknown"}
+
+    def window_key(self, request: Any) -> str:
+        """The counter of the address's current window (``self.now``, ``self.window_end`` set)."""
+        return self._window(self.key_for(request))
 
     def blocked(self, request: Any) -> bool:
         """True (and ``wait()`` says for how long) when the address has used up its failures."""

@@ -19,6 +19,7 @@ from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound, ParseError, PermissionDenied, ValidationError
 from rest_framework.parsers import MultiPartParser
 from rest_framework.permissions import IsAuthenticated
+from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.utils.urls import replace_query_param
@@ -27,7 +28,9 @@ from apps.analyses.documents import block_bytes, stored_detail
 from apps.analyses.exports import CONTENT_TYPES as EXPORT_TYPES
 from apps.analyses.exports import ExportError, export_file
 from apps.analyses.models import Analysis, AnalysisResult
+from apps.analyses.releases import seconds_to_next_embargo_end
 from apps.analyses.services import analysis_create, analysis_update
+from apps.api import readcache
 from apps.api import serializers as s
 from apps.api.errors import CONFLICT_RESPONSE, Conflict, service_errors
 from apps.api.filters import AnalysisFilter, AnalysisResultFilter, DatasetFilter
@@ -35,7 +38,7 @@ from apps.api.models import ApiToken
 from apps.api.pagination import query_whole_number
 from apps.api.parsers import BoundedJSONParser
 from apps.api.permissions import ApiClientsReadOnly, SteeringOnly, SteeringWrites, TokenScopes
-from apps.api.stored import stored_response, summaries_response
+from apps.api.stored import JSON, stored_response, summaries_response
 from apps.audit.models import AuditEvent
 from apps.consortium import roles
 from apps.consortium.models import Centre, Outcome
@@ -393,6 +396,28 @@ class DatasetViewSet(viewsets.ReadOnlyModelViewSet):
         )
 
 
+#: What token requests remember between requests (``apps.api.readcache``): result documents and
+#: list pages, keyed by what the user may read, valid while the ``results`` generation stands (and,
+#: for released results, until the next embargo ends). Requests signed in by session read afresh.
+_RESULT_DETAILS = readcache.LocalCache(size=2_000)
+_RESULT_LISTS = readcache.LocalCache(size=500)
+_NOT_FOUND = ("", "", None)
+
+
+def _remembered(local: readcache.LocalCache, request: Request, key: Any) -> Any:
+    counters = getattr(request, "api_counters", None)
+    return None if counters is None else local.get(key, counters.results)
+
+
+def _remember(
+    local: readcache.LocalCache, request: Request, key: Any, value: Any, *, released_only: bool
+) -> None:
+    counters = getattr(request, "api_counters", None)
+    if counters is not None:
+        ttl = seconds_to_next_embargo_end() if released_only else readcache.MAX_AGE_SECONDS
+        local.put(key, counters.results, value, ttl=ttl)
+
+
 #: a result's large columns, which a page that shows its summary never needs
 _RESULT_BULK = ("blocks", "detail_json", "studies", "notes", "omitted", "spec", "dataset_versions", "error")
 
@@ -461,6 +486,9 @@ class AnalysisResultViewSet(viewsets.ReadOnlyModelViewSet):
     """
 
     filterset_class = AnalysisResultFilter
+    # JSON only: reads send stored JSON, and an exporter's or a script's Accept header needs no
+    # negotiating among renderers on every request (the browsable API would not render them)
+    renderer_classes = [JSONRenderer]
 
     permission_classes = [IsAuthenticated, TokenScopes, ApiClientsReadOnly]
     read_scope = ApiToken.Scope.RESULTS_READ
@@ -486,7 +514,14 @@ class AnalysisResultViewSet(viewsets.ReadOnlyModelViewSet):
 
     def list(self, request: Request, *args: Any, **kwargs: Any) -> HttpResponse:  # type: ignore[override]
         """Result summaries, newest first: the pooled headline and the provenance, never blocks."""
-        return summaries_response(self, self.filter_queryset(self.get_queryset()))
+        released_only = not roles.reads_unreleased_results(request.user)
+        key = (request.build_absolute_uri(), released_only)
+        remembered = _remembered(_RESULT_LISTS, request, key)
+        if remembered is not None:
+            return HttpResponse(remembered, content_type=JSON)
+        response = summaries_response(self, self.filter_queryset(self.get_queryset()))
+        _remember(_RESULT_LISTS, request, key, response.content, released_only=released_only)
+        return response
 
     @extend_schema(
         responses={200: s.AnalysisResultSerializer, 304: OpenApiResponse(description="Not modified.")}
@@ -494,14 +529,18 @@ class AnalysisResultViewSet(viewsets.ReadOnlyModelViewSet):
     def retrieve(self, request: Request, *args: Any, **kwargs: Any) -> HttpResponse:  # type: ignore[override]
         """One result: its summary, specification, notes, omitted rows and the index of its blocks
         (each fetched from its own address). ``ETag``/``Last-Modified``; conditional GETs get 304."""
-        result = stored_detail(
-            self._id(kwargs["pk"]), released_only=not roles.reads_unreleased_results(request.user)
-        )
-        if result is None:
+        pk = self._id(kwargs["pk"])
+        released_only = not roles.reads_unreleased_results(request.user)
+        key = (pk, released_only)
+        found = _remembered(_RESULT_DETAILS, request, key)
+        if found is None:
+            result = stored_detail(pk, released_only=released_only)
+            found = (result.detail_json.encode(), result.etag, result.finished_at) if result else _NOT_FOUND
+            _remember(_RESULT_DETAILS, request, key, found, released_only=released_only)
+        if found is _NOT_FOUND:
             raise Http404
-        return stored_response(
-            request, result.detail_json.encode(), etag=result.etag, last_modified=result.finished_at
-        )
+        body, etag, finished_at = found
+        return stored_response(request, body, etag=etag, last_modified=finished_at)
 
     @extend_schema(
         responses={

@@ -24,6 +24,8 @@ from rest_framework.response import Response
 from apps.analyses.models import AnalysisResult
 from apps.api.errors import CONFLICT_RESPONSE, Conflict, service_errors
 from apps.api.filters import StrictChoiceFilter
+from apps.api.models import ApiToken
+from apps.api.permissions import TokenScopes
 from apps.api.serializers import StrictBooleanField, StrictCharField, StrictFloatField, plain_text
 from apps.webhooks import events, services
 from apps.webhooks.models import Webhook, WebhookAttempt, WebhookDelivery
@@ -187,7 +189,10 @@ class WebhookViewSet(
     """Your webhooks: signed POSTs to your receiver when results change or releases are published."""
 
     serializer_class = WebhookSerializer
-    permission_classes = [IsAuthenticated, MayHoldWebhooks]
+    permission_classes = [IsAuthenticated, TokenScopes, MayHoldWebhooks]
+    # a webhook delivers results: managing one with a token takes the scope that reads them
+    read_scope = ApiToken.Scope.RESULTS_READ
+    write_scope = ApiToken.Scope.RESULTS_READ
     http_method_names = ["get", "post", "patch", "delete", "head", "options"]
     filterset_class: type[django_filters.FilterSet] | None = None  # the delivery log sets its own
 

@@ -413,3 +413,40 @@ def test_result_history_and_outcome_page_hide_unreleased_results(user: str, tmp_
     shown = hidden if sees_all else released
     assert f'<div class="big" id="pooled-estimate">{shown.pooled["estimate"]:.3f}</div>' in html
     assert (f"{hidden.pooled['estimate']:.3f}" in html) == sees_all
+
+
+# The endpoints added with tokens, releases, exports and webhooks, for every role: 1 = 200, else
+# the status. A released result of both centres' submitted data, which every reader may read (its
+# detail and blocks); its export holds both centres' rows, which only the steering group and
+# administrators may read together (and a token needs datasets:read for it).
+NEW_ENDPOINTS = {
+    "/api/v1/tokens/": {"anonymous": 401},
+    "/api/v1/webhooks/": {"anonymous": 401},
+    "/api/v1/releases/": {"anonymous": 401},
+    "/api/v1/releases/2026.1/results/": {"anonymous": 401},
+    "/api/v1/results/{id}/blocks/effect_sizes/": {"anonymous": 401},
+    "/api/v1/results/{id}/export/?fmt=csv": {
+        "anonymous": 401,
+        "dm_a": 403,
+        "member_a": 403,
+        "dm_b": 403,
+        "api_client": 403,
+    },
+}
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("user", USERS)
+@pytest.mark.parametrize("path", list(NEW_ENDPOINTS))
+def test_the_new_endpoints_for_every_role(user: str, path: str, tmp_media: Any) -> None:
+    cast = _world()
+    analysis = Analysis.objects.get(outcome=cast["outcome2"], is_default=True)
+    result = analysis_recompute(analysis_id=analysis.pk)
+    assert result is not None and result.status == "done"
+    assert {v["centre"] for v in result.dataset_versions} == {"alpha", "beta"}
+    publish(cast["users"]["steering"], result, name="2026.1")
+    response = api_client_for(cast, user).get(path.replace("{id}", str(result.pk)))
+    expected = NEW_ENDPOINTS[path].get(user, 200)
+    assert response.status_code == expected, (user, path, response.content[:200])
+    if expected == 403 and user == "api_client":
+        assert "datasets:read" in response.json()["detail"]  # the token's scope, not the role, refuses

@@ -65,6 +65,11 @@ def test_scopes_limit_what_a_token_may_do(cast: dict[str, Any], tmp_media: Any) 
     assert writer.post("/api/v1/datasets/upload/", upload, format="json").status_code == 201
     assert writer.get("/api/v1/datasets/").status_code == 200
     assert writer.get("/api/v1/analyses/").status_code == 403
+    # a webhook delivers results: without results:read a token neither lists nor registers one
+    assert writer.get("/api/v1/webhooks/").status_code == 403
+    hook = {"url": "https://receiver.example.org/hook", "events": ["result.changed"]}
+    assert writer.post("/api/v1/webhooks/", hook, format="json").status_code == 403
+    assert reader.get("/api/v1/webhooks/").status_code == 200
     # the scope never widens the person's rights: centre beta is not dm_a's
     other = writer.post("/api/v1/datasets/upload/", dict(upload, centre="beta"), format="json")
     assert other.status_code in (403, 404)
