@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from apps.analyses.models import Analysis, AnalysisResult
+from apps.analyses.models import Analysis, AnalysisResult, Release, ReleaseResult
 
 
 def analysis_result_shown(*, user: Any, analysis: Analysis) -> AnalysisResult | None:
@@ -20,3 +20,34 @@ def analysis_result_shown(*, user: Any, analysis: Analysis) -> AnalysisResult | 
         if current is not None:
             return current
     return visible.filter(status=AnalysisResult.Status.DONE).order_by("-seq").first()
+
+
+def analysis_results_shown(
+    *, user: Any, analysis: Analysis
+) -> tuple[AnalysisResult | None, AnalysisResult | None]:
+    """What a page shows for ``analysis``: the result with numbers, and a failure to report beside
+    it. When the newest result the user may see failed, the numbers are the last good result's (a
+    failed recompute never hides them) and the failure says why they are not newer."""
+    shown = analysis_result_shown(user=user, analysis=analysis)
+    if shown is None or shown.status == AnalysisResult.Status.DONE:
+        return shown, None
+    good = (
+        AnalysisResult.objects.visible_to(user)
+        .filter(analysis=analysis, status=AnalysisResult.Status.DONE)
+        .order_by("-seq")
+        .first()
+    )
+    return good, shown
+
+
+def release_names(*, user: Any, result_ids: list[int]) -> dict[int, list[str]]:
+    """For each result, the names of the releases holding it that the user may see, oldest first."""
+    names: dict[int, list[str]] = {}
+    entries = (
+        ReleaseResult.objects.filter(result_id__in=result_ids, release__in=Release.objects.visible_to(user))
+        .order_by("release__published_at")
+        .values_list("result_id", "release__name")
+    )
+    for result_id, name in entries:
+        names.setdefault(result_id, []).append(name)
+    return names

@@ -9,6 +9,7 @@ from typing import Any
 from scipy import special
 
 from apps.analyses.models import pooled_of
+from workers.metaanalysis import measures
 from workers.metaanalysis.estimators import alpha_from_level
 
 
@@ -112,9 +113,17 @@ def forest_svg(
     parts.append(
         f'<text x="{label_w + plot_w - 4}" y="{height - 4}" class="favours end">favours {right_favours} →</text>'
     )
-    parts.append(f'<text x="{label_w + plot_w / 2}" y="{top - 16}" class="tick">{escape(measure)}</text>')
+    # a ratio measure is drawn on the scale the model works on: say so over the axis
+    label = measures.REGISTRY[measure].ratio_label if _log_scale(measure) else None
+    scale = f"log {label}" if label else measure
+    parts.append(f'<text x="{label_w + plot_w / 2}" y="{top - 16}" class="tick">{escape(scale)}</text>')
     parts.append("</svg>")
     return "".join(parts)
+
+
+def _log_scale(measure: str) -> bool:
+    known = measures.REGISTRY.get(measure)
+    return bool(known is not None and known.log_scale)
 
 
 def _model_label(pooled: dict[str, Any]) -> str:

@@ -16,7 +16,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from apps.analyses.models import Analysis, AnalysisResult
-from apps.analyses.selectors import analysis_result_shown
+from apps.analyses.selectors import analysis_results_shown, release_names
 from apps.audit.models import AuditEvent
 from apps.consortium import roles
 from apps.consortium.models import Centre, Outcome
@@ -59,21 +59,25 @@ def home(request: HttpRequest) -> HttpResponse:
     """The dashboard: every outcome's pooled estimate from its default analysis."""
     if not request.user.is_authenticated:
         return render(request, "portal/welcome.html")
-    cards = []
+    cards: list[dict[str, Any]] = []
     for analysis in (
         Analysis.objects.visible_to(request.user).filter(is_default=True).select_related("outcome")
     ):
-        result = analysis_result_shown(user=request.user, analysis=analysis)
+        result, failed = analysis_results_shown(user=request.user, analysis=analysis)
         pooled = result.pooled if result else None
         cards.append(
             {
                 "analysis": analysis,
                 "outcome": analysis.outcome,
                 "result": result,
+                "failed": failed,
                 "pooled": pooled,
                 "ratio": _ratio(analysis.outcome.measure, pooled),
             }
         )
+    releases = release_names(user=request.user, result_ids=[c["result"].pk for c in cards if c["result"]])
+    for card in cards:
+        card["releases"] = releases.get(card["result"].pk, []) if card["result"] else []
     return render(
         request,
         "portal/home.html",
@@ -106,12 +110,15 @@ def outcome_detail(request: HttpRequest, code: str) -> HttpResponse:
         history = list(
             AnalysisResult.objects.visible_to(request.user).filter(analysis=analysis).order_by("seq")
         )
-        result = analysis_result_shown(user=request.user, analysis=analysis)
+    failed = None
+    if analysis is not None:
+        result, failed = analysis_results_shown(user=request.user, analysis=analysis)
     context: dict[str, Any] = {
         "outcome": outcome,
         "analyses": analyses,
         "analysis": analysis,
         "result": result,
+        "failed": failed,
         "is_steering": roles.is_steering(request.user),
     }
     if result is not None and result.status == AnalysisResult.Status.DONE:
@@ -143,6 +150,9 @@ def outcome_detail(request: HttpRequest, code: str) -> HttpResponse:
     ]
     context["history_svg"] = history_svg(points)
     context["history"] = list(reversed(history))[:25]
+    context["releases"] = release_names(user=request.user, result_ids=[r.pk for r in context["history"]])
+    for r in context["history"]:
+        r.release_names = context["releases"].get(r.pk, [])
     return render(request, "portal/outcome.html", context)
 
 

@@ -117,20 +117,19 @@ def test_demo_is_shaped_like_the_review_and_loads_idempotently(demo_loaded: None
 
 
 def test_steering_dashboard_shows_pooled_results_for_all_four_outcomes(demo_loaded: None) -> None:
+    import math
+
     html = _login("steering").get("/").content.decode()
     for outcome in Outcome.objects.all():
         card = html.split(f'data-outcome="{outcome.code}"', 1)[1].split('<div class="card"', 1)[0]
         estimate = Analysis.objects.get(outcome=outcome, is_default=True).current_result.pooled["estimate"]
-        assert f'<div class="big pooled-estimate">{estimate:.2f}</div>' in card
+        # each on its own scale: a log risk ratio as the risk ratio
+        shown = (
+            f"RR {math.exp(estimate):.2f}" if outcome.measure == "RR" else f"{outcome.measure} {estimate:.2f}"
+        )
+        assert f">{shown}</div>" in card
         assert "95% CI" in card and "I²" in card
     assert html.count("pooled-estimate") == 4
-    # the log risk ratio is also shown as a risk ratio
-    import math
-
-    attachment = Analysis.objects.get(
-        outcome__code="secure-attachment", is_default=True
-    ).current_result.pooled
-    assert f"RR {math.exp(attachment['estimate']):.2f} (95% CI {math.exp(attachment['ci_lb']):.2f}" in html
 
 
 def test_outcome_page_has_forest_and_funnel_plots_and_provenance(demo_loaded: None) -> None:
@@ -168,3 +167,54 @@ def test_api_root_schema_and_docs_are_served_without_a_cdn(demo_loaded: None) ->
     assert external == []
     results = client.get("/api/v1/results/").json()
     assert results["count"] == 4
+
+
+def test_a_ratio_outcome_is_headlined_on_its_own_scale_with_its_release(demo_loaded: None) -> None:
+    """Secure attachment is pooled as a log risk ratio: the pages lead with the risk ratio (and
+    its interval) and name the log scale where they show it; each result names its release."""
+    import math
+
+    from apps.analyses.models import Analysis
+
+    analysis = Analysis.objects.get(outcome__code="secure-attachment", is_default=True)
+    pooled = analysis.current_result.pooled
+    rr, lb, ub = (math.exp(pooled[k]) for k in ("estimate", "ci_lb", "ci_ub"))
+    client = _login("member-north")
+    card = (
+        client.get("/").content.decode().split('data-outcome="secure-attachment"')[1].split('class="card"')[0]
+    )
+    assert f"RR {rr:.2f}</div>" in card and f"95% CI {lb:.2f} to {ub:.2f}" in card
+    assert f"log RR {pooled['estimate']:.3f}" in card
+    assert "release demo-2026.1" in card
+    page = client.get("/outcomes/secure-attachment/").content.decode()
+    assert f'id="pooled-estimate">RR {rr:.3f}</div>' in page
+    assert "On the log scale the model works on: log RR" in page
+    assert 'class="tick">log RR</text>' in page  # the forest plot names its scale
+    assert "<td>demo-2026.1</td>" in page  # the result history names the release
+
+
+def test_a_failed_recompute_shows_its_reason_beside_the_last_good_result(demo_loaded: None) -> None:
+    from apps.analyses.models import Analysis
+    from apps.analyses.services import analysis_recompute
+    from apps.datasets.services import dataset_set_status
+
+    analysis = Analysis.objects.get(outcome__code="postnatal-depression", is_default=True)
+    good = analysis.current_result
+    # every centre withdraws its data: the recompute has nothing to pool and fails
+    for dataset in Dataset.objects.filter(outcome__code="postnatal-depression", status="submitted"):
+        dataset_set_status(actor=None, dataset=dataset, status="withdrawn", reason="test")
+    failed = analysis_recompute(analysis_id=analysis.pk)
+    assert failed is not None and failed.status == "failed", failed
+    client = _login("steering")
+    page = client.get("/outcomes/postnatal-depression/").content.decode()
+    from django.utils.html import escape
+
+    assert f"The newest recompute (#{failed.seq}) failed:" in page and escape(failed.error["message"]) in page
+    assert f"the last good result, #{good.seq}" in page and 'id="pooled-estimate"' in page
+    card = (
+        client.get("/")
+        .content.decode()
+        .split('data-outcome="postnatal-depression"')[1]
+        .split('class="card"')[0]
+    )
+    assert "recompute failed" in card and "the last good result" in card and "pooled-estimate" in card
