@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 MANAGE := $(BIN)/python manage.py
 REFERENCE ?= tests/metaanalysis/cases
 
-.PHONY: run test install migrate demo lint typecheck validate bench bench-engine bench-dependent bench-e2e bench-security bench-api check clean
+.PHONY: run test install migrate demo lint typecheck validate bench bench-engine bench-dependent bench-e2e bench-security bench-api screenshots check clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -66,6 +66,9 @@ bench-e2e: $(STAMP)
 
 bench-security: $(STAMP)
 	$(BIN)/python -m bench.security_bench --out bench/SECURITY.md
+
+screenshots: demo
+	$(BIN)/python -m tests.browser.screenshots --out screenshots
 
 bench-api: $(STAMP)
 	$(BIN)/python -m bench.api_bench --out bench/API.md

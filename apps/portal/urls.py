@@ -1,6 +1,6 @@
 from django.urls import path
 
-from apps.portal import views, views_tokens
+from apps.portal import views, views_account, views_tokens
 
 app_name = "portal"
 
@@ -12,6 +12,8 @@ urlpatterns = [
     path("datasets/<int:pk>/<str:action>/", views.dataset_action, name="dataset-action"),
     path("upload/", views.upload, name="upload"),
     path("audit/", views.audit, name="audit"),
+    path("account/", views_account.account, name="account"),
+    path("account/password/", views_account.PasswordChange.as_view(), name="password-change"),
     path("tokens/", views_tokens.tokens, name="tokens"),
     path("tokens/<str:key>/revoke/", views_tokens.token_revoke_view, name="token-revoke"),
 ]

@@ -1,0 +1,109 @@
+"""Screenshots of the key pages, as each demo role sees them, at 1366 and 820 px wide.
+
+Serves the demo consortium (``make demo``: the embedded SQLite database) with Django's server on a
+free local port and drives Debian's Chromium through it with Playwright, writing one PNG per page,
+role and width (full page) into the folder given.
+
+Usage: ``python -m tests.browser.screenshots --out screenshots`` (``make screenshots``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+WIDTHS = (1366, 820)
+PASSWORD = "demo-password"
+ROLES = {
+    "steering": [
+        "/",
+        "/outcomes/postnatal-depression/",
+        "/outcomes/secure-attachment/",
+        "/audit/",
+        "/datasets/",
+    ],
+    "dm-north": ["/", "/datasets/", "/upload/", "/tokens/", "/account/"],
+    "member-north": ["/", "/outcomes/reflective-functioning/"],
+}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _name(role: str, path: str, width: int) -> str:
+    slug = re.sub(r"[^a-z0-9]+", "-", path.strip("/").lower()) or "dashboard"
+    return f"{role}--{slug}--{width}.png"
+
+
+def run(out: Path) -> list[Path]:
+    from playwright.sync_api import sync_playwright
+
+    out.mkdir(parents=True, exist_ok=True)
+    port = _free_port()
+    server = subprocess.Popen(
+        [sys.executable, "manage.py", "runserver", f"127.0.0.1:{port}", "--noreload"],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}"
+    written: list[Path] = []
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                urllib.request.urlopen(f"{base}/accounts/login/", timeout=2)
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.3)
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(
+                executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"]
+            )
+            for role, paths in ROLES.items():
+                for width in WIDTHS:
+                    context = browser.new_context(viewport={"width": width, "height": 900})
+                    page = context.new_page()
+                    page.goto(f"{base}/accounts/login/")
+                    page.fill("#id_username", role)
+                    page.fill("#id_password", PASSWORD)
+                    page.click("button[type=submit]")
+                    page.wait_for_url(f"{base}/")
+                    for path in paths:
+                        page.goto(f"{base}{path}")
+                        target = out / _name(role, path, width)
+                        page.screenshot(path=str(target), full_page=True)
+                        written.append(target)
+                    context.close()
+            browser.close()
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    return written
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--out", type=Path, default=ROOT / "screenshots")
+    args = parser.parse_args(argv)
+    for path in run(args.out):
+        print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

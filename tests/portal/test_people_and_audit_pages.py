@@ -1,0 +1,93 @@
+"""A person's own page (centres, roles, tokens), the password change (which ends their tokens), and
+the audit trail as a readable, filterable table."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from django.test import Client
+
+from apps.api.models import ApiToken
+from apps.api.tokens import token_create
+from apps.audit.models import AuditEvent
+from apps.audit.services import audit_record
+
+pytestmark = pytest.mark.django_db
+
+
+def _client(cast: dict[str, Any], who: str) -> Client:
+    client = Client()
+    client.force_login(cast["users"][who])
+    return client
+
+
+def test_the_account_page_lists_centres_roles_and_tokens(cast: dict[str, Any]) -> None:
+    token_create(
+        actor=cast["users"]["dm_a"],
+        user=cast["users"]["dm_a"],
+        data={"name": "n", "scopes": ["results:read"]},
+    )
+    page = _client(cast, "dm_a").get("/account/").content.decode()
+    assert "Centre Alpha" in page and "Data manager" in page and "upload, correct, submit" in page
+    assert "You have 1 API token." in page and "Results: those of published releases." in page
+    steering = _client(cast, "steering").get("/account/").content.decode()
+    assert "You are not a member of any centre." in steering and "Steering group" in steering
+    assert Client().get("/account/").status_code == 302  # to the sign-in page
+
+
+def test_changing_the_password_keeps_the_session_and_ends_the_tokens(cast: dict[str, Any]) -> None:
+    user = cast["users"]["dm_a"]
+    token_create(actor=user, user=user, data={"name": "n", "scopes": ["results:read"]})
+    client = _client(cast, "dm_a")
+    wrong = client.post(
+        "/account/password/",
+        {"old_password": "not it", "new_password1": "a-new-pass-2026", "new_password2": "a-new-pass-2026"},
+    )
+    assert wrong.status_code == 200 and "The password was not changed." in wrong.content.decode()
+    assert ApiToken.objects.filter(user=user).exists()
+    done = client.post(
+        "/account/password/",
+        {"old_password": "pw-dm_a", "new_password1": "a-new-pass-2026", "new_password2": "a-new-pass-2026"},
+        follow=True,
+    )
+    assert "Your password is changed. Your 1 API token ended with it." in done.content.decode()
+    assert not ApiToken.objects.filter(user=user).exists()
+    assert client.get("/account/").status_code == 200  # still signed in
+    user.refresh_from_db()
+    assert user.check_password("a-new-pass-2026")
+
+
+def test_the_audit_trail_reads_as_a_table_and_filters(cast: dict[str, Any]) -> None:
+    steering = cast["users"]["steering"]
+    audit_record(
+        actor=steering,
+        action="analysis.update",
+        obj=None,
+        object_type="analyses.analysis",
+        object_id="7",
+        before={"level": 95.0, "mods": []},
+        after={"level": 90.0, "mods": ["year"]},
+    )
+    audit_record(
+        actor=None,
+        action="dataset.submit",
+        obj=None,
+        object_type="datasets.dataset",
+        object_id="3",
+        centre=cast["centre_a"],
+    )
+    client = _client(cast, "steering")
+    page = client.get("/audit/").content.decode()
+    # values as labelled lines, not Python dicts
+    assert "<dt>level</dt><dd>90.0</dd>" in page and "<dt>mods</dt><dd>year</dd>" in page
+    assert "{'level'" not in page
+    only = client.get("/audit/?action=analysis.update").content.decode()
+    assert "analysis.update" in only and "datasets.dataset #3" not in only
+    by_centre = client.get("/audit/?centre=alpha").content.decode()
+    assert "datasets.dataset #3" in by_centre and "analyses.analysis #7" not in by_centre
+    assert "analyses.analysis #7" in client.get("/audit/?actor=steer").content.decode()
+    assert client.get("/audit/?page=999999").status_code == 200  # the last page, not an error
+    assert client.get("/audit/?page=x").status_code == 200
+    assert _client(cast, "dm_a").get("/audit/").status_code == 404
+    assert AuditEvent.objects.count() >= 2
