@@ -18,7 +18,7 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
-from apps.analyses.models import Analysis, AnalysisResult
+from apps.analyses.models import Analysis, AnalysisResult, Release
 from apps.analyses.selectors import analysis_results_shown, release_names
 from apps.audit.models import AuditEvent
 from apps.consortium import roles
@@ -87,6 +87,7 @@ def home(request: HttpRequest) -> HttpResponse:
         {
             "cards": cards,
             "is_steering": roles.is_steering(request.user),
+            "releases": Release.objects.visible_to(request.user).select_related("published_by")[:5],
             "datasets": with_shown_versions(
                 Dataset.objects.visible_to(request.user).select_related(
                     "centre", "outcome", "current_version"
@@ -224,7 +225,16 @@ def dataset_detail(request: HttpRequest, pk: int) -> HttpResponse:
 @require_POST
 def dataset_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
     dataset = get_object_or_404(Dataset.objects.visible_to(request.user), pk=pk)
-    reason = request.POST.get("reason", "")
+    reason = request.POST.get("reason", "").strip()
+    if action in ("submit", "withdraw", "restore") and not roles.can_change_centre(
+        request.user, dataset.centre
+    ):
+        raise PermissionDenied("Only the centre's data managers may change its datasets.")
+    if action in ("submit", "withdraw", "restore") and not reason:
+        # the reason goes into the version history and the audit trail: a change without one is
+        # a change nobody can account for later
+        messages.error(request, f"Give a reason to {action}: it is kept in the history and the audit trail.")
+        return redirect("portal:dataset", pk=dataset.pk)
     try:
         if action in ("submit", "withdraw"):
             status = Dataset.Status.SUBMITTED if action == "submit" else Dataset.Status.WITHDRAWN

@@ -173,17 +173,33 @@ def test_portal_upload_versions_diff_restore_and_lifecycle(cast: Any, tmp_media:
     )
     page = client.get(f"/datasets/{dataset.pk}/?from=1&to=2").content.decode()
     assert "4 changed" in page
-    assert client.post(f"/datasets/{dataset.pk}/restore/", {"number": 1}).status_code == 302
-    assert dataset.versions.count() == 3
+    # every change asks for a reason (and the page asks for a confirmation): none, and nothing changes
+    refused = client.post(f"/datasets/{dataset.pk}/restore/", {"number": 1, "reason": " "}, follow=True)
+    assert "Give a reason to restore" in refused.content.decode() and dataset.versions.count() == 2
+    page = client.get(f"/datasets/{dataset.pk}/").content.decode()
+    assert 'data-confirm="Restore version 1 as a new version?' in page and 'name="reason" required' in page
+    assert (
+        client.post(f"/datasets/{dataset.pk}/restore/", {"number": 1, "reason": "back to v1"}).status_code
+        == 302
+    )
+    assert (
+        dataset.versions.count() == 3 and dataset.versions.order_by("-number").first().reason == "back to v1"
+    )
     assert client.post(f"/datasets/{dataset.pk}/submit/").status_code == 302
     dataset.refresh_from_db()
+    assert dataset.status == "draft"  # no reason: not submitted
+    assert client.post(f"/datasets/{dataset.pk}/submit/", {"reason": "checked"}).status_code == 302
+    dataset.refresh_from_db()
     assert dataset.status == "submitted"
-    assert client.post(f"/datasets/{dataset.pk}/withdraw/").status_code == 302
+    assert (
+        client.post(f"/datasets/{dataset.pk}/withdraw/", {"reason": "an error in arm 2"}).status_code == 302
+    )
     dataset.refresh_from_db()
     assert dataset.status == "withdrawn"
     member = Client()
     member.force_login(cast["users"]["member_a"])
-    assert member.post(f"/datasets/{dataset.pk}/submit/").status_code == 403
+    assert member.post(f"/datasets/{dataset.pk}/submit/", {"reason": "x"}).status_code == 403
+    assert member.post(f"/datasets/{dataset.pk}/submit/").status_code == 403  # refused before the reason
 
 
 def test_analysis_state_reports_queued_running_and_current(cast: Any, tmp_media: Any, settings: Any) -> None:

@@ -91,3 +91,38 @@ def test_the_audit_trail_reads_as_a_table_and_filters(cast: dict[str, Any]) -> N
     assert client.get("/audit/?page=x").status_code == 200
     assert _client(cast, "dm_a").get("/audit/").status_code == 404
     assert AuditEvent.objects.count() >= 2
+
+
+def test_the_steering_group_publishes_a_release_from_the_dashboard(
+    cast: dict[str, Any], tmp_media: Any
+) -> None:
+    from apps.analyses.models import Analysis, Release
+    from apps.analyses.services import analysis_recompute
+    from tests.conftest import SMD_ROWS, store_rows
+
+    store_rows(centre=cast["centre_a"], outcome=cast["outcome"], rows=SMD_ROWS, submit=True)
+    result = analysis_recompute(analysis_id=Analysis.objects.get(outcome=cast["outcome"], is_default=True).pk)
+    assert result is not None
+    steering = _client(cast, "steering")
+    assert 'id="publish-release"' in steering.get("/").content.decode()
+    assert 'id="publish-release"' not in _client(cast, "dm_a").get("/").content.decode()
+    assert _client(cast, "dm_a").post("/releases/publish/", {"name": "x"}).status_code == 404
+    refused = steering.post("/releases/publish/", {"name": "bad name"}, follow=True).content.decode()
+    assert "letters, digits" in refused and "Nothing was published." in refused
+    assert (
+        steering.post("/releases/publish/", {"name": "x", "embargo_until": "soon"}, follow=True).status_code
+        == 200
+    )
+    assert not Release.objects.exists()
+    done = steering.post(
+        "/releases/publish/",
+        {"name": "2026.1", "notes": "First.", "embargo_until": "2099-01-01T09:00"},
+        follow=True,
+    ).content.decode()
+    assert "Release 2026.1 published: 1 result, readable by members from 2099-01-01 09:00 UTC." in done
+    assert "Not in the release:" in done  # the other outcome has no result
+    release = Release.objects.get(name="2026.1")
+    assert list(release.results.all()) == [result] and release.embargo_until.year == 2099
+    # the member sees no release yet (embargoed); the steering group sees it listed
+    assert "2026.1" not in _client(cast, "member_a").get("/").content.decode()
+    assert "from 2099-01-01 09:00 UTC" in steering.get("/").content.decode()
