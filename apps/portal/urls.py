@@ -1,6 +1,6 @@
 from django.urls import path
 
-from apps.portal import views, views_account, views_releases, views_tokens
+from apps.portal import views, views_account, views_analyses, views_releases, views_tokens
 
 app_name = "portal"
 
@@ -12,6 +12,7 @@ urlpatterns = [
     path("datasets/<int:pk>/<str:action>/", views.dataset_action, name="dataset-action"),
     path("upload/", views.upload, name="upload"),
     path("audit/", views.audit, name="audit"),
+    path("analyses/<int:pk>/settings/", views_analyses.analysis_settings, name="analysis-settings"),
     path("releases/publish/", views_releases.release_publish_view, name="release-publish"),
     path("account/", views_account.account, name="account"),
     path("account/password/", views_account.PasswordChange.as_view(), name="password-change"),

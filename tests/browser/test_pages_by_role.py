@@ -41,6 +41,11 @@ def test_every_page_opens_and_passes_axe(role: str, demo: None, page_for: Any, l
     first = re.search(r'href="(/datasets/\d+/)"', page.content())
     assert first is not None
     paths.append(first.group(1))
+    if role in ("steering", "admin"):  # and the settings form of an analysis
+        page.goto(f"{live_server.url}/outcomes/{OUTCOMES[0]}/")
+        settings = re.search(r'href="(/analyses/\d+/settings/)"', page.content())
+        assert settings is not None
+        paths.append(settings.group(1))
     problems: dict[str, list[str]] = {}
     for path in paths:
         response = page.goto(f"{live_server.url}{path}")

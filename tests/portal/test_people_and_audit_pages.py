@@ -126,3 +126,50 @@ def test_the_steering_group_publishes_a_release_from_the_dashboard(
     # the member sees no release yet (embargoed); the steering group sees it listed
     assert "2026.1" not in _client(cast, "member_a").get("/").content.decode()
     assert "from 2099-01-01 09:00 UTC" in steering.get("/").content.decode()
+
+
+def test_the_steering_group_changes_analysis_settings_in_a_validated_form(
+    cast: dict[str, Any], tmp_media: Any
+) -> None:
+    from apps.analyses.models import Analysis, AnalysisResult
+    from apps.analyses.services import analysis_recompute
+    from tests.conftest import SMD_ROWS, store_rows
+
+    store_rows(centre=cast["centre_a"], outcome=cast["outcome"], rows=SMD_ROWS, submit=True)
+    analysis = Analysis.objects.get(outcome=cast["outcome"], is_default=True)
+    good = analysis_recompute(analysis_id=analysis.pk)
+    assert good is not None and good.status == AnalysisResult.Status.DONE
+    url = f"/analyses/{analysis.pk}/settings/"
+    assert _client(cast, "dm_a").get(url).status_code == 404
+    steering = _client(cast, "steering")
+    form = steering.get(url).content.decode()
+    # choices from the data dictionary: its moderators, subgroups by its categorical ones
+    assert 'value="year"' in form and '<option value="setting">setting</option>' in form
+    assert f"/analyses/{analysis.pk}/settings/" in steering.get("/outcomes/rf/").content.decode()
+    base = {
+        "name": "Primary analysis (REML)",
+        "method": "REML",
+        "test": "knha",
+        "level": "90",
+        "dependence": "auto",
+        "rho": "0.6",
+        "robust": "on",
+        "timepoint": "",
+        "subgroup": "",
+        "cumulative_order": "year",
+        "sensitivity": "on",
+        "bias": "on",
+    }
+    refused = steering.post(url, {**base, "level": "120"})
+    assert refused.status_code == 400 and "The settings were not saved" in refused.content.decode()
+    analysis.refresh_from_db()
+    assert analysis.level == 95.0 and analysis.current_result_id == good.pk  # nothing changed
+    assert 'id="pooled-estimate"' in steering.get("/outcomes/rf/").content.decode()
+    saved = steering.post(url, base, follow=True)
+    assert "Settings saved; the analysis is being recomputed." in saved.content.decode()
+    analysis.refresh_from_db()
+    assert (analysis.test, analysis.level, analysis.requested_seq > analysis.computed_seq) == (
+        "knha",
+        90.0,
+        True,
+    )
