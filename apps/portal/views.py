@@ -76,6 +76,7 @@ def home(request: HttpRequest) -> HttpResponse:
                 "failed": failed,
                 "pooled": pooled,
                 "ratio": _ratio(analysis.outcome.measure, pooled),
+                "favours": _favours(analysis.outcome, pooled),
             }
         )
     releases = release_names(user=request.user, result_ids=[c["result"].pk for c in cards if c["result"]])
@@ -96,6 +97,18 @@ def home(request: HttpRequest) -> HttpResponse:
             ),
         },
     )
+
+
+def _favours(outcome: Outcome, pooled: dict[str, Any] | None) -> str:
+    """Which arm the confidence interval favours, read with the outcome's direction (on the scale
+    the model works on, where no effect is 0), or that it includes no effect."""
+    if not pooled or pooled.get("ci_lb") is None or pooled.get("ci_ub") is None:
+        return "–"
+    if pooled["ci_lb"] <= 0 <= pooled["ci_ub"]:
+        return "unclear (the CI includes no effect)"
+    higher = pooled["ci_lb"] > 0
+    better = higher == (outcome.direction == Outcome.Direction.HIGHER_IS_BETTER)
+    return "favours intervention" if better else "favours control"
 
 
 @login_required

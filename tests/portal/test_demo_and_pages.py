@@ -218,3 +218,14 @@ def test_a_failed_recompute_shows_its_reason_beside_the_last_good_result(demo_lo
         .split('class="card"')[0]
     )
     assert "recompute failed" in card and "the last good result" in card and "pooled-estimate" in card
+
+
+def test_the_steering_dashboard_has_a_review_summary_table(demo_loaded: None) -> None:
+    html = _login("steering").get("/").content.decode()
+    table = html.split('id="review-summary"')[1].split("</table>")[0]
+    assert table.count("<tr>") == 5  # the header and one row per outcome
+    depression = table.split("Postnatal depression")[1].split("</tr>")[0]
+    pooled = Analysis.objects.get(outcome__code="postnatal-depression", is_default=True).current_result.pooled
+    assert pooled["ci_ub"] < 0  # lower is better: an interval below zero favours the intervention
+    assert "favours intervention" in depression and f"SMD {pooled['estimate']:.2f}" in depression
+    assert 'id="review-summary"' not in _login("member-north").get("/").content.decode()
