@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from celery import shared_task
 from django.db import InterfaceError, OperationalError
 
@@ -13,17 +15,22 @@ from apps.webhooks import services as webhooks
 # programming error fails the same way every time, so retrying it 20 times only hides it. An
 # engine error is not transient either and is stored as a failed result (see analysis_recompute).
 TRANSIENT = (OperationalError, InterfaceError)
+#: For tasks whose work must happen: acknowledged after it is done, redelivered if the worker dies,
+#: retried with backoff (up to 20 times, a minute apart at most) when the database was unreachable.
+NEVER_LOST: dict[str, Any] = {
+    "acks_late": True,
+    "reject_on_worker_lost": True,
+    "autoretry_for": TRANSIENT,
+    "retry_backoff": 1,
+    "retry_backoff_max": 60,
+    "retry_jitter": True,
+    "max_retries": 20,
+}
 
 
 @shared_task(
     name="workers.tasks.recompute_analysis",
-    acks_late=True,
-    reject_on_worker_lost=True,
-    autoretry_for=TRANSIENT,
-    retry_backoff=1,
-    retry_backoff_max=60,
-    retry_jitter=True,
-    max_retries=20,
+    **NEVER_LOST,
 )
 def recompute_analysis(analysis_id: int) -> int | None:
     result = services.analysis_recompute(analysis_id=analysis_id)
@@ -42,13 +49,7 @@ def sweep_stale() -> int:
 
 @shared_task(
     name="workers.tasks.deliver_webhook",
-    acks_late=True,
-    reject_on_worker_lost=True,
-    autoretry_for=TRANSIENT,
-    retry_backoff=1,
-    retry_backoff_max=60,
-    retry_jitter=True,
-    max_retries=20,
+    **NEVER_LOST,
     ignore_result=True,
 )
 def deliver_webhook(delivery_id: int) -> str | None:

@@ -9,6 +9,7 @@ from django.core.validators import RegexValidator
 from django.urls import reverse
 from rest_framework import serializers
 
+from apps.analyses.documents import SUMMARY_FIELDS
 from apps.analyses.models import Analysis, AnalysisResult, Release
 from apps.analyses.services import ANALYSIS_FIELDS
 from apps.api.models import ApiToken
@@ -253,24 +254,7 @@ class AnalysisResultSummarySerializer(serializers.ModelSerializer):
 
     class Meta:
         model = AnalysisResult
-        fields = [
-            "id",
-            "url",
-            "analysis",
-            "seq",
-            "status",
-            "error",
-            "k",
-            "pooled",
-            "engine_version",
-            "spec_hash",
-            "input_fingerprint",
-            "dataset_versions",
-            "requested_at",
-            "started_at",
-            "finished_at",
-            "compute_ms",
-        ]
+        fields = list(SUMMARY_FIELDS)  # the stored summary's keys, defined where it is rendered
 
 
 class ResultBlockIndexSerializer(serializers.Serializer):
