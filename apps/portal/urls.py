@@ -1,12 +1,20 @@
 from django.urls import path
 
-from apps.portal import views, views_account, views_analyses, views_releases, views_tokens
+from apps.portal import (
+    views,
+    views_account,
+    views_analyses,
+    views_dashboard,
+    views_outcome,
+    views_releases,
+    views_tokens,
+)
 
 app_name = "portal"
 
 urlpatterns = [
-    path("", views.home, name="home"),
-    path("outcomes/<slug:code>/", views.outcome_detail, name="outcome"),
+    path("", views_dashboard.home, name="home"),
+    path("outcomes/<slug:code>/", views_outcome.outcome_detail, name="outcome"),
     path("datasets/", views.dataset_list, name="datasets"),
     path("datasets/<int:pk>/", views.dataset_detail, name="dataset"),
     path("datasets/<int:pk>/<str:action>/", views.dataset_action, name="dataset-action"),

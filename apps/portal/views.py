@@ -1,4 +1,5 @@
-"""Server-rendered pages: the dashboard, outcome results, datasets, uploads and the audit trail.
+"""Server-rendered pages: datasets, uploads and the audit trail (the dashboard and outcome pages
+have their own modules).
 
 Every page starts from the same visibility querysets as the API (``visible_to``), and a user who
 may not see an object gets 404.
@@ -18,8 +19,6 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
-from apps.analyses.models import Analysis, AnalysisResult, Release
-from apps.analyses.selectors import analysis_results_shown, release_names
 from apps.audit.models import AuditEvent
 from apps.consortium import roles
 from apps.consortium.models import Centre, Outcome
@@ -28,161 +27,6 @@ from apps.datasets.models import Dataset, DatasetVersion
 from apps.datasets.selectors import dataset_version_diff, with_shown_versions
 from apps.datasets.services import dataset_set_status, dataset_version_restore
 from apps.datasets.uploads import upload_receive
-from apps.portal.plots import forest_svg, funnel_svg, history_svg
-from workers.metaanalysis import measures
-
-
-def _study_labels(result: AnalysisResult) -> list[str]:
-    if result.studies:
-        return list(result.studies)
-    return [f"Study {i + 1}" for i in range(len((result.blocks.get("effect_sizes") or {}).get("yi") or []))]
-
-
-def _included_labels(result: AnalysisResult) -> list[str]:
-    """Labels of the rows in the model (the engine lists leave-one-out etc. for those only)."""
-    omitted = {o.get("row") for o in result.omitted if isinstance(o, dict)}
-    return [label for i, label in enumerate(_study_labels(result)) if i not in omitted]
-
-
-def _ratio(code: str, pooled: dict[str, Any] | None) -> dict[str, Any] | None:
-    """Ratio measures are pooled on the log scale; readers want the ratio itself as well."""
-    measure = measures.REGISTRY.get(code)
-    if measure is None or not measure.log_scale or not pooled:
-        return None
-    values = {k: pooled.get(k) for k in ("estimate", "ci_lb", "ci_ub", "pi_lb", "pi_ub")}
-    if any(v is None for v in (values["estimate"], values["ci_lb"], values["ci_ub"])):
-        return None
-    return {
-        "label": measure.ratio_label,
-        **{k: measure.back_transform(v) if v is not None else None for k, v in values.items()},
-    }
-
-
-def home(request: HttpRequest) -> HttpResponse:
-    """The dashboard: every outcome's pooled estimate from its default analysis."""
-    if not request.user.is_authenticated:
-        return render(request, "portal/welcome.html")
-    cards: list[dict[str, Any]] = []
-    for analysis in (
-        Analysis.objects.visible_to(request.user).filter(is_default=True).select_related("outcome")
-    ):
-        result, failed = analysis_results_shown(user=request.user, analysis=analysis)
-        pooled = result.pooled if result else None
-        cards.append(
-            {
-                "analysis": analysis,
-                "outcome": analysis.outcome,
-                "result": result,
-                "failed": failed,
-                "pooled": pooled,
-                "ratio": _ratio(analysis.outcome.measure, pooled),
-                "favours": _favours(analysis.outcome, pooled),
-            }
-        )
-    releases = release_names(user=request.user, result_ids=[c["result"].pk for c in cards if c["result"]])
-    for card in cards:
-        card["releases"] = releases.get(card["result"].pk, []) if card["result"] else []
-    return render(
-        request,
-        "portal/home.html",
-        {
-            "cards": cards,
-            "is_steering": roles.is_steering(request.user),
-            "releases": Release.objects.visible_to(request.user).select_related("published_by")[:5],
-            "datasets": with_shown_versions(
-                Dataset.objects.visible_to(request.user).select_related(
-                    "centre", "outcome", "current_version"
-                ),
-                request.user,
-            ),
-        },
-    )
-
-
-def _favours(outcome: Outcome, pooled: dict[str, Any] | None) -> str:
-    """Which arm the confidence interval favours, read with the outcome's direction (on the scale
-    the model works on, where no effect is 0), or that it includes no effect."""
-    if not pooled or pooled.get("ci_lb") is None or pooled.get("ci_ub") is None:
-        return "–"
-    if pooled["ci_lb"] <= 0 <= pooled["ci_ub"]:
-        return "unclear (the CI includes no effect)"
-    higher = pooled["ci_lb"] > 0
-    better = higher == (outcome.direction == Outcome.Direction.HIGHER_IS_BETTER)
-    return "favours intervention" if better else "favours control"
-
-
-@login_required
-def outcome_detail(request: HttpRequest, code: str) -> HttpResponse:
-    outcome = get_object_or_404(Outcome, code=code)
-    analyses = list(
-        Analysis.objects.visible_to(request.user).filter(outcome=outcome).select_related("current_result")
-    )
-    selected_id = request.GET.get("analysis")
-    analysis = next((a for a in analyses if str(a.pk) == selected_id), None) or next(
-        (a for a in analyses if a.is_default), analyses[0] if analyses else None
-    )
-    result = None
-    history: list[AnalysisResult] = []
-    if analysis is not None:
-        history = list(
-            AnalysisResult.objects.visible_to(request.user).filter(analysis=analysis).order_by("seq")
-        )
-    failed = None
-    if analysis is not None:
-        result, failed = analysis_results_shown(user=request.user, analysis=analysis)
-    context: dict[str, Any] = {
-        "outcome": outcome,
-        "analyses": analyses,
-        "analysis": analysis,
-        "result": result,
-        "failed": failed,
-        "is_steering": roles.is_steering(request.user),
-    }
-    if result is not None and result.status == AnalysisResult.Status.DONE:
-        labels = _study_labels(result)
-        # the level the stored intervals were computed at, which the plots must match
-        level = result.spec.get("level") if isinstance(result.spec, dict) else None
-        context.update(
-            {
-                "pooled": result.pooled,
-                "ratio": _ratio(outcome.measure, result.pooled),
-                "forest": forest_svg(
-                    result.blocks, labels, direction=outcome.direction, measure=outcome.measure, level=level
-                ),
-                "funnel": funnel_svg(result.blocks, level=level),
-                "blocks": result.blocks,
-                "leave1out_rows": _zip_rows(result.blocks.get("leave1out"), _included_labels(result)),
-                # dependent effects: each study left out with all its rows
-                "leave1out_study_rows": _zip_rows(result.blocks.get("leave1out_study"), []),
-                "rho_rows": _zip_rows(result.blocks.get("rho_sensitivity"), []),
-                "effect_rows": _zip_rows(result.blocks.get("effect_sizes"), []),
-            }
-        )
-    points = [
-        (str(r.seq), r.pooled["estimate"], r.pooled["ci_lb"], r.pooled["ci_ub"])
-        for r in history
-        if r.status == AnalysisResult.Status.DONE
-        and r.pooled
-        and None not in (r.pooled["estimate"], r.pooled["ci_lb"], r.pooled["ci_ub"])
-    ]
-    context["history_svg"] = history_svg(points)
-    context["history"] = list(reversed(history))[:25]
-    context["releases"] = release_names(user=request.user, result_ids=[r.pk for r in context["history"]])
-    for r in context["history"]:
-        r.release_names = context["releases"].get(r.pk, [])
-    return render(request, "portal/outcome.html", context)
-
-
-def _zip_rows(block: dict[str, Any] | None, included: list[str]) -> list[dict[str, Any]]:
-    if not block or not isinstance(block, dict):
-        return []
-    # Per-study columns are lists; scalars (method, test, level) describe the whole block.
-    keys = [k for k, v in block.items() if isinstance(v, list)]
-    n = len(block[keys[0]]) if keys else 0
-    return [
-        {"study": included[i] if i < len(included) else str(i + 1), **{k: block[k][i] for k in keys}}
-        for i in range(n)
-    ]
 
 
 @login_required

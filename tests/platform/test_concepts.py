@@ -88,12 +88,12 @@ def test_every_reader_of_measures_agrees_with_the_registry() -> None:
 
 def test_log_scale_is_one_list() -> None:
     """PETO is a log odds ratio: the command line and the portal both back-transform it."""
-    from apps.portal.views import _ratio
+    from apps.portal.scale import ratio_of
 
     assert measures.is_log_scale("PETO")
     pooled = {"estimate": 0.0, "ci_lb": -1.0, "ci_ub": 1.0, "pi_lb": None, "pi_ub": None}
     for code, measure in measures.REGISTRY.items():
-        ratio = _ratio(code, pooled)
+        ratio = ratio_of(code, pooled)
         assert (ratio is not None) == measure.log_scale, code
         if ratio is not None:
             assert ratio["estimate"] == 1.0 and ratio["label"] == measure.ratio_label
