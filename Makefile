@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 MANAGE := $(BIN)/python manage.py
 REFERENCE ?= tests/metaanalysis/cases
 
-.PHONY: run test install migrate demo lint typecheck validate bench bench-engine bench-dependent bench-e2e bench-security bench-api screenshots check clean
+.PHONY: run test install migrate demo lint typecheck validate bench bench-engine bench-dependent bench-e2e bench-security bench-api bench-portal screenshots check clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -53,7 +53,7 @@ check: lint typecheck
 validate: $(STAMP)
 	$(BIN)/python -m workers.metaanalysis.validate $(REFERENCE)
 
-bench: bench-engine bench-dependent bench-e2e bench-security bench-api
+bench: bench-engine bench-dependent bench-e2e bench-security bench-api bench-portal
 
 bench-engine: $(STAMP)
 	$(BIN)/python -m bench.engine_bench --out bench/RESULTS.md
@@ -72,6 +72,9 @@ screenshots: demo
 
 bench-api: $(STAMP)
 	$(BIN)/python -m bench.api_bench --out bench/API.md
+
+bench-portal: $(STAMP)
+	$(BIN)/python -m bench.portal_bench --out bench/PORTAL.md
 
 clean:
 	rm -rf var/ .pytest_cache .mypy_cache .ruff_cache

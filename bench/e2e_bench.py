@@ -145,7 +145,7 @@ def run(out: Path, n_latency: int, n_burst: int) -> str:
             demo.vary_row(rows[j], up=(i // len(datasets)) % 2 == 0)
             resp = (client or clients[d.centre.code]).post(
                 "/api/v1/datasets/upload/",
-                {"centre": d.centre.code, "outcome": d.outcome.code, "rows": rows},
+                {"centre": d.centre.code, "outcome": d.outcome.code, "rows": rows, "submit": True},
                 format="json",
             )
             assert resp.status_code == 201, resp.content
@@ -216,7 +216,7 @@ def run(out: Path, n_latency: int, n_burst: int) -> str:
         f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC · {cpu} · {os.cpu_count()} cores · Python {platform.python_version()}",
         "",
         "Real PostgreSQL, Redis and a Celery worker process (prefork, 2 children) on the demo consortium",
-        f"({len(datasets)} datasets over 4 outcomes). Uploads are JSON rows through `POST /api/v1/datasets/upload/`;",
+        f"({len(datasets)} datasets over 4 outcomes). Uploads are JSON rows through `POST /api/v1/datasets/upload/` with `submit`;",
         '"readable" means `GET /api/v1/analyses/{id}/` shows a result that answers the upload.',
         "",
         "| measure | value | goal |",

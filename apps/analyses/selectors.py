@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from apps.analyses.models import Analysis, AnalysisResult, Release, ReleaseResult
+from apps.analyses.models import Analysis, AnalysisResult, Release, ReleaseResult, pooled_of
 
 
 def analysis_result_shown(*, user: Any, analysis: Analysis) -> AnalysisResult | None:
@@ -51,3 +51,88 @@ def release_names(*, user: Any, result_ids: list[int]) -> dict[int, list[str]]:
     for result_id, name in entries:
         names.setdefault(result_id, []).append(name)
     return names
+
+
+def analyses_preview(
+    *, user: Any, outcome: Any, centre: Any, rows: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """What replacing ``centre``'s data for ``outcome`` with ``rows`` would do to each analysis
+    of the outcome: its current pooled result beside the one recomputed on the new input.
+
+    Only for readers of every result (the steering group): the pooled estimate of the other
+    centres' unreleased data is not for a data manager to see. The engine runs without the
+    sensitivity and bias analyses (the pooled estimate, its intervals and heterogeneity are the
+    question; the rest would multiply the cost by k for a page a person is waiting on). An
+    analysis whose settings or new input the engine refuses says why.
+    """
+    import dataclasses
+
+    from apps.analyses.services import analysis_inputs
+    from apps.consortium import roles
+    from workers.metaanalysis.analysis import run_analysis
+    from workers.metaanalysis.errors import EngineError
+
+    if not roles.reads_unreleased_results(user):
+        return []
+    out = []
+    for analysis in (
+        Analysis.objects.visible_to(user).filter(outcome=outcome).select_related("current_result")
+    ):
+        current = analysis.current_result
+        entry: dict[str, Any] = {
+            "analysis": analysis,
+            "before": current.pooled
+            if current is not None and current.status == AnalysisResult.Status.DONE
+            else None,
+            "after": None,
+            "error": None,
+        }
+        inputs, _ = analysis_inputs(analysis=analysis, replacing={centre.pk: rows})
+        try:
+            spec = dataclasses.replace(analysis.engine_spec(), sensitivity=False, bias=False)
+            report = run_analysis(spec, inputs).to_dict()
+        except EngineError as exc:
+            entry["error"] = exc.to_dict().get("message", str(exc))
+        else:
+            entry["after"] = pooled_of(report.get("blocks", {}))
+        out.append(entry)
+    return out
+
+
+def upload_preview_report(
+    *,
+    user: Any,
+    centre: Any,
+    outcome: Any,
+    rows: list[dict[str, Any]],
+    columns: list[str],
+    row_limit: int | None = None,
+) -> dict[str, Any]:
+    """Everything a person is shown before an upload counts, for the portal's preview page and the
+    API's ``preview``: the version it is compared with, the rows it adds, removes and changes, each
+    row's effect (the first ``row_limit`` rows), and (steering group only) the pooled results before
+    and after."""
+    from apps.datasets.models import Dataset
+    from apps.datasets.selectors import row_effects, row_key, rows_diff
+    from apps.datasets.services import rows_checksum
+
+    dataset = (
+        Dataset.objects.filter(centre=centre, outcome=outcome)
+        .select_related("current_version", "submitted_version")
+        .first()
+    )
+    base = dataset.current_version if dataset is not None else None
+    diff = rows_diff(base.rows if base is not None else [], rows)
+    changed = {c["key"] for c in diff["changed"]}
+    added = {row_key(r) for r in diff["added"]}
+    effects = row_effects(measure=outcome.measure, rows=rows if row_limit is None else rows[:row_limit])
+    for entry in effects:
+        entry["change"] = "added" if entry["key"] in added else "changed" if entry["key"] in changed else ""
+    return {
+        "dataset": dataset,
+        "base": base,
+        "identical": base is not None and base.checksum == rows_checksum(columns, rows),
+        "diff": diff,
+        "effects": effects,
+        "pooled": analyses_preview(user=user, outcome=outcome, centre=centre, rows=rows),
+    }

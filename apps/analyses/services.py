@@ -39,7 +39,7 @@ from apps.audit.services import audit_record
 from apps.config.celery import configured_app
 from apps.config.publisher import publish_soon
 from apps.consortium import roles
-from apps.consortium.models import Outcome
+from apps.consortium.models import Centre, Outcome
 from apps.consortium.validators import FieldChecks, clean_text
 from apps.datasets.models import Dataset
 from workers.metaanalysis import ENGINE_VERSION
@@ -188,23 +188,34 @@ def _analysis_lock(analysis_id: int) -> Iterator[None]:
             cursor.execute("SELECT pg_advisory_unlock(%s, %s)", [_LOCK_NAMESPACE, analysis_id])
 
 
-def analysis_inputs(*, analysis: Analysis) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def analysis_inputs(
+    *, analysis: Analysis, replacing: dict[int, list[dict[str, Any]]] | None = None
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """The rows the analysis runs on and the exact dataset versions they came from.
 
-    Only submitted datasets enter; rows are tagged with their centre, and ordered by centre and
-    row so that the input (and hence the result) is deterministic.
+    Only submitted datasets enter, each with its submitted version (a revision stored since waits
+    for its submission); rows are tagged with their centre, and ordered by centre and row so that
+    the input (and hence the result) is deterministic.
+
+    ``replacing`` maps a centre's primary key to rows that take the place of that centre's data
+    (a preview of what an upload would change; the centre need not have submitted anything yet).
     """
+    replacing = replacing or {}
     datasets = (
         Dataset.objects.filter(
-            outcome_id=analysis.outcome_id, status=Dataset.Status.SUBMITTED, current_version__isnull=False
+            outcome_id=analysis.outcome_id, status=Dataset.Status.SUBMITTED, submitted_version__isnull=False
         )
-        .select_related("centre", "current_version")
+        .select_related("centre", "submitted_version")
         .order_by("centre__code")
     )
     rows: list[dict[str, Any]] = []
     provenance = []
+    pending = dict(replacing)
     for dataset in datasets:
-        version = dataset.current_version
+        if dataset.centre_id in pending:
+            rows.extend({**row, "centre": dataset.centre.code} for row in pending.pop(dataset.centre_id))
+            continue
+        version = dataset.submitted_version
         assert version is not None
         provenance.append(
             {
@@ -218,6 +229,11 @@ def analysis_inputs(*, analysis: Analysis) -> tuple[list[dict[str, Any]], list[d
         )
         for row in version.rows:
             rows.append({**row, "centre": dataset.centre.code})
+    if pending:
+        # a centre whose data are not in the analyses yet, previewed as if they were
+        codes = dict(Centre.objects.filter(pk__in=pending).values_list("pk", "code"))
+        for centre_id in sorted(pending, key=lambda pk: codes.get(pk, "")):
+            rows.extend({**row, "centre": codes.get(centre_id, "")} for row in pending[centre_id])
     return rows, provenance
 
 

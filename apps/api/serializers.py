@@ -171,45 +171,73 @@ class DatasetSerializer(serializers.ModelSerializer):
     centre: serializers.SlugRelatedField = serializers.SlugRelatedField(slug_field="code", read_only=True)
     outcome: serializers.SlugRelatedField = serializers.SlugRelatedField(slug_field="code", read_only=True)
     current_version = DatasetVersionSummarySerializer(source="shown_version", read_only=True, allow_null=True)
+    submitted_version = DatasetVersionSummarySerializer(
+        read_only=True,
+        allow_null=True,
+        help_text="The version the analyses use while the dataset is submitted (the newest one "
+        "submitted). A newer current version is a revision until it is submitted.",
+    )
 
     class Meta:
         model = Dataset
-        fields = ["id", "centre", "outcome", "status", "current_version", "created_at", "updated_at"]
+        fields = [
+            "id",
+            "centre",
+            "outcome",
+            "status",
+            "current_version",
+            "submitted_version",
+            "created_at",
+            "updated_at",
+        ]
 
 
-class UploadSerializer(serializers.Serializer):
-    """An upload: a file (CSV or XLSX) or JSON ``rows``, for one centre and outcome."""
+class UploadOptionsSerializer(serializers.Serializer):
+    """What every upload names besides its data: where it goes, why, and what to do with it."""
 
     centre = StrictSlugField()
     outcome = StrictSlugField()
+    reason = plain_text(max_length=500, required=False, allow_blank=True, default="")
+    submit = serializers.BooleanField(
+        required=False,
+        default=False,
+        help_text="Also submit the new version (one transaction): it enters the analyses at once. "
+        "Without it, a new version of a submitted dataset is a revision until it is submitted.",
+    )
+    preview = serializers.BooleanField(
+        required=False,
+        default=False,
+        help_text="Store nothing; answer with what the upload would change (rows added, removed and "
+        "changed, each row's effect size, warnings and, for the steering group, the pooled results).",
+    )
+
+
+class UploadSerializer(UploadOptionsSerializer):
+    """An upload: a file (CSV or XLSX) or JSON ``rows``, for one centre and outcome."""
+
     file = serializers.FileField(required=False, allow_empty_file=True)
     rows = serializers.ListField(child=serializers.DictField(), required=False)
-    reason = plain_text(max_length=500, required=False, allow_blank=True, default="")
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if attrs.get("submit") and attrs.get("preview"):
+            raise serializers.ValidationError("Send at most one of 'submit' and 'preview'.")
         if bool(attrs.get("file")) == bool(attrs.get("rows") is not None):
             raise serializers.ValidationError("Send exactly one of 'file' or 'rows'.")
         return attrs
 
 
-class UploadFileSerializer(serializers.Serializer):
+class UploadFileSerializer(UploadOptionsSerializer):
     """Schema of a file upload (``multipart/form-data``)."""
 
-    centre = StrictSlugField()
-    outcome = StrictSlugField()
     file = serializers.FileField(help_text="A CSV or XLSX file.")
-    reason = plain_text(max_length=500, required=False, allow_blank=True, default="")
 
 
-class UploadRowsSerializer(serializers.Serializer):
+class UploadRowsSerializer(UploadOptionsSerializer):
     """Schema of an upload of JSON rows (``application/json``)."""
 
-    centre = StrictSlugField()
-    outcome = StrictSlugField()
     rows = serializers.ListField(
         child=serializers.DictField(), help_text="One object per row, keyed by column."
     )
-    reason = plain_text(max_length=500, required=False, allow_blank=True, default="")
 
 
 class StatusChangeSerializer(serializers.Serializer):
@@ -243,6 +271,34 @@ class UploadResultSerializer(serializers.Serializer):
         help_text="Each row's input form: raw, yi_vi, yi_sei, di (Cohen's d) or ti (t statistic).",
     )
     form_counts = serializers.DictField(child=serializers.IntegerField(), help_text="Rows per input form.")
+
+
+class UploadPreviewSerializer(serializers.Serializer):
+    """What an upload would change (``preview: true``); nothing was stored."""
+
+    preview = serializers.BooleanField()
+    base_version = serializers.IntegerField(
+        allow_null=True, help_text="The version the upload was compared with (none: a new dataset)."
+    )
+    identical = serializers.BooleanField(
+        help_text="The content equals the base version's: confirming stores nothing."
+    )
+    diff = serializers.DictField(
+        help_text="added, removed (rows), changed (cells by row key) and summary (counts)."
+    )
+    rows = serializers.ListField(
+        child=serializers.DictField(),
+        help_text="Each row's effect size and 95% CI on the outcome's own scale (effect, ci_lb, ci_ub), its "
+        "input form and derivation, or the reason it has none.",
+    )
+    pooled = serializers.ListField(
+        child=serializers.DictField(),
+        help_text="Steering group only (empty otherwise): each analysis's pooled result now (before) and "
+        "with this upload (after), or why the engine refused it (error).",
+    )
+    mapping = serializers.ListField(child=serializers.DictField())
+    warnings = UploadErrorSerializer(many=True)
+    form_counts = serializers.DictField(child=serializers.IntegerField())
 
 
 class AnalysisResultSummarySerializer(serializers.ModelSerializer):

@@ -13,7 +13,7 @@ from django.db.models.fields.json import KeyTransform
 from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, PolymorphicProxySerializer, extend_schema
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound, ParseError, PermissionDenied, ValidationError
@@ -29,6 +29,7 @@ from apps.analyses.exports import CONTENT_TYPES as EXPORT_TYPES
 from apps.analyses.exports import ExportError, export_file
 from apps.analyses.models import Analysis, AnalysisResult
 from apps.analyses.releases import seconds_to_next_embargo_end
+from apps.analyses.selectors import upload_preview_report
 from apps.analyses.services import analysis_create, analysis_update
 from apps.api import readcache
 from apps.api import serializers as s
@@ -47,7 +48,7 @@ from apps.datasets.ingest import UploadError, UploadRejected, export_rows, neutr
 from apps.datasets.models import Dataset, DatasetVersion
 from apps.datasets.selectors import dataset_version_diff, with_shown_versions
 from apps.datasets.services import dataset_set_status, dataset_version_restore, upload_spec_for
-from apps.datasets.uploads import upload_receive
+from apps.datasets.uploads import upload_parse, upload_receive
 
 XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
@@ -173,7 +174,14 @@ class DatasetViewSet(viewsets.ReadOnlyModelViewSet):
     def get_queryset(self) -> Any:
         return (
             Dataset.objects.visible_to(self.request.user)
-            .select_related("centre", "outcome", "current_version", "current_version__created_by")
+            .select_related(
+                "centre",
+                "outcome",
+                "current_version",
+                "current_version__created_by",
+                "submitted_version",
+                "submitted_version__created_by",
+            )
             .order_by("outcome__code", "centre__code")
         )
 
@@ -191,7 +199,11 @@ class DatasetViewSet(viewsets.ReadOnlyModelViewSet):
         request={"multipart/form-data": s.UploadFileSerializer, "application/json": s.UploadRowsSerializer},
         responses={
             201: s.UploadResultSerializer,
-            200: s.UploadResultSerializer,
+            200: PolymorphicProxySerializer(
+                "UploadAnswer",
+                [s.UploadResultSerializer, s.UploadPreviewSerializer],
+                resource_type_field_name=None,
+            ),
             400: s.UploadRejectedSerializer,
             403: OpenApiResponse(description="Not a data manager"),
             404: OpenApiResponse(description="Centre not visible"),
@@ -220,6 +232,8 @@ class DatasetViewSet(viewsets.ReadOnlyModelViewSet):
             return _rejected_response(UploadRejected(_field_errors(ser.errors)))
         data = ser.validated_data
         upload = data.get("file")
+        if data["preview"]:
+            return self._preview(user, data)
         try:
             outcome = upload_receive(
                 user=user,
@@ -230,6 +244,7 @@ class DatasetViewSet(viewsets.ReadOnlyModelViewSet):
                 content_type=getattr(upload, "content_type", None),
                 rows=data.get("rows"),
                 reason=data.get("reason", ""),
+                submit=data["submit"],
             )
         except Centre.DoesNotExist as exc:
             raise Http404("No such centre.") from exc
@@ -237,6 +252,7 @@ class DatasetViewSet(viewsets.ReadOnlyModelViewSet):
             return _rejected_response(exc)
         except DjangoPermissionDenied as exc:
             raise PermissionDenied(str(exc)) from exc
+        outcome.version.dataset.refresh_from_db()  # its status and submitted version, after submit
         payload = {
             "created": outcome.created,
             "dataset": self.get_serializer(outcome.version.dataset).data,
@@ -248,6 +264,52 @@ class DatasetViewSet(viewsets.ReadOnlyModelViewSet):
             "form_counts": outcome.parsed.form_counts,
         }
         return Response(payload, status=status.HTTP_201_CREATED if outcome.created else status.HTTP_200_OK)
+
+    def _preview(self, user: User, data: dict[str, Any]) -> Response:
+        """What the upload would change, stored nowhere (the portal's preview page, as JSON)."""
+        upload = data.get("file")
+        try:
+            centre, outcome, parsed, _ = upload_parse(
+                user=user,
+                centre_code=data["centre"],
+                outcome_code=data["outcome"],
+                file=upload,
+                filename=upload.name if upload else "",
+                content_type=getattr(upload, "content_type", None),
+                rows=data.get("rows"),
+            )
+        except Centre.DoesNotExist as exc:
+            raise Http404("No such centre.") from exc
+        except UploadRejected as exc:
+            return _rejected_response(exc)
+        except DjangoPermissionDenied as exc:
+            raise PermissionDenied(str(exc)) from exc
+        rows = [dict(r) for r in parsed.rows]
+        report = upload_preview_report(
+            user=user, centre=centre, outcome=outcome, rows=rows, columns=list(parsed.columns)
+        )
+        return Response(
+            {
+                "preview": True,
+                "base_version": report["base"].number if report["base"] is not None else None,
+                "identical": report["identical"],
+                "diff": report["diff"],
+                "rows": report["effects"],
+                "pooled": [
+                    {
+                        "analysis": entry["analysis"].pk,
+                        "name": entry["analysis"].name,
+                        "before": entry["before"],
+                        "after": entry["after"],
+                        "error": entry["error"],
+                    }
+                    for entry in report["pooled"]
+                ],
+                "mapping": [m.to_dict() for m in parsed.mapping],
+                "warnings": [w.to_dict() for w in parsed.warnings],
+                "form_counts": parsed.form_counts,
+            }
+        )
 
     def _change_status(self, request: Request, new_status: str) -> Response:
         dataset = self.get_object()
@@ -271,7 +333,9 @@ class DatasetViewSet(viewsets.ReadOnlyModelViewSet):
     )
     @action(detail=True, methods=["post"])
     def submit(self, request: Request, pk: str | None = None, version: str | None = None) -> Response:
-        """Submit the dataset: its current version enters the consortium's analyses."""
+        """Submit the dataset: its current version enters the consortium's analyses. On a submitted
+        dataset, this submits its revision (a version stored since it was submitted); with none
+        pending, nothing changes."""
         return self._change_status(request, Dataset.Status.SUBMITTED)
 
     @extend_schema(

@@ -88,6 +88,12 @@ class Dataset(models.Model):
     current_version = models.ForeignKey(
         "DatasetVersion", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
+    # The version the consortium's analyses use while the dataset is submitted: the newest one that
+    # was submitted. A version stored after it (a revision: a correction in progress) stays with
+    # the centre and out of the analyses until the centre submits it, which moves this forward.
+    submitted_version = models.ForeignKey(
+        "DatasetVersion", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -103,6 +109,15 @@ class Dataset(models.Model):
 
     def __str__(self) -> str:
         return f"{self.centre.code} / {self.outcome.code}"
+
+    @property
+    def revision_pending(self) -> bool:
+        """A submitted dataset whose current version is not yet the one analysed."""
+        return (
+            self.status == Dataset.Status.SUBMITTED
+            and self.current_version_id is not None
+            and self.current_version_id != self.submitted_version_id
+        )
 
 
 class DatasetVersion(WriteOnce, models.Model):
@@ -147,3 +162,39 @@ class DatasetVersion(WriteOnce, models.Model):
 
     def __str__(self) -> str:
         return f"{self.dataset} v{self.number}"
+
+
+class StagedUpload(models.Model):
+    """A validated upload waiting for its data manager: shown as a preview (what it changes against
+    the current version, each row's effect, warnings) and stored as a version only when confirmed.
+
+    A preview belongs to the person who uploaded it and is confirmed against the version it was
+    compared with (``base_version``): if the dataset changed in between, the comparison the person
+    saw is no longer true, and confirming is refused until they preview again. Confirming or
+    discarding deletes the preview (a confirmed one lives on as the version, with its file).
+    """
+
+    key = models.CharField(max_length=32, unique=True)
+    centre = models.ForeignKey(Centre, on_delete=models.PROTECT, related_name="+")
+    outcome = models.ForeignKey(Outcome, on_delete=models.PROTECT, related_name="+")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    base_version = models.ForeignKey(
+        DatasetVersion, null=True, blank=True, on_delete=models.CASCADE, related_name="+"
+    )
+    reason = models.CharField(max_length=500, blank=True)
+    original_filename = models.CharField(max_length=255, blank=True)
+    # the uploaded bytes (at most UPLOAD_MAX_BYTES), written to UPLOAD_ROOT only when confirmed
+    content = models.BinaryField(null=True, blank=True)
+    source_format = models.CharField(max_length=10, blank=True)
+    columns = models.JSONField(default=list)
+    column_mapping = models.JSONField(default=list)
+    rows = models.JSONField(default=list)
+    warnings = models.JSONField(default=list)
+    form_counts = models.JSONField(default=dict, help_text="Rows per input form (raw, yi_vi, yi_sei, di, ti)")
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"preview of {self.centre.code} / {self.outcome.code}"

@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import secrets
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from apps.audit.services import audit_record
@@ -18,7 +21,7 @@ from apps.consortium import roles
 from apps.consortium.models import Centre, Outcome
 from apps.datasets.ingest import ModeratorSpec, ParsedUpload, UploadSpec
 from apps.datasets.ingest.labels import comparison_key
-from apps.datasets.models import Dataset, DatasetVersion, Study
+from apps.datasets.models import Dataset, DatasetVersion, StagedUpload, Study
 from apps.datasets.signals import outcome_data_changed
 
 if TYPE_CHECKING:
@@ -103,7 +106,6 @@ def _version_create(
         rows=rows,
         row_count=len(rows),
         restored_from=restored_from,
-        submitted_at=timezone.now() if dataset.status == Dataset.Status.SUBMITTED else None,
     )
     before = {"version": current.number, "checksum": current.checksum} if current else None
     dataset.current_version = version
@@ -123,8 +125,8 @@ def _version_create(
             "restored_from": restored_from.number if restored_from else None,
         },
     )
-    if dataset.status == Dataset.Status.SUBMITTED:
-        _request_recompute(dataset.outcome)
+    # No recompute: a new version enters the analyses only when it is submitted (a submitted
+    # dataset's analyses keep using its submitted version until then).
     return version, True
 
 
@@ -167,8 +169,8 @@ def dataset_version_create(
 ) -> tuple[DatasetVersion, bool]:
     """Store a validated upload as a new version of the centre's dataset for ``outcome``.
 
-    Returns ``(version, created)``; identical content creates no new version (``created`` is False)
-    and requests no recompute.
+    Returns ``(version, created)``; identical content creates no new version (``created`` is False).
+    The version enters no analysis until it is submitted (:func:`dataset_set_status`).
     """
     with transaction.atomic():
         _assert_can_change(actor, centre)
@@ -198,6 +200,116 @@ def dataset_version_create(
         )
 
 
+#: How long a preview can be confirmed. It was checked against the data of its moment; a day later
+#: the person is better served by looking again (the rows are kept until then, one preview per
+#: person and dataset: a new upload replaces the previous one).
+STAGED_UPLOAD_LIFETIME = timedelta(hours=24)
+
+
+def staged_upload_create(
+    *,
+    actor: User,
+    centre: Centre,
+    outcome: Outcome,
+    parsed: ParsedUpload,
+    content: bytes | None,
+    filename: str,
+    reason: str = "",
+) -> StagedUpload:
+    """Keep a validated upload as a preview for ``actor``; nothing the analyses read changes.
+
+    The file's bytes stay in the preview until it is confirmed (then they are stored like any
+    version's original file) or discarded. The person's earlier previews for the same centre and
+    outcome, and their expired ones, go.
+    """
+    with transaction.atomic():
+        _assert_can_change(actor, centre)
+        dataset = Dataset.objects.filter(centre=centre, outcome=outcome).first()
+        StagedUpload.objects.filter(created_by=actor).filter(
+            Q(centre=centre, outcome=outcome) | Q(created_at__lt=timezone.now() - STAGED_UPLOAD_LIFETIME)
+        ).delete()
+        return StagedUpload.objects.create(
+            key=secrets.token_hex(16),
+            centre=centre,
+            outcome=outcome,
+            created_by=actor,
+            base_version=dataset.current_version if dataset is not None else None,
+            reason=reason[:500],
+            original_filename=filename[:255],
+            content=content,
+            source_format=parsed.source_format,
+            columns=list(parsed.columns),
+            column_mapping=[m.to_dict() for m in parsed.mapping],
+            rows=[dict(r) for r in parsed.rows],
+            warnings=[w.to_dict() for w in parsed.warnings],
+            form_counts=dict(parsed.form_counts),
+        )
+
+
+def staged_upload_confirm(
+    *, actor: User, staged: StagedUpload, reason: str | None = None
+) -> tuple[DatasetVersion, bool]:
+    """Store a preview as the dataset's new version, if it still shows what it would change.
+
+    Refused (``ValidationError``, nothing changes) when the preview has expired or the dataset's
+    current version is no longer the one the preview was compared with: another upload, a restore
+    or a colleague's confirmation came in between, and the person must see the new comparison.
+    """
+    with transaction.atomic():
+        _assert_can_change(actor, staged.centre)
+        dataset, _ = Dataset.objects.get_or_create(centre=staged.centre, outcome=staged.outcome)
+        dataset = (
+            Dataset.objects.select_for_update(of=("self",))
+            .select_related("current_version", "outcome", "centre")
+            .get(pk=dataset.pk)
+        )
+        # re-read under the dataset's lock: a double click confirms once, the second finds nothing
+        staged = StagedUpload.objects.select_for_update().filter(pk=staged.pk, created_by=actor).first()  # type: ignore[assignment]
+        if staged is None:
+            raise ValidationError("This preview was already confirmed or discarded.", code="preview_gone")
+        if staged.created_at < timezone.now() - STAGED_UPLOAD_LIFETIME:
+            raise ValidationError(
+                "This preview is more than a day old; upload the file again to see what it changes now.",
+                code="preview_expired",
+            )
+        if dataset.current_version_id != staged.base_version_id:
+            now = dataset.current_version.number if dataset.current_version else "none"
+            raise ValidationError(
+                f"The dataset changed since this preview (its current version is now {now}); "
+                "upload the file again to see what it changes now.",
+                code="preview_outdated",
+            )
+        stored_file, file_sha = ("", "")
+        if staged.content is not None:
+            stored_file, file_sha = _store_original(
+                centre=staged.centre,
+                outcome=staged.outcome,
+                content=bytes(staged.content),
+                filename=staged.original_filename,
+            )
+        version, created = _version_create(
+            actor=actor,
+            dataset=dataset,
+            columns=list(staged.columns),
+            rows=list(staged.rows),
+            mapping=list(staged.column_mapping),
+            reason=staged.reason if reason is None else reason,
+            filename=staged.original_filename,
+            stored_file=stored_file,
+            file_sha256=file_sha,
+            source_format=staged.source_format,
+        )
+        staged.delete()
+        return version, created
+
+
+def staged_upload_discard(*, actor: User, staged: StagedUpload) -> None:
+    """Drop a preview, and with it the file's bytes (kept in the preview's row, not on disk, so
+    that a file uploaded by mistake leaves nothing behind)."""
+    with transaction.atomic():
+        StagedUpload.objects.filter(pk=staged.pk, created_by=actor).delete()
+
+
 _TRANSITIONS = {
     (Dataset.Status.DRAFT, Dataset.Status.SUBMITTED),
     (Dataset.Status.SUBMITTED, Dataset.Status.WITHDRAWN),
@@ -207,36 +319,53 @@ _TRANSITIONS = {
 
 
 def dataset_set_status(*, actor: User | None, dataset: Dataset, status: str, reason: str = "") -> Dataset:
-    """Move a dataset through its lifecycle (draft -> submitted -> withdrawn -> submitted/draft)."""
+    """Move a dataset through its lifecycle (draft -> submitted -> withdrawn -> submitted/draft).
+
+    Submitting makes the current version the one the analyses use. Submitting a dataset that is
+    already submitted submits its pending revision (a version stored since); with none pending it
+    changes nothing.
+    """
     with transaction.atomic():
         dataset = (
             Dataset.objects.select_for_update(of=("self",))
-            .select_related("centre", "outcome")
+            .select_related("centre", "outcome", "current_version", "submitted_version")
             .get(pk=dataset.pk)
         )
         _assert_can_change(actor, dataset.centre)
         old = dataset.status
-        if old == status:
+        if old == status and not (status == Dataset.Status.SUBMITTED and dataset.revision_pending):
             return dataset
-        if (old, status) not in _TRANSITIONS:
+        if old != status and (old, status) not in _TRANSITIONS:
             raise ValidationError(f"A {old} dataset cannot become {status}.", code="invalid_transition")
         if status == Dataset.Status.SUBMITTED and dataset.current_version_id is None:
             raise ValidationError("A dataset without any version cannot be submitted.", code="no_version")
+        before: dict[str, Any] = {"status": old}
+        after: dict[str, Any] = {"status": status, "reason": reason}
         dataset.status = status
-        dataset.save(update_fields=["status", "updated_at"])
-        if status == Dataset.Status.SUBMITTED and dataset.current_version_id is not None:
+        fields = ["status", "updated_at"]
+        if status == Dataset.Status.SUBMITTED:
+            current = dataset.current_version
+            assert current is not None
             # From now on the steering group and API clients may read this version (and only
             # versions so marked): drafts it replaced stay with the centre.
-            DatasetVersion.objects.filter(pk=dataset.current_version_id, submitted_at__isnull=True).update(
+            DatasetVersion.objects.filter(pk=current.pk, submitted_at__isnull=True).update(
                 submitted_at=timezone.now()
             )
+            if dataset.submitted_version_id != current.pk:
+                before["submitted_version"] = (
+                    dataset.submitted_version.number if dataset.submitted_version else None
+                )
+                after["submitted_version"] = current.number
+                dataset.submitted_version = current
+                fields.append("submitted_version")
+        dataset.save(update_fields=fields)
         audit_record(
             actor=actor,
-            action="dataset.status",
+            action="dataset.status" if old != status else "dataset.revision_submit",
             obj=dataset,
             centre=dataset.centre,
-            before={"status": old},
-            after={"status": status, "reason": reason},
+            before=before,
+            after=after,
         )
         if Dataset.Status.SUBMITTED in (old, status):
             _request_recompute(dataset.outcome)
@@ -246,7 +375,8 @@ def dataset_set_status(*, actor: User | None, dataset: Dataset, status: str, rea
 def dataset_version_restore(
     *, actor: User | None, version: DatasetVersion, reason: str = ""
 ) -> tuple[DatasetVersion, bool]:
-    """Restore an earlier version's rows as a new version (history is never rewritten)."""
+    """Restore an earlier version's rows as a new version (history is never rewritten). Like any
+    new version of a submitted dataset, it is a revision until it is submitted."""
     with transaction.atomic():
         dataset = (
             Dataset.objects.select_for_update(of=("self",))

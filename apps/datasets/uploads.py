@@ -11,12 +11,18 @@ from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Any
 
 from django.core.exceptions import PermissionDenied
+from django.db import transaction
 
 from apps.consortium import roles
 from apps.consortium.models import Centre, Outcome
 from apps.datasets.ingest import ParsedUpload, UploadError, UploadRejected, parse_json_rows, parse_upload
-from apps.datasets.models import DatasetVersion
-from apps.datasets.services import dataset_version_create, upload_spec_for
+from apps.datasets.models import Dataset, DatasetVersion, StagedUpload
+from apps.datasets.services import (
+    dataset_set_status,
+    dataset_version_create,
+    staged_upload_create,
+    upload_spec_for,
+)
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import User
@@ -52,6 +58,31 @@ def upload_target(*, user: User, centre_code: str, outcome_code: str) -> tuple[C
     return centre, outcome
 
 
+def upload_parse(
+    *,
+    user: User,
+    centre_code: str,
+    outcome_code: str,
+    file: IO[bytes] | None,
+    filename: str,
+    content_type: str | None,
+    rows: Any,
+    content: bytes | None = None,
+) -> tuple[Centre, Outcome, ParsedUpload, bytes | None]:
+    """Resolve the target (visibility, then permission) and validate the upload completely;
+    ``UploadRejected`` lists every problem. Stores nothing."""
+    centre, outcome = upload_target(user=user, centre_code=centre_code, outcome_code=outcome_code)
+    if file is not None:
+        content = file.read()
+    spec = upload_spec_for(outcome)
+    if rows is not None:
+        parsed = parse_json_rows(rows, spec=spec)
+    else:
+        assert content is not None
+        parsed = parse_upload(content, filename=filename, spec=spec, content_type=content_type)
+    return centre, outcome, parsed, content
+
+
 def upload_receive(
     *,
     user: User,
@@ -63,8 +94,13 @@ def upload_receive(
     content_type: str | None = None,
     rows: Any = None,
     reason: str = "",
+    submit: bool = False,
 ) -> UploadOutcome:
     """Validate and store an upload; raises ``UploadRejected`` with every error, changing nothing.
+
+    With ``submit`` the new version is also submitted, in the same transaction, so it enters the
+    analyses at once (for a tool that checks its data before sending it); otherwise it waits for
+    its submission like every version.
 
     Raises ``Centre.DoesNotExist`` for a centre the user may not see and ``PermissionDenied`` for
     one they may not change.
@@ -72,22 +108,61 @@ def upload_receive(
     A ``file`` is read only after the permission checks, so a refused upload costs no more than
     its (already size-checked) request.
     """
-    centre, outcome = upload_target(user=user, centre_code=centre_code, outcome_code=outcome_code)
-    if file is not None:
-        content = file.read()
-    spec = upload_spec_for(outcome)
-    if rows is not None:
-        parsed = parse_json_rows(rows, spec=spec)
-    else:
-        assert content is not None
-        parsed = parse_upload(content, filename=filename, spec=spec, content_type=content_type)
-    version, created = dataset_version_create(
+    centre, outcome, parsed, content = upload_parse(
+        user=user,
+        centre_code=centre_code,
+        outcome_code=outcome_code,
+        content=content,
+        file=file,
+        filename=filename,
+        content_type=content_type,
+        rows=rows,
+    )
+    with transaction.atomic():
+        version, created = dataset_version_create(
+            actor=user,
+            centre=centre,
+            outcome=outcome,
+            parsed=parsed,
+            content=content,
+            filename=filename or "rows.json",
+            reason=reason,
+        )
+        if submit:
+            dataset_set_status(
+                actor=user, dataset=version.dataset, status=Dataset.Status.SUBMITTED, reason=reason
+            )
+    return UploadOutcome(version=version, created=created, parsed=parsed)
+
+
+def upload_preview(
+    *,
+    user: User,
+    centre_code: str,
+    outcome_code: str,
+    file: IO[bytes],
+    filename: str = "",
+    content_type: str | None = None,
+    reason: str = "",
+) -> StagedUpload:
+    """Validate an upload like :func:`upload_receive` (same refusals, in the same order) and keep
+    it as a preview for its data manager to confirm or discard; no version is stored."""
+    centre, outcome, parsed, content = upload_parse(
+        user=user,
+        centre_code=centre_code,
+        outcome_code=outcome_code,
+        content=None,
+        file=file,
+        filename=filename,
+        content_type=content_type,
+        rows=None,
+    )
+    return staged_upload_create(
         actor=user,
         centre=centre,
         outcome=outcome,
         parsed=parsed,
         content=content,
-        filename=filename or "rows.json",
+        filename=filename,
         reason=reason,
     )
-    return UploadOutcome(version=version, created=created, parsed=parsed)

@@ -5,6 +5,8 @@ from apps.portal import (
     views_account,
     views_analyses,
     views_dashboard,
+    views_figures,
+    views_live,
     views_outcome,
     views_releases,
     views_tokens,
@@ -14,11 +16,17 @@ app_name = "portal"
 
 urlpatterns = [
     path("", views_dashboard.home, name="home"),
+    path("live/", views_live.live, name="live"),
     path("outcomes/<slug:code>/", views_outcome.outcome_detail, name="outcome"),
+    path(
+        "results/<int:pk>/figures/<slug:name>.<slug:fmt>", views_figures.result_figure, name="result-figure"
+    ),
+    path("results/<int:pk>/tables/<slug:name>.csv", views_figures.result_table, name="result-table"),
     path("datasets/", views.dataset_list, name="datasets"),
     path("datasets/<int:pk>/", views.dataset_detail, name="dataset"),
     path("datasets/<int:pk>/<str:action>/", views.dataset_action, name="dataset-action"),
     path("upload/", views.upload, name="upload"),
+    path("upload/<str:key>/", views.upload_preview_view, name="upload-preview"),
     path("audit/", views.audit, name="audit"),
     path("analyses/<int:pk>/settings/", views_analyses.analysis_settings, name="analysis-settings"),
     path("releases/publish/", views_releases.release_publish_view, name="release-publish"),

@@ -15,18 +15,25 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
+from apps.analyses.selectors import upload_preview_report
 from apps.audit.models import AuditEvent
 from apps.consortium import roles
 from apps.consortium.models import Centre, Outcome
 from apps.datasets.ingest import UploadRejected
-from apps.datasets.models import Dataset, DatasetVersion
+from apps.datasets.models import Dataset, DatasetVersion, StagedUpload
 from apps.datasets.selectors import dataset_version_diff, with_shown_versions
-from apps.datasets.services import dataset_set_status, dataset_version_restore
-from apps.datasets.uploads import upload_receive
+from apps.datasets.services import (
+    dataset_set_status,
+    dataset_version_restore,
+    staged_upload_confirm,
+    staged_upload_discard,
+)
+from apps.datasets.uploads import upload_preview
+from apps.portal.scale import ratio_of
 
 
 @login_required
@@ -51,7 +58,10 @@ def dataset_list(request: HttpRequest) -> HttpResponse:
 @login_required
 def dataset_detail(request: HttpRequest, pk: int) -> HttpResponse:
     dataset = get_object_or_404(
-        Dataset.objects.visible_to(request.user).select_related("centre", "outcome", "current_version"), pk=pk
+        Dataset.objects.visible_to(request.user).select_related(
+            "centre", "outcome", "current_version", "submitted_version"
+        ),
+        pk=pk,
     )
     with_shown_versions([dataset], request.user)
     readable = DatasetVersion.objects.visible_to(request.user).filter(dataset=dataset)
@@ -95,8 +105,17 @@ def dataset_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
     try:
         if action in ("submit", "withdraw"):
             status = Dataset.Status.SUBMITTED if action == "submit" else Dataset.Status.WITHDRAWN
-            dataset_set_status(actor=request.user, dataset=dataset, status=status, reason=reason)  # type: ignore[arg-type]
-            messages.success(request, f"The dataset is now {status}.")
+            was = (dataset.status, dataset.submitted_version_id)
+            dataset = dataset_set_status(actor=request.user, dataset=dataset, status=status, reason=reason)  # type: ignore[arg-type]
+            if was == (dataset.status, dataset.submitted_version_id):
+                messages.info(request, f"The dataset was already {status}; nothing changed.")
+            elif was[0] == dataset.status:
+                number = dataset.current_version.number if dataset.current_version else "–"
+                messages.success(
+                    request, f"Version {number} now enters the analyses; the results are being recomputed."
+                )
+            else:
+                messages.success(request, f"The dataset is now {status}.")
         elif action == "restore":
             number = request.POST.get("number", "")
             if not number.isdigit() or len(number) > 9:
@@ -105,9 +124,13 @@ def dataset_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
                 DatasetVersion.objects.visible_to(request.user).filter(dataset=dataset), number=int(number)
             )
             new, created = dataset_version_restore(actor=request.user, version=version, reason=reason)  # type: ignore[arg-type]
+            dataset.refresh_from_db()
             messages.success(
                 request,
-                f"Version {version.number} restored as version {new.number}."
+                (
+                    f"Version {version.number} restored as version {new.number}."
+                    + (" Submit it to use it in the analyses." if dataset.revision_pending else "")
+                )
                 if created
                 else "That version is already the current content.",
             )
@@ -122,14 +145,25 @@ def dataset_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
 
 @login_required
 def upload(request: HttpRequest) -> HttpResponse:
+    """Choose a file; a valid one becomes a preview (nothing is stored until it is confirmed), an
+    invalid one is answered with every problem, by row and column."""
     centres = roles.centres_changeable(request.user) if roles.api_client_of(request.user) is None else []
-    context: dict[str, Any] = {"centres": centres, "outcomes": Outcome.objects.all()}
+    context: dict[str, Any] = {
+        "centres": centres,
+        "outcomes": Outcome.objects.all(),
+        # preselected from a dataset page's "upload a new version" link
+        "selected": {"centre": request.GET.get("centre"), "outcome": request.GET.get("outcome")},
+    }
     if request.method == "POST":
         # Refused before the body is parsed: no temporary file for someone who may upload nowhere.
         if not centres:
             raise PermissionDenied("Only a centre's data managers may upload its data.")
         f = request.FILES.get("file")
-        context["selected"] = {"centre": request.POST.get("centre"), "outcome": request.POST.get("outcome")}
+        context["selected"] = {
+            "centre": request.POST.get("centre"),
+            "outcome": request.POST.get("outcome"),
+            "reason": request.POST.get("reason", ""),
+        }
         if f is None:
             context["errors"] = [
                 {
@@ -142,35 +176,108 @@ def upload(request: HttpRequest) -> HttpResponse:
             ]
             return render(request, "portal/upload.html", context, status=400)
         try:
-            outcome = upload_receive(
+            staged = upload_preview(
                 user=request.user,  # type: ignore[arg-type]
                 centre_code=request.POST.get("centre", ""),
                 outcome_code=request.POST.get("outcome", ""),
                 file=f,
                 filename=f.name or "",
                 content_type=f.content_type,
-                reason=request.POST.get("reason", ""),
+                reason=request.POST.get("reason", "").strip(),
             )
         except Centre.DoesNotExist as exc:
             raise Http404("No such centre.") from exc
         except UploadRejected as exc:
             context["errors"] = [e.to_dict() for e in exc.errors]
             return render(request, "portal/upload.html", context, status=400)
-        if outcome.created:
-            messages.success(
-                request, f"Stored as version {outcome.version.number} ({outcome.version.row_count} rows)."
+        return redirect("portal:upload-preview", key=staged.key)
+    return render(request, "portal/upload.html", context)
+
+
+#: Rows listed on a preview page; every row was validated, and the counts and the pooled effect
+#: cover them all. Beyond this a page stops being read and only slows the browser.
+PREVIEW_ROWS_SHOWN = 500
+
+
+@login_required
+def upload_preview_view(request: HttpRequest, key: str) -> HttpResponse:
+    """A preview: what the upload would change, each row's effect, warnings and (for the steering
+    group) the pooled results before and after; confirm stores it as a version, discard drops it.
+
+    A preview is its uploader's alone; anyone else (and a gone preview) gets 404.
+    """
+    staged = get_object_or_404(
+        StagedUpload.objects.select_related("centre", "outcome", "base_version"),
+        key=key,
+        created_by=request.user.pk,
+    )
+    if request.method == "POST":
+        action = request.POST.get("action")
+        try:
+            if action == "discard":
+                staged_upload_discard(actor=request.user, staged=staged)  # type: ignore[arg-type]
+                messages.info(
+                    request, f"The preview of {staged.original_filename} was discarded; nothing was stored."
+                )
+                return redirect("portal:upload")
+            if action != "confirm":
+                return HttpResponseBadRequest("Choose confirm or discard.")
+            version, created = staged_upload_confirm(
+                actor=request.user,  # type: ignore[arg-type]
+                staged=staged,
+                reason=request.POST.get("reason", "").strip(),
             )
-        else:
+        except ValidationError as exc:
+            messages.error(request, " ".join(exc.messages))
+            return redirect("portal:upload")
+        dataset = Dataset.objects.get(pk=version.dataset_id)
+        if not created:
             messages.info(
                 request, "This content is identical to the current version; no new version was created."
             )
-        # what the data manager should know though the file was accepted: which input form the
-        # rows' effects come from, a column derived from another, a value that looks unusual
-        for warning in outcome.parsed.warnings:
-            messages.info(request, warning.message)
-        request.session["last_mapping"] = [m.to_dict() for m in outcome.parsed.mapping]
-        return redirect("portal:dataset", pk=outcome.version.dataset_id)
-    return render(request, "portal/upload.html", context)
+        elif dataset.revision_pending:
+            messages.success(
+                request,
+                f"Stored as version {version.number} ({version.row_count} rows), a revision: the analyses "
+                f"keep using version {dataset.submitted_version.number if dataset.submitted_version else '–'} "
+                "until you submit it.",
+            )
+        else:
+            messages.success(
+                request,
+                f"Stored as version {version.number} ({version.row_count} rows). "
+                + (
+                    "Submit it to enter the analyses."
+                    if dataset.status != Dataset.Status.SUBMITTED
+                    else "It is the version the analyses use."
+                ),
+            )
+        return redirect("portal:dataset", pk=version.dataset_id)
+    report = upload_preview_report(
+        user=request.user,
+        centre=staged.centre,
+        outcome=staged.outcome,
+        rows=staged.rows,
+        columns=staged.columns,
+        row_limit=PREVIEW_ROWS_SHOWN,
+    )
+    code = staged.outcome.measure
+    for entry in report["pooled"]:
+        entry["before_ratio"] = ratio_of(code, entry["before"])
+        entry["after_ratio"] = ratio_of(code, entry["after"])
+    return render(
+        request,
+        "portal/upload_preview.html",
+        {
+            "staged": staged,
+            **report,
+            "rows_total": len(staged.rows),
+            "rows_shown": min(len(staged.rows), PREVIEW_ROWS_SHOWN),
+            "is_steering": roles.reads_unreleased_results(request.user),
+            # the scale rows are shown on: a ratio measure's ratio, else the measure itself
+            "scale": (ratio_of(code, {"estimate": 0, "ci_lb": 0, "ci_ub": 0}) or {}).get("label", code),
+        },
+    )
 
 
 @login_required

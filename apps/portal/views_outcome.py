@@ -1,31 +1,114 @@
-"""The outcome page: an analysis's current result, its diagnostics and its history."""
+"""The outcome page: an analysis's current result (or an earlier one), its figures with the tables
+behind them, its diagnostics and its history.
+
+The page only links to its figures (``views_figures``): they are drawn once per result on their
+first request, so the page's own time never includes drawing.
+"""
 
 from __future__ import annotations
 
+import json
+import math
 from typing import Any
 
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, render
+from django.urls import reverse
 
 from apps.analyses.models import Analysis, AnalysisResult
 from apps.analyses.selectors import analysis_results_shown, release_names
 from apps.consortium import roles
 from apps.consortium.models import Outcome
-from apps.portal.plots import forest_svg, funnel_svg, history_svg
+from apps.portal.figures import FIGURES, SORT_NAMES, SORTS, catalog
+from apps.portal.figures.data import Inputs, Scale, history_points, inputs_of
 from apps.portal.scale import ratio_of
+from apps.portal.views_figures import history_results
+from apps.portal.views_live import live_states
+
+#: Rows a table on the page shows at most; its CSV has every row.
+PAGE_ROWS = 100
+#: Headings of the tables' columns (the CSV keeps the short names).
+HEADINGS = {
+    "label": "Row",
+    "kind": "Kind",
+    "centre": "Centre",
+    "year": "Year",
+    "subgroup": "Subgroup",
+    "yi": "Effect",
+    "vi": "Variance",
+    "sei": "SE",
+    "ci_lb": "CI lower",
+    "ci_ub": "CI upper",
+    "weight_percent": "Weight %",
+    "imputed": "Imputed",
+    "study": "Study",
+    "heterogeneity_contribution": "Contribution to heterogeneity",
+    "influence": "Influence on the estimate",
+    "note": "Note",
+    "estimate": "Estimate",
+    "moderator": "Moderator",
+    "instrument": "Instrument",
+    "timepoint": "Time point",
+    "derivation": "Derived from",
+    "in_model": "In the model",
+}
 
 
-def _study_labels(result: AnalysisResult) -> list[str]:
-    if result.studies:
-        return list(result.studies)
-    return [f"Study {i + 1}" for i in range(len((result.blocks.get("effect_sizes") or {}).get("yi") or []))]
+def _shown(value: Any) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "–"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:.3f}"
+    if isinstance(value, list):
+        return " / ".join(_shown(v) for v in value)
+    return str(value)
 
 
-def _included_labels(result: AnalysisResult) -> list[str]:
-    """Labels of the rows in the model (the engine lists leave-one-out etc. for those only)."""
-    omitted = {o.get("row") for o in result.omitted if isinstance(o, dict)}
-    return [label for i, label in enumerate(_study_labels(result)) if i not in omitted]
+def page_table(table: catalog.Table) -> dict[str, Any]:
+    """The first ``PAGE_ROWS`` rows of ``table`` as text, with its headings and size."""
+    return {
+        "headings": [HEADINGS.get(c, c) for c in table.columns],
+        "rows": [[_shown(v) for v in row] for row in table.rows[:PAGE_ROWS]],
+        "total": len(table.rows),
+        "truncated": len(table.rows) > PAGE_ROWS,
+    }
+
+
+def _figures(result: AnalysisResult, inp: Inputs, sort: str) -> list[dict[str, Any]]:
+    out = []
+    for name in catalog.available(inp):
+        query = f"?sort={sort}" if name == "forest" and sort != "input" else ""
+        figure = reverse("portal:result-figure", args=[result.pk, name, "svg"])
+        out.append(
+            {
+                "name": name,
+                "title": FIGURES[name],
+                "alt": catalog.alt_text(inp, name, sort),
+                "svg": figure + query,
+                "png": reverse("portal:result-figure", args=[result.pk, name, "png"]) + query,
+                "csv": reverse("portal:result-table", args=[result.pk, name]) + query,
+                "table": page_table(catalog.table(inp, name, sort)),
+            }
+        )
+    return out
+
+
+def _tables(result: AnalysisResult, inp: Inputs) -> dict[str, Any]:
+    """The page's tables without a figure, each with its CSV."""
+    out = {}
+    for name in ("effect_sizes", "leave1out", "leave1out_study", "rho_sensitivity"):
+        table = catalog.table(inp, name)
+        if table.rows:
+            out[name] = {
+                **page_table(table),
+                "raw": table.rows[:PAGE_ROWS],
+                "csv": reverse("portal:result-table", args=[result.pk, name]),
+            }
+    out["provenance"] = {"csv": reverse("portal:result-table", args=[result.pk, "provenance"])}
+    return out
 
 
 @login_required
@@ -34,69 +117,80 @@ def outcome_detail(request: HttpRequest, code: str) -> HttpResponse:
     analyses = list(
         Analysis.objects.visible_to(request.user).filter(outcome=outcome).select_related("current_result")
     )
-    selected_id = request.GET.get("analysis")
+    chosen = None
+    if request.GET.get("result"):
+        # an earlier result, by id, among those the reader may see
+        try:
+            chosen = (
+                AnalysisResult.objects.visible_to(request.user)
+                .filter(pk=int(request.GET["result"]), analysis__outcome=outcome)
+                .first()
+            )
+        except ValueError:
+            chosen = None
+        if chosen is None:
+            raise Http404("No such result.")
+    selected_id = str(chosen.analysis_id) if chosen else request.GET.get("analysis")
     analysis = next((a for a in analyses if str(a.pk) == selected_id), None) or next(
         (a for a in analyses if a.is_default), analyses[0] if analyses else None
     )
+    sort = request.GET.get("sort", "input")
+    if sort not in SORTS:
+        sort = "input"
     result = None
+    failed = None
     history: list[AnalysisResult] = []
     if analysis is not None:
         history = list(
-            AnalysisResult.objects.visible_to(request.user).filter(analysis=analysis).order_by("seq")
+            AnalysisResult.objects.visible_to(request.user)
+            .filter(analysis=analysis)
+            .defer("detail_json", "summary_json", "notes", "omitted", "studies")
+            .order_by("seq")
         )
-    failed = None
-    if analysis is not None:
         result, failed = analysis_results_shown(user=request.user, analysis=analysis)
+    latest = result
+    if chosen is not None:
+        result, failed = chosen, None
     context: dict[str, Any] = {
         "outcome": outcome,
         "analyses": analyses,
         "analysis": analysis,
         "result": result,
+        "earlier": chosen is not None and latest is not None and chosen.pk != latest.pk,
+        "latest": latest,
         "failed": failed,
         "is_steering": roles.is_steering(request.user),
+        "sort": sort,
+        "sorts": SORT_NAMES,
     }
     if result is not None and result.status == AnalysisResult.Status.DONE:
-        labels = _study_labels(result)
-        # the level the stored intervals were computed at, which the plots must match
-        level = result.spec.get("level") if isinstance(result.spec, dict) else None
+        inp = inputs_of(result, measure=outcome.measure, direction=outcome.direction)
         context.update(
             {
                 "pooled": result.pooled,
                 "ratio": ratio_of(outcome.measure, result.pooled),
-                "forest": forest_svg(
-                    result.blocks, labels, direction=outcome.direction, measure=outcome.measure, level=level
-                ),
-                "funnel": funnel_svg(result.blocks, level=level),
                 "blocks": result.blocks,
-                "leave1out_rows": _zip_rows(result.blocks.get("leave1out"), _included_labels(result)),
-                # dependent effects: each study left out with all its rows
-                "leave1out_study_rows": _zip_rows(result.blocks.get("leave1out_study"), []),
-                "rho_rows": _zip_rows(result.blocks.get("rho_sensitivity"), []),
-                "effect_rows": _zip_rows(result.blocks.get("effect_sizes"), []),
+                "figures": _figures(result, inp, sort),
+                "tables": _tables(result, inp),
+                "page_rows": PAGE_ROWS,
             }
         )
-    points = [
-        (str(r.seq), r.pooled["estimate"], r.pooled["ci_lb"], r.pooled["ci_ub"])
-        for r in history
-        if r.status == AnalysisResult.Status.DONE
-        and r.pooled
-        and None not in (r.pooled["estimate"], r.pooled["ci_lb"], r.pooled["ci_ub"])
-    ]
-    context["history_svg"] = history_svg(points)
+    done = [r for r in history if r.status == AnalysisResult.Status.DONE]
+    shown_history = history_results(request.user, result) if result is not None and result.pk else done
+    points = history_points(shown_history)
+    if points and result is not None:
+        scale = Scale.of(outcome.measure)
+        context["history_figure"] = {
+            "alt": catalog.history_alt(points, scale),
+            "svg": reverse("portal:result-figure", args=[result.pk, "history", "svg"]),
+            "png": reverse("portal:result-figure", args=[result.pk, "history", "png"]),
+            "csv": reverse("portal:result-table", args=[result.pk, "history"]),
+        }
     context["history"] = list(reversed(history))[:25]
     context["releases"] = release_names(user=request.user, result_ids=[r.pk for r in context["history"]])
     for r in context["history"]:
         r.release_names = context["releases"].get(r.pk, [])
+    if analysis is not None:
+        # what the page shows, so that a change before the first poll still reaches it
+        context["live_known"] = json.dumps(live_states(user=request.user, analysis_ids=[analysis.pk]))
     return render(request, "portal/outcome.html", context)
-
-
-def _zip_rows(block: dict[str, Any] | None, included: list[str]) -> list[dict[str, Any]]:
-    if not block or not isinstance(block, dict):
-        return []
-    # Per-study columns are lists; scalars (method, test, level) describe the whole block.
-    keys = [k for k, v in block.items() if isinstance(v, list)]
-    n = len(block[keys[0]]) if keys else 0
-    return [
-        {"study": included[i] if i < len(included) else str(i + 1), **{k: block[k][i] for k in keys}}
-        for i in range(n)
-    ]

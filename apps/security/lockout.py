@@ -2,20 +2,46 @@
 
 from __future__ import annotations
 
+import math
+from datetime import datetime
 from typing import Any
 
+from axes.helpers import get_client_username
+from axes.models import AccessAttempt
 from django.conf import settings
+from django.db.models import Max
 from django.http import HttpResponse
 from django.shortcuts import render
+from django.utils import timezone
+
+
+def retry_at(request: Any, credentials: Any = None) -> datetime:
+    """When the pause on this username from this address ends: the cool-off counts from the last
+    recorded failure (django-axes does not record the attempts it refuses during the pause, so
+    knocking again does not extend it)."""
+    username = get_client_username(request, credentials)
+    address = getattr(request, "axes_ip_address", None)
+    last = (
+        AccessAttempt.objects.filter(username=username, ip_address=address)
+        .aggregate(last=Max("attempt_time"))
+        .get("last")
+    )
+    return (last or timezone.now()) + settings.AXES_COOLOFF_TIME
 
 
 def lockout_response(request: Any, original_response: Any = None, credentials: Any = None) -> HttpResponse:
-    cooloff = settings.AXES_COOLOFF_TIME
-    seconds = int(cooloff.total_seconds())
+    until = retry_at(request, credentials)
+    seconds = max(1, math.ceil((until - timezone.now()).total_seconds()))
     response = render(
         request,
         "registration/locked_out.html",
-        {"cooloff_minutes": max(1, seconds // 60), "failure_limit": settings.AXES_FAILURE_LIMIT},
+        {
+            "retry_at": until,
+            "retry_minutes": max(1, math.ceil(seconds / 60)),
+            "cooloff_minutes": max(1, int(settings.AXES_COOLOFF_TIME.total_seconds()) // 60),
+            "failure_limit": settings.AXES_FAILURE_LIMIT,
+            "username": get_client_username(request, credentials) or "",
+        },
         status=429,
     )
     response["Retry-After"] = str(seconds)

@@ -224,6 +224,7 @@ def test_rows_come_from_the_results_versions_not_the_current_data() -> None:
         centre=old.analysis.outcome.datasets.get(centre__code="alpha").centre,
         outcome=old.analysis.outcome,
         rows=changed,
+        submit=True,
     )
     new = analysis_recompute(analysis_id=old.analysis_id)
     assert new is not None and new.pk != old.pk

@@ -10,6 +10,7 @@ import pytest
 from django.test import Client
 
 from apps.analyses.models import Analysis, OutboxEvent
+from apps.analyses.services import analysis_inputs
 from apps.audit.models import AuditEvent
 from apps.datasets.models import Dataset, DatasetVersion
 from tests.conftest import SMD_ROWS, api_client_for
@@ -105,8 +106,22 @@ def test_lifecycle_controls_what_is_analysed(cast: Any, tmp_media: Any) -> None:
     assert Analysis.objects.get(pk=analysis.pk).requested_seq == before + 1
     assert OutboxEvent.objects.filter(analysis=analysis, seq=before + 1).exists()
 
-    # A correction to a submitted dataset requests a recompute.
-    _upload(dm, [dict(r, m1i=r["m1i"] + 1) for r in SMD_ROWS])
+    # A correction to a submitted dataset is a revision: the analyses keep version 1 until it is
+    # submitted, and submitting it (the same call) requests the recompute.
+    revised = _upload(dm, [dict(r, m1i=r["m1i"] + 1) for r in SMD_ROWS]).json()
+    assert revised["version"]["number"] == 2
+    assert revised["dataset"]["submitted_version"]["number"] == 1
+    assert Analysis.objects.get(pk=analysis.pk).requested_seq == before + 1
+    rows, _ = analysis_inputs(analysis=analysis)
+    assert [r["m1i"] for r in rows] == [r["m1i"] for r in SMD_ROWS]
+    submitted = dm.post(f"/api/v1/datasets/{dataset_id}/submit/", {"reason": "corrected means"}).json()
+    assert submitted["submitted_version"]["number"] == 2
+    assert Analysis.objects.get(pk=analysis.pk).requested_seq == before + 2
+    rows, provenance = analysis_inputs(analysis=analysis)
+    assert [r["m1i"] for r in rows] == [r["m1i"] + 1 for r in SMD_ROWS]
+    assert [p["number"] for p in provenance] == [2]
+    # nothing pending: submitting again changes nothing and requests nothing
+    dm.post(f"/api/v1/datasets/{dataset_id}/submit/", {"reason": "again"})
     assert Analysis.objects.get(pk=analysis.pk).requested_seq == before + 2
 
     assert dm.post(f"/api/v1/datasets/{dataset_id}/withdraw/", {}).json()["status"] == "withdrawn"
@@ -123,8 +138,8 @@ def test_audit_trail_records_every_change_with_before_and_after(cast: Any, tmp_m
     steering = api_client_for(cast, "steering")
     events = steering.get("/api/v1/audit/?centre__code=alpha").json()["results"]
     status_event = next(e for e in events if e["action"] == "dataset.status")
-    assert status_event["before"] == {"status": "draft"}
-    assert status_event["after"] == {"status": "submitted", "reason": "ready"}
+    assert status_event["before"] == {"status": "draft", "submitted_version": None}
+    assert status_event["after"] == {"status": "submitted", "reason": "ready", "submitted_version": 1}
     version_event = next(e for e in events if e["action"] == "dataset.version_create")
     assert version_event["actor_username"] == "dm_a"
     assert version_event["after"]["rows"] == 4
@@ -152,8 +167,13 @@ def test_portal_upload_versions_diff_restore_and_lifecycle(cast: Any, tmp_media:
         )
         return SimpleUploadedFile("data.csv", text.encode("latin-1"), content_type="text/csv")
 
-    resp = client.post(
-        "/upload/", {"centre": "alpha", "outcome": "rf", "file": csv_file(SMD_ROWS), "reason": "v1"}
+    def upload_and_confirm(data: dict[str, Any]) -> Any:
+        preview = client.post("/upload/", data)
+        assert preview.status_code == 302 and preview["Location"].startswith("/upload/")
+        return client.post(preview["Location"], {"action": "confirm", "reason": data.get("reason", "")})
+
+    resp = upload_and_confirm(
+        {"centre": "alpha", "outcome": "rf", "file": csv_file(SMD_ROWS), "reason": "v1"}
     )
     assert resp.status_code == 302
     dataset = Dataset.objects.get(centre=cast["centre_a"], outcome=cast["outcome"])
@@ -167,8 +187,7 @@ def test_portal_upload_versions_diff_restore_and_lifecycle(cast: Any, tmp_media:
     assert "sd_not_positive" in page and "Nothing was changed" in page
     assert dataset.versions.count() == 1
 
-    client.post(
-        "/upload/",
+    upload_and_confirm(
         {"centre": "alpha", "outcome": "rf", "file": csv_file([dict(r, n1i=r["n1i"] + 1) for r in SMD_ROWS])},
     )
     page = client.get(f"/datasets/{dataset.pk}/?from=1&to=2").content.decode()
@@ -251,6 +270,11 @@ def test_portal_shows_how_aliased_columns_were_read(cast: Any, tmp_media: Any) -
         ("Study name", "study"),
     ]:
         assert f"<td>{source}</td><td><code>{target}</code>" in mapping
+    # shown before anything is stored, and again on the dataset's page once confirmed
+    assert not Dataset.objects.filter(centre=cast["centre_a"], outcome=cast["outcome"]).exists()
+    confirmed = client.post(resp["Location"], {"action": "confirm"})
+    page = client.get(confirmed["Location"]).content.decode()
+    assert "<td>Mean intervention</td><td><code>m1i</code>" in page.split('id="column-mapping"', 1)[1]
     dataset = Dataset.objects.get(centre=cast["centre_a"], outcome=cast["outcome"])
     assert dataset.current_version.rows[0]["m1i"] == SMD_ROWS[0]["m1i"]
 

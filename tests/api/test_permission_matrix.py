@@ -215,7 +215,10 @@ def test_results_unreleased_only_for_steering_and_admin(user: str, tmp_media: An
     assert first is not None
     publish(cast["users"]["steering"], first)
     store_rows(
-        centre=cast["centre_a"], outcome=cast["outcome2"], rows=[dict(r, m1i=r["m1i"] + 2) for r in SMD_ROWS]
+        centre=cast["centre_a"],
+        outcome=cast["outcome2"],
+        rows=[dict(r, m1i=r["m1i"] + 2) for r in SMD_ROWS],
+        submit=True,
     )
     unreleased = analysis_recompute(analysis_id=analysis.pk)
     assert unreleased is not None and not unreleased.releases.exists()
@@ -248,7 +251,10 @@ def test_releases_readable_by_every_reader_embargoed_ones_by_steering_only(user:
     assert first is not None
     publish(cast["users"]["steering"], first, name="2026.1")
     store_rows(
-        centre=cast["centre_a"], outcome=cast["outcome2"], rows=[dict(r, m1i=r["m1i"] + 2) for r in SMD_ROWS]
+        centre=cast["centre_a"],
+        outcome=cast["outcome2"],
+        rows=[dict(r, m1i=r["m1i"] + 2) for r in SMD_ROWS],
+        submit=True,
     )
     later = analysis_recompute(analysis_id=analysis.pk)
     assert later is not None
@@ -386,7 +392,10 @@ def test_result_history_and_outcome_page_hide_unreleased_results(user: str, tmp_
     assert released is not None
     publish(cast["users"]["steering"], released)
     store_rows(
-        centre=cast["centre_a"], outcome=cast["outcome2"], rows=[dict(r, m1i=r["m1i"] + 5) for r in SMD_ROWS]
+        centre=cast["centre_a"],
+        outcome=cast["outcome2"],
+        rows=[dict(r, m1i=r["m1i"] + 5) for r in SMD_ROWS],
+        submit=True,
     )
     hidden = analysis_recompute(analysis_id=analysis.pk)
     assert hidden is not None and hidden.pooled["estimate"] != released.pooled["estimate"]

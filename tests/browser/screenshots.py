@@ -10,6 +10,8 @@ Usage: ``python -m tests.browser.screenshots --out screenshots`` (``make screens
 from __future__ import annotations
 
 import argparse
+import csv
+import io
 import os
 import re
 import socket
@@ -18,6 +20,7 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
@@ -85,14 +88,63 @@ def run(out: Path) -> list[Path]:
                     page.wait_for_url(f"{base}/")
                     for path in paths:
                         page.goto(f"{base}{path}")
+                        _load_images(page)
                         target = out / _name(role, path, width)
                         page.screenshot(path=str(target), full_page=True)
                         written.append(target)
+                    if role == "dm-north":
+                        written += _upload_preview(page, base, out, width)
                     context.close()
             browser.close()
     finally:
         server.terminate()
         server.wait(timeout=30)
+    return written
+
+
+def _load_images(page: Any) -> None:
+    """Figures load lazily (as they scroll into view): a full-page picture needs them all, each
+    drawn (the first request of a figure draws it) and decoded."""
+    page.evaluate("document.querySelectorAll('img[loading=lazy]').forEach(i => { i.loading = 'eager'; })")
+    deadline = time.monotonic() + 60
+    # polled from here: the pages' content policy forbids the evaluated predicate wait_for_function uses
+    while not page.evaluate("[...document.images].every(i => i.complete)") and time.monotonic() < deadline:
+        time.sleep(0.2)
+
+
+def _upload_preview(page: Any, base: str, out: Path, width: int) -> list[Path]:
+    """The preview of a corrected file (North's postnatal depression rows with the first study's
+    intervention mean lowered) and the dataset page; the preview is discarded, so the demo's
+    data stay as they were."""
+    listing = page.request.get(
+        f"{base}/api/v1/datasets/?centre__code=north&outcome__code=postnatal-depression"
+    )
+    dataset = listing.json()["results"][0]["id"]
+    text = page.request.get(f"{base}/api/v1/datasets/{dataset}/export/?fmt=csv").text()
+    rows = list(csv.DictReader(io.StringIO(text)))
+    column = "m1i" if rows[0].get("m1i") else "yi"
+    rows[0][column] = str(round(float(rows[0][column]) - 3.0, 3))
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    page.goto(f"{base}/upload/")
+    page.select_option("#upload-centre", "north")
+    page.select_option("#upload-outcome", "postnatal-depression")
+    page.set_input_files(
+        "#upload-file",
+        files=[{"name": "corrected.csv", "mimeType": "text/csv", "buffer": buffer.getvalue().encode()}],
+    )
+    page.click("form.card button[type=submit]")
+    page.wait_for_url(f"{base}/upload/*/")
+    written = [
+        out / _name("dm-north", "upload-preview", width),
+        out / _name("dm-north", f"datasets/{dataset}", width),
+    ]
+    page.screenshot(path=str(written[0]), full_page=True)
+    page.click("#discard-upload")
+    page.goto(f"{base}/datasets/{dataset}/")
+    page.screenshot(path=str(written[1]), full_page=True)
     return written
 
 

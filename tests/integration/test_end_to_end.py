@@ -77,7 +77,9 @@ def test_upload_flows_through_the_worker_to_the_api_and_the_outcome_page(
     corrected[0]["m1i"] = 14.0
     upload = SimpleUploadedFile("alpha-rf.csv", _csv(corrected), content_type="text/csv")
     resp = dm.post(
-        "/api/v1/datasets/upload/", {"centre": "alpha", "outcome": "rf", "file": upload}, format="multipart"
+        "/api/v1/datasets/upload/",
+        {"centre": "alpha", "outcome": "rf", "file": upload, "submit": "true"},
+        format="multipart",
     )
     assert resp.status_code == 201
     v2 = resp.json()["version"]

@@ -81,7 +81,7 @@ def test_killing_a_worker_child_mid_recompute_never_loses_the_result(
     for trial in range(10):
         # Given a recompute in progress
         version = store_rows(
-            centre=dataset.centre, outcome=dataset.outcome, rows=_vary(SMD_ROWS, trial)
+            centre=dataset.centre, outcome=dataset.outcome, rows=_vary(SMD_ROWS, trial), submit=True
         ).current_version
         seq = Analysis.objects.get(pk=analysis.pk).requested_seq
         wait_until(
@@ -159,7 +159,7 @@ def test_broker_outage_delays_but_never_fails_or_drops_uploads(
         seq_before = Analysis.objects.values_list("requested_seq", flat=True).get(pk=analysis.pk)
         resp = clients[centre].post(
             "/api/v1/datasets/upload/",
-            {"centre": centre, "outcome": outcome, "rows": _vary(SMD_ROWS, i)},
+            {"centre": centre, "outcome": outcome, "rows": _vary(SMD_ROWS, i), "submit": True},
             format="json",
         )
         statuses.append(resp.status_code)
@@ -247,7 +247,7 @@ def test_burst_of_1000_uploads_with_a_worker_killed_ends_exactly_current(
             demo.vary_row(rows[j], up=(i // 20) % 2 == 0)
             resp = own[d.centre.code].post(
                 "/api/v1/datasets/upload/",
-                {"centre": d.centre.code, "outcome": d.outcome.code, "rows": rows},
+                {"centre": d.centre.code, "outcome": d.outcome.code, "rows": rows, "submit": True},
                 format="json",
             )
             statuses.append(resp.status_code)
@@ -330,7 +330,7 @@ def test_a_stale_computation_never_overwrites_a_newer_result(monkeypatch: Any, t
     assert paused.wait(30)
     stale_seq = Analysis.objects.get(pk=analysis.pk).requested_seq
     # A newer upload arrives and is computed while the stale one is still running.
-    store_rows(centre=cast["centre_a"], outcome=cast["outcome"], rows=_vary(SMD_ROWS, 5))
+    store_rows(centre=cast["centre_a"], outcome=cast["outcome"], rows=_vary(SMD_ROWS, 5), submit=True)
     newer = analysis_recompute(analysis_id=analysis.pk)
     assert newer is not None and newer.seq == stale_seq + 1
     resume.set()

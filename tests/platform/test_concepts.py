@@ -165,14 +165,21 @@ def test_imports_run_from_the_workers_to_the_apps_never_back() -> None:
 
 
 def test_plots_draw_intervals_at_the_analysis_level() -> None:
-    from apps.portal.plots import critical_value, forest_svg
+    from apps.analyses.models import AnalysisResult
+    from apps.portal.figures.data import critical_value, forest_rows, inputs_of
 
     assert abs(critical_value(95) - 1.959963984540054) < 1e-12
     assert abs(critical_value(90) - 1.6448536269514722) < 1e-12
     blocks = {
         "effect_sizes": {"yi": [0.5], "vi": [0.04]},
-        "fit": {"beta": [0.5], "ci_lb": [0.1], "ci_ub": [0.9]},
+        "fit": {"beta": [0.5], "ci_lb": [0.1], "ci_ub": [0.9], "p": 1, "level": 95.0},
     }
-    at_90 = forest_svg(blocks, ["A"], direction="higher", measure="SMD", level=90)
-    assert "[0.17, 0.83]" in at_90  # 0.5 -/+ 1.645 * 0.2
-    assert "[0.11, 0.89]" in forest_svg(blocks, ["A"], direction="higher", measure="SMD", level=95)
+
+    def interval(level: float) -> tuple[float, float]:
+        result = AnalysisResult(blocks=blocks, spec={"level": level}, studies=["A"], dataset_versions=[])
+        (row,) = forest_rows(inputs_of(result, measure="SMD", direction="higher", rows=False))
+        assert row.lb is not None and row.ub is not None
+        return round(row.lb, 2), round(row.ub, 2)
+
+    assert interval(90) == (0.17, 0.83)  # 0.5 -/+ 1.645 * 0.2
+    assert interval(95) == (0.11, 0.89)

@@ -133,14 +133,19 @@ def test_steering_dashboard_shows_pooled_results_for_all_four_outcomes(demo_load
 
 
 def test_outcome_page_has_forest_and_funnel_plots_and_provenance(demo_loaded: None) -> None:
-    html = _login("steering").get("/outcomes/postnatal-depression/").content.decode()
-    assert html.count("<svg") >= 2
-    assert "favours intervention" in html
-    # lower is better: the intervention side is on the left
-    assert "← favours intervention" in html
+    client = _login("steering")
+    html = client.get("/outcomes/postnatal-depression/").content.decode()
+    figures = dict(
+        re.findall(r'<img src="(/results/\d+/figures/(\w+)\.svg)"', html)[i][::-1] for i in range(2)
+    )
+    assert set(figures) == {"forest", "funnel"}
     assert "Provenance" in html and "Leave-one-out" in html
-    html_rf = _login("steering").get("/outcomes/reflective-functioning/").content.decode()
-    assert "favours intervention →" in html_rf
+    # lower is better: the intervention side is on the left
+    forest = client.get(figures["forest"]).content.decode()
+    assert "← favours intervention" in forest and "favours control →" in forest
+    rf = client.get("/outcomes/reflective-functioning/").content.decode()
+    src = re.search(r'<img src="(/results/\d+/figures/forest\.svg)"', rf)
+    assert src is not None and "favours intervention →" in client.get(src.group(1)).content.decode()
 
 
 def test_member_sees_released_results_and_only_their_centre_data(demo_loaded: None) -> None:
@@ -189,7 +194,9 @@ def test_a_ratio_outcome_is_headlined_on_its_own_scale_with_its_release(demo_loa
     page = client.get("/outcomes/secure-attachment/").content.decode()
     assert f'id="pooled-estimate">RR {rr:.3f}</div>' in page
     assert "On the log scale the model works on: log RR" in page
-    assert 'class="tick">log RR</text>' in page  # the forest plot names its scale
+    forest = re.search(r'<img src="(/results/\d+/figures/forest\.svg)"', page)
+    assert forest is not None  # the forest plot names its scale
+    assert "Risk ratio (RR), log scale" in client.get(forest.group(1)).content.decode()
     assert "<td>demo-2026.1</td>" in page  # the result history names the release
 
 

@@ -113,10 +113,19 @@ def test_the_portal_shows_outsiders_only_submitted_versions(cast: dict[str, Any]
     assert SECRET_REASON in html and "Current rows (version 4)" in html
 
 
-def test_a_version_stored_while_submitted_is_submitted_with_it(cast: dict[str, Any], tmp_media: Any) -> None:
+def test_a_revision_of_a_submitted_dataset_stays_with_the_centre_until_it_is_submitted(
+    cast: dict[str, Any], tmp_media: Any
+) -> None:
     dataset = store_rows(centre=cast["centre_a"], outcome=cast["outcome"], rows=SMD_ROWS[:3], submit=True)
-    api_client_for(cast, "dm_a").post(
-        "/api/v1/datasets/upload/", {"centre": "alpha", "outcome": "rf", "rows": SMD_ROWS}, format="json"
-    )
-    listed = api_client_for(cast, "steering").get(f"/api/v1/datasets/{dataset.pk}/versions/").json()
+    dm = api_client_for(cast, "dm_a")
+    dm.post("/api/v1/datasets/upload/", {"centre": "alpha", "outcome": "rf", "rows": SMD_ROWS}, format="json")
+    steering = api_client_for(cast, "steering")
+    listed = steering.get(f"/api/v1/datasets/{dataset.pk}/versions/").json()
+    assert [v["number"] for v in listed] == [1]
+    assert steering.get(f"/api/v1/datasets/{dataset.pk}/versions/2/").status_code == 404
+    shown = steering.get(f"/api/v1/datasets/{dataset.pk}/").json()
+    assert shown["current_version"]["number"] == 1 and shown["submitted_version"]["number"] == 1
+    assert [v["number"] for v in dm.get(f"/api/v1/datasets/{dataset.pk}/versions/").json()] == [2, 1]
+    dm.post(f"/api/v1/datasets/{dataset.pk}/submit/", {"reason": "checked"}, format="json")
+    listed = steering.get(f"/api/v1/datasets/{dataset.pk}/versions/").json()
     assert [v["number"] for v in listed] == [2, 1]

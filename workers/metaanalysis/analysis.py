@@ -76,14 +76,6 @@ class AnalysisReport(ResultBase):
         }
 
 
-def _columns(rows: Sequence[Mapping[str, object]]) -> dict[str, list[object]]:
-    names: dict[str, None] = {}
-    for r in rows:
-        for key in r:
-            names.setdefault(key, None)
-    return {name: [r.get(name) for r in rows] for name in names}
-
-
 def _study_labels(rows: Sequence[Mapping[str, object]]) -> list[str]:
     out = []
     for i, r in enumerate(rows):
@@ -140,7 +132,7 @@ def run_analysis(spec: AnalysisSpec, rows: Sequence[Mapping[str, object]]) -> An
     notes = Notes()
     blocks: dict[str, Any] = {}
     labels = _study_labels(rows)
-    data = _columns(rows)
+    data = effects.columns_of(rows)
     es = effects.escalc(spec.measure, data)
     # each row's input form and how its effect was derived ("SMD from t = 2.1, n = 20/22"), shown
     # wherever the row's effect is shown

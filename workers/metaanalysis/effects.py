@@ -9,7 +9,7 @@ are ``EffectSizes.forms`` and ``EffectSizes.derivations``.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -56,6 +56,15 @@ def omitted_rows(es: EffectSizes) -> tuple[OmittedRow, ...]:
 def included(es: EffectSizes) -> np.ndarray:
     """Boolean mask of the rows with a usable effect size."""
     return es.usable
+
+
+def columns_of(rows: Sequence[Mapping[str, object]]) -> dict[str, list[object]]:
+    """Rows (one mapping per study) as columns, every name any row has, in first-seen order."""
+    names: dict[str, None] = {}
+    for r in rows:
+        for key in r:
+            names.setdefault(key, None)
+    return {name: [r.get(name) for r in rows] for name in names}
 
 
 def escalc(

@@ -1,18 +1,19 @@
 // Behaviour for the portal's pages. No inline script anywhere: the Content-Security-Policy
-// allows scripts from this site only.
-document.addEventListener("DOMContentLoaded", function () {
+// allows scripts from this site only. Listeners sit on the document, so content that live.js
+// swaps into a page later behaves like the content it replaced.
+document.addEventListener("change", function (event) {
   // A <select data-autosubmit> submits its form when the choice changes.
-  document.querySelectorAll("select[data-autosubmit]").forEach(function (select) {
-    select.addEventListener("change", function () {
-      select.form.submit();
-    });
-  });
+  var select = event.target;
+  if (select instanceof HTMLSelectElement && select.hasAttribute("data-autosubmit") && select.form) {
+    select.form.submit();
+  }
+});
+document.addEventListener("submit", function (event) {
   // A <form data-confirm="..."> asks before it is sent (revoking a token, for instance).
-  document.querySelectorAll("form[data-confirm]").forEach(function (form) {
-    form.addEventListener("submit", function (event) {
-      if (!window.confirm(form.dataset.confirm)) {
-        event.preventDefault();
-      }
-    });
-  });
+  var form = event.target;
+  if (form instanceof HTMLFormElement && form.hasAttribute("data-confirm")) {
+    if (!window.confirm(form.dataset.confirm)) {
+      event.preventDefault();
+    }
+  }
 });

@@ -1,0 +1,200 @@
+"""A result's figures (SVG, PNG) and tables (CSV), each rendered once and then served from the
+figure store (``apps.portal.figures.store``).
+
+Only someone who may read the result gets its figures: the result is looked up in
+``AnalysisResult.objects.visible_to(request.user)``, so a result one may not read is a 404, as an
+unknown one. A stored rendering is served before anything else is read, so a repeated request
+costs one lookup and one file read.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+from collections.abc import Callable
+from typing import Any
+
+from django.contrib.auth.decorators import login_required
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest, HttpResponseNotModified
+from django.views.decorators.http import require_GET
+
+from apps.analyses.models import AnalysisResult
+from apps.portal.figures import FIGURES, FORMATS, SORTS, TABLES_ONLY, catalog, draw, store
+from apps.portal.figures.data import Scale, history_points, inputs_of
+
+CONTENT_TYPES = {"svg": "image/svg+xml", "png": "image/png", "csv": "text/csv; charset=utf-8"}
+
+
+#: What a request answered from the store reads of its result: not the blocks or documents
+#: (megabytes at large k), which only drawing needs (see :func:`_full`).
+_HEAVY = ("blocks", "notes", "omitted", "studies", "summary_json", "detail_json")
+
+
+def _result(request: HttpRequest, pk: int) -> AnalysisResult:
+    found = (
+        AnalysisResult.objects.visible_to(request.user)
+        .filter(pk=pk, status=AnalysisResult.Status.DONE)
+        .select_related("analysis__outcome")
+        .defer(*_HEAVY)
+        .first()
+    )
+    if found is None:
+        raise Http404("No such result.")
+    return found
+
+
+def _full(result: AnalysisResult) -> AnalysisResult:
+    """``result`` with its blocks, to draw from."""
+    return AnalysisResult.objects.select_related("analysis__outcome").get(pk=result.pk)
+
+
+def history_results(user: Any, result: AnalysisResult) -> list[AnalysisResult]:
+    """The results of ``result``'s analysis up to it that ``user`` may read: its history figure
+    (their headline and provenance; not their documents)."""
+    return list(
+        AnalysisResult.objects.visible_to(user)
+        .filter(analysis_id=result.analysis_id, seq__lte=result.seq, status=AnalysisResult.Status.DONE)
+        .defer("notes", "omitted", "studies", "summary_json", "detail_json")
+        .order_by("seq")
+    )
+
+
+def history_key(ids: list[int]) -> str:
+    """The history figure's option: the results it shows (who may read which differs), hashed."""
+    return hashlib.sha256(",".join(map(str, ids)).encode()).hexdigest()[:16]
+
+
+def _history_ids(user: Any, result: AnalysisResult) -> list[int]:
+    return list(
+        AnalysisResult.objects.visible_to(user)
+        .filter(analysis_id=result.analysis_id, seq__lte=result.seq, status=AnalysisResult.Status.DONE)
+        .order_by("seq")
+        .values_list("pk", flat=True)
+    )
+
+
+def _sort(request: HttpRequest) -> str | None:
+    sort = request.GET.get("sort", "input")
+    return sort if sort in SORTS else None
+
+
+def _serve(
+    request: HttpRequest,
+    result: AnalysisResult,
+    name: str,
+    option: str,
+    fmt: str,
+    render: Callable[[], bytes],
+) -> HttpResponse:
+    """The stored rendering (made now by ``render`` if it is not stored yet), with its ETag."""
+    etag = store.etag_for(result.pk, name, option, fmt)
+    if etag in [t.strip() for t in request.headers.get("If-None-Match", "").split(",")]:
+        response: HttpResponse = HttpResponseNotModified()
+    else:
+        content = store.store(result.pk, name, option, fmt, render)
+        response = HttpResponse(content, content_type=CONTENT_TYPES[fmt])
+    suffix = f"-{option}" if option and name != "history" else ""
+    filename = f"{result.analysis.outcome.code}-result{result.seq}-{name}{suffix}.{fmt}"
+    disposition = "attachment" if request.GET.get("download") or fmt == "csv" else "inline"
+    response["Content-Disposition"] = f'{disposition}; filename="{filename}"'
+    response["ETag"] = etag
+    response["Cache-Control"] = "private, max-age=3600"
+    response["X-Content-Type-Options"] = "nosniff"
+    return response
+
+
+@require_GET
+@login_required
+def result_figure(request: HttpRequest, pk: int, name: str, fmt: str) -> HttpResponse:
+    """Figure ``name`` of result ``pk`` as SVG or PNG (``?sort=`` orders the forest plot's studies)."""
+    if name not in FIGURES or fmt not in FORMATS:
+        raise Http404("No such figure.")
+    sort = _sort(request)
+    if sort is None:
+        return HttpResponseBadRequest(f"sort must be one of: {', '.join(SORTS)}.", content_type="text/plain")
+    result = _result(request, pk)
+    outcome = result.analysis.outcome
+    if name == "history":
+
+        def render_history() -> bytes:
+            points = history_points(history_results(request.user, result))
+            scale = Scale.of(outcome.measure)
+            return draw.save(catalog.build_history(points, scale), fmt, catalog.history_alt(points, scale))
+
+        key = history_key(_history_ids(request.user, result))
+        return _serve(request, result, name, key, fmt, render_history)
+    option = sort if name == "forest" else ""
+    if store.stored(result.pk, name, option, fmt) is not None:
+        return _serve(request, result, name, option, fmt, _never)
+    inp = inputs_of(_full(result), measure=outcome.measure, direction=outcome.direction)
+    if name not in catalog.available(inp):
+        raise Http404("This result has no such figure.")
+    return _serve(
+        request,
+        result,
+        name,
+        option,
+        fmt,
+        lambda: draw.save(catalog.build(inp, name, sort), fmt, catalog.alt_text(inp, name, sort)),
+    )
+
+
+def _never() -> bytes:
+    """The render of a rendering found in the store: only needed if it vanished since."""
+    raise Http404("The stored figure is being replaced; ask again.")
+
+
+def csv_bytes(table: catalog.Table) -> bytes:
+    """The table as CSV: numbers at full precision; a text cell that a spreadsheet would run as a
+    formula (=, +, -, @ first) is quoted with a leading apostrophe."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(table.columns)
+    for row in table.rows:
+        writer.writerow([_cell(v) for v in row])
+    return buf.getvalue().encode()
+
+
+def _cell(value: Any) -> Any:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "TRUE" if value else "FALSE"
+    if isinstance(value, float):
+        return repr(value)
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + value
+    return value
+
+
+@require_GET
+@login_required
+def result_table(request: HttpRequest, pk: int, name: str) -> HttpResponse:
+    """Table ``name`` of result ``pk`` as CSV: the numbers behind a figure, or a table of the page."""
+    if name not in FIGURES and name not in TABLES_ONLY:
+        raise Http404("No such table.")
+    sort = _sort(request)
+    if sort is None:
+        return HttpResponseBadRequest(f"sort must be one of: {', '.join(SORTS)}.", content_type="text/plain")
+    result = _result(request, pk)
+    outcome = result.analysis.outcome
+    if name == "history":
+        return _serve(
+            request,
+            result,
+            name,
+            history_key(_history_ids(request.user, result)),
+            "csv",
+            lambda: csv_bytes(catalog.history_table(history_points(history_results(request.user, result)))),
+        )
+    option = sort if name == "forest" else ""
+    if store.stored(result.pk, name, option, "csv") is not None:
+        return _serve(request, result, name, option, "csv", _never)
+    inp = inputs_of(_full(result), measure=outcome.measure, direction=outcome.direction)
+    if name in FIGURES and name not in catalog.available(inp):
+        raise Http404("This result has no such table.")
+    table = catalog.table(inp, name, sort)
+    if name in TABLES_ONLY and not table.rows:
+        raise Http404("This result has no such table.")
+    return _serve(request, result, name, option, "csv", lambda: csv_bytes(table))
