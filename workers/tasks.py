@@ -70,3 +70,18 @@ def sweep_webhooks() -> int:
 def announce_releases() -> int:
     """Releases whose embargo has ended become readable: announce them (once, whoever runs it)."""
     return releases.releases_announce()
+
+
+@shared_task(name="workers.tasks.housekeeping", acks_late=True, ignore_result=True)
+def housekeeping() -> dict[str, int]:
+    """Hourly: previews nobody confirmed within their lifetime, and sessions past their expiry
+    (Django keeps them until asked; the idle-timeout notice reads them only while they last)."""
+    from importlib import import_module
+
+    from django.conf import settings
+
+    from apps.datasets.services import staged_uploads_purge
+
+    engine = import_module(settings.SESSION_ENGINE)
+    engine.SessionStore.clear_expired()
+    return {"previews": staged_uploads_purge()}

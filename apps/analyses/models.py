@@ -206,7 +206,9 @@ class AnalysisResult(models.Model):
     objects = AnalysisResultQuerySet.as_manager()
 
     class Meta:
-        ordering = ["analysis", "-seq", "-id"]
+        # by the column, not through the analysis's own ordering: that would join the analyses and
+        # their outcomes into every read of results, subqueries included
+        ordering = ["analysis_id", "-seq", "-id"]
         constraints = [models.UniqueConstraint(fields=["analysis", "seq"], name="one_result_per_request")]
 
     def __str__(self) -> str:

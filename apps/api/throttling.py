@@ -99,6 +99,18 @@ class SessionRateThrottle(_SettingsRateThrottle):
         return self.cache_format % {"scope": self.scope, "ident": request.user.pk}
 
 
+class LiveRateThrottle(SessionRateThrottle):
+    """The portal's live-update polls, per person: an open tab asks 12 times a minute, so the
+    default (120 a minute) allows about ten open tabs and stops a script that polls in a loop."""
+
+    scope = "live"
+
+    def get_cache_key(self, request: Any, view: Any) -> str | None:
+        if not request.user.is_authenticated:
+            return None
+        return self.cache_format % {"scope": self.scope, "ident": request.user.pk}
+
+
 class AnonymousRateThrottle(_SettingsRateThrottle):
     """Requests without credentials share one budget per address."""
 

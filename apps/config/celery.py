@@ -111,6 +111,12 @@ def _configure() -> None:
                 "schedule": float(settings.WEBHOOKS_SWEEP_INTERVAL_SECONDS),
                 "options": {"expires": float(settings.WEBHOOKS_SWEEP_INTERVAL_SECONDS) * 2},
             },
+            # expired upload previews and expired sessions
+            "housekeeping": {
+                "task": "workers.tasks.housekeeping",
+                "schedule": 3600.0,
+                "options": {"expires": 3600.0},
+            },
         },
         beat_schedule_filename=str(settings.VAR_DIR / "celerybeat-schedule"),
     )

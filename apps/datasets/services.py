@@ -303,6 +303,13 @@ def staged_upload_confirm(
         return version, created
 
 
+def staged_uploads_purge() -> int:
+    """Delete the previews nobody confirmed in time (their rows and the file's bytes); the number
+    deleted. Run hourly by the workers' housekeeping task."""
+    deleted, _ = StagedUpload.objects.filter(created_at__lt=timezone.now() - STAGED_UPLOAD_LIFETIME).delete()
+    return deleted
+
+
 def staged_upload_discard(*, actor: User, staged: StagedUpload) -> None:
     """Drop a preview, and with it the file's bytes (kept in the preview's row, not on disk, so
     that a file uploaded by mistake leaves nothing behind)."""

@@ -39,7 +39,9 @@ from apps.portal.scale import ratio_of
 @login_required
 def dataset_list(request: HttpRequest) -> HttpResponse:
     datasets = with_shown_versions(
-        Dataset.objects.visible_to(request.user).select_related("centre", "outcome", "current_version"),
+        Dataset.objects.visible_to(request.user).select_related(
+            "centre", "outcome", "current_version", "submitted_version"
+        ),
         request.user,
     )
     return render(

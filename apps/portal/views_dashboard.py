@@ -19,7 +19,7 @@ from apps.consortium import roles
 from apps.datasets.models import Dataset, DatasetVersion
 from apps.datasets.selectors import with_shown_versions
 from apps.portal.models import PortalVisit
-from apps.portal.scale import favours, ratio_of
+from apps.portal.scale import favours, level_of, ratio_of, regression_of
 from apps.portal.session_middleware import is_passive
 from apps.portal.views_live import live_states
 
@@ -39,6 +39,7 @@ def home(request: HttpRequest) -> HttpResponse:
     for analysis in Analysis.objects.visible_to(user).filter(is_default=True).select_related("outcome"):
         result, failed = analysis_results_shown(user=user, analysis=analysis)
         pooled = result.pooled if result else None
+        regression = regression_of(result) if result else None
         cards.append(
             {
                 "analysis": analysis,
@@ -46,8 +47,11 @@ def home(request: HttpRequest) -> HttpResponse:
                 "result": result,
                 "failed": failed,
                 "pooled": pooled,
-                "ratio": ratio_of(analysis.outcome.measure, pooled),
-                "favours": favours(analysis.outcome, pooled),
+                "ratio": None if regression else ratio_of(analysis.outcome.measure, pooled),
+                "favours": "– (meta-regression)" if regression else favours(analysis.outcome, pooled),
+                # a meta-regression has no pooled effect: its headline number is the intercept
+                "regression": regression,
+                "level": level_of(result) if result else "95%",
             }
         )
     releases = release_names(user=user, result_ids=[c["result"].pk for c in cards if c["result"]])
@@ -118,9 +122,9 @@ def changes_since(*, user: Any, since: datetime, cards: list[dict[str, Any]]) ->
             {
                 "card": card,
                 "after": after,
-                "after_estimate": _estimate(card["outcome"], after.pooled),
+                "after_estimate": _estimate(card["outcome"], after),
                 "before": before,
-                "before_estimate": _estimate(card["outcome"], before.pooled) if before else None,
+                "before_estimate": _estimate(card["outcome"], before) if before else None,
             }
         )
     versions = (
@@ -209,9 +213,11 @@ def _shown_at(analysis: Analysis, at: datetime, reads_unreleased: bool) -> Analy
     return done.order_by("-seq").first()
 
 
-def _estimate(outcome: Any, pooled: dict[str, Any] | None) -> dict[str, Any] | None:
-    """The pooled estimate on the outcome's own scale (a ratio, not its log), with its label."""
-    if not pooled or pooled.get("estimate") is None:
+def _estimate(outcome: Any, result: Any) -> dict[str, Any] | None:
+    """A result's pooled estimate on the outcome's own scale (a ratio, not its log), with its label;
+    None for a result without one (no model, or a meta-regression, whose headline is its intercept)."""
+    pooled = result.pooled
+    if not pooled or pooled.get("estimate") is None or regression_of(result) is not None:
         return None
     ratio = ratio_of(outcome.measure, pooled)
     if ratio:

@@ -32,6 +32,7 @@ from django.utils.http import parse_etags, quote_etag
 
 from apps.analyses.models import Analysis, AnalysisResult
 from apps.analyses.selectors import release_names
+from apps.api.throttling import LiveRateThrottle
 from apps.portal.session_middleware import idle_seconds_left, mark_passive
 
 #: how many analyses one request may name in ``?analysis=``
@@ -144,6 +145,12 @@ def live(request: HttpRequest) -> HttpResponse:
         mark_passive(request)
     if not request.user.is_authenticated:
         return _refuse(401, "Sign in to follow live updates.")
+    throttle = LiveRateThrottle()
+    if not throttle.allow_request(request, None):
+        wait = int(throttle.wait() or 1)
+        refused = _refuse(429, f"Too many live-update requests; ask again in {wait} s.")
+        refused["Retry-After"] = str(wait)
+        return refused
     try:
         named = _named_analyses(request.GET.get("analysis", ""))
     except ValueError as exc:

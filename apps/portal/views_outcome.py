@@ -22,7 +22,7 @@ from apps.consortium import roles
 from apps.consortium.models import Outcome
 from apps.portal.figures import FIGURES, SORT_NAMES, SORTS, catalog
 from apps.portal.figures.data import Inputs, Scale, history_points, inputs_of
-from apps.portal.scale import ratio_of
+from apps.portal.scale import level_of, ratio_of, regression_of
 from apps.portal.views_figures import history_results
 from apps.portal.views_live import live_states
 
@@ -169,6 +169,8 @@ def outcome_detail(request: HttpRequest, code: str) -> HttpResponse:
             {
                 "pooled": result.pooled,
                 "ratio": ratio_of(outcome.measure, result.pooled),
+                "regression": regression_of(result),
+                "level": level_of(result),
                 "blocks": result.blocks,
                 "figures": _figures(result, inp, sort),
                 "tables": _tables(result, inp),

@@ -155,3 +155,23 @@ def test_the_steering_group_changes_a_setting_and_publishes_a_release(
     assert release.entries.filter(result__analysis=analysis).exists()
     assert "2026.2" in page.inner_text("main")
     assert serious_violations(page) == []
+
+
+def test_the_keyboard_focus_is_visible_on_every_kind_of_control(
+    demo: None, page_for: Any, live_server: Any
+) -> None:
+    page = page_for("dm-north")
+    page.goto(f"{live_server.url}/upload/")
+    seen = set()
+    for _ in range(25):
+        page.keyboard.press("Tab")
+        focused = page.evaluate(
+            """() => { const e = document.activeElement; const s = getComputedStyle(e);
+                     return [e.tagName, s.outlineStyle, parseFloat(s.outlineWidth)]; }"""
+        )
+        tag, style, width = focused
+        if tag == "BODY":
+            continue
+        assert style != "none" and width >= 2, focused
+        seen.add(tag)
+    assert {"A", "SELECT", "INPUT", "BUTTON"} <= seen

@@ -79,6 +79,19 @@ def test_the_live_endpoint_needs_a_sign_in_and_explains_every_refusal(cast: dict
     assert steering.get(f"{LIVE}?analysis=999999").json() == {"analyses": []}
 
 
+def test_polling_in_a_loop_is_refused_with_retry_after_per_person(
+    cast: dict[str, Any], settings: Any
+) -> None:
+    settings.API_THROTTLE_RATES = {**settings.API_THROTTLE_RATES, "live": "3/minute"}
+    steering = _client(cast["users"]["steering"])
+    assert [steering.get(LIVE, **PASSIVE).status_code for _ in range(3)] == [200, 200, 200]
+    refused = steering.get(LIVE, **PASSIVE)
+    assert refused.status_code == 429 and "Too many" in refused.json()["detail"]
+    assert 1 <= int(refused["Retry-After"]) <= 60
+    # another person has a budget of their own
+    assert _client(cast["users"]["member_a"]).get(LIVE, **PASSIVE).status_code == 200
+
+
 def test_an_unchanged_state_costs_a_304_and_a_change_a_new_answer(cast: dict[str, Any]) -> None:
     result = _computed(cast)
     client = _client(cast["users"]["steering"])

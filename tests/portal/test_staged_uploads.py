@@ -293,3 +293,29 @@ def test_any_two_versions_can_be_compared(cast: dict[str, Any], submitted: Datas
     assert 'id="compare-versions"' in html
     assert dm.get(f"/datasets/{submitted.pk}/?from=1&to=99").status_code == 404
     assert dm.get(f"/datasets/{submitted.pk}/?from=x&to=1").status_code == 404
+
+
+def test_housekeeping_deletes_previews_nobody_confirmed_in_time(
+    cast: dict[str, Any], submitted: Dataset
+) -> None:
+    from workers.tasks import housekeeping
+
+    dm = _client(cast["users"]["dm_a"])
+    old = _post_file(dm, _corrected())["Location"]
+    StagedUpload.objects.update(created_at=timezone.now() - timedelta(hours=25))
+    # another person's fresh preview stays
+    colleague = cast["users"]["dm_b"]
+    membership_set(actor=None, user=colleague, centre=cast["centre_a"], role=Membership.Role.DATA_MANAGER)
+    fresh = _post_file(_client(colleague), SMD_ROWS)["Location"]
+    assert housekeeping() == {"previews": 1}
+    assert dm.get(old).status_code == 404
+    assert _client(colleague).get(fresh).status_code == 200
+
+
+def test_the_datasets_page_marks_a_pending_revision_for_the_centre_only(
+    cast: dict[str, Any], submitted: Dataset
+) -> None:
+    store_rows(centre=cast["centre_a"], outcome=cast["outcome"], rows=_corrected())
+    assert "revision pending" in _client(cast["users"]["dm_a"]).get("/datasets/").content.decode()
+    assert "revision pending" in _client(cast["users"]["member_a"]).get("/datasets/").content.decode()
+    assert "revision pending" not in _client(cast["users"]["steering"]).get("/datasets/").content.decode()

@@ -264,6 +264,7 @@ API_THROTTLE_RATES = {
     "session": env_rate("API_RATE_SESSION", "1200/minute"),
     "anonymous": env_rate("API_RATE_ANONYMOUS", "120/minute"),
     "failed_auth": env_rate("API_RATE_FAILED_AUTH", "20/minute"),
+    "live": env_rate("PORTAL_RATE_LIVE", "120/minute"),
 }
 
 # Content-Security-Policy (django-csp): no inline script anywhere, every asset from this site
