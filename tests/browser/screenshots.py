@@ -35,7 +35,7 @@ ROLES = {
         "/datasets/",
     ],
     "dm-north": ["/", "/datasets/", "/upload/", "/tokens/", "/account/"],
-    "member-north": ["/", "/outcomes/reflective-functioning/"],
+    "member-north": ["/", "/outcomes/reflective-functioning/", "/datasets/", "/account/"],
 }
 
 
@@ -94,6 +94,13 @@ def run(out: Path) -> list[Path]:
                         written.append(target)
                     if role == "dm-north":
                         written += _upload_preview(page, base, out, width)
+                    if role == "steering":  # an analysis's settings form, reached from its outcome page
+                        page.goto(f"{base}/outcomes/postnatal-depression/")
+                        page.click("text=Change settings")
+                        page.wait_for_url(f"{base}/analyses/*/settings/")
+                        target = out / _name(role, "analysis-settings", width)
+                        page.screenshot(path=str(target), full_page=True)
+                        written.append(target)
                     context.close()
             browser.close()
     finally:
