@@ -152,6 +152,7 @@ def run(out: Path, repeats: int) -> str:
                     assert client.get(path).content == drawn.content
                     again.append(_ms(t0))
                 figures.append((k, name, fmt, first_fig, statistics.median(again), len(drawn.content)))
+    previews = _previews(outcomes, repeats, {k: median for k, _, _, median, _, _ in pages})
     page_rows = [
         f"| {code} | {k:,} | {first:.1f} | {median:.1f} | {p95:.1f} | {size:,} | "
         f"{'met' if median < GOALS[k] else 'not met'} (< {GOALS[k]:.0f} ms) |"
@@ -178,6 +179,17 @@ Server time of `/outcomes/<code>/` in milliseconds: the first request, then the 
 | --- | ---: | ---: | ---: | ---: | ---: | --- |
 {chr(10).join(page_rows)}
 
+## An upload's preview
+
+Server time of the preview page for a file that changes one value of a centre's data, seen by a data
+manager who is also on the steering group: the rows' diff and effect sizes, and every analysis of the
+outcome recomputed with the file in place (without its sensitivity and bias analyses). Median of
+{repeats} requests, beside the outcome page's median in the same run.
+
+| outcome | k | rows in the file | analyses | median ms | p95 ms | vs the outcome page |
+| --- | ---: | ---: | ---: | ---: | ---: | ---: |
+{chr(10).join(previews)}
+
 ## Each figure: drawn once, then served from the store
 
 First request (drawn with matplotlib and stored) against the median of {FIGURE_REPEATS} later requests
@@ -191,6 +203,63 @@ Reproduce with `make bench-portal` (`python -m bench.portal_bench --out bench/PO
 """
     out.write_text(text)
     return text
+
+
+def _previews(outcomes: dict[int, str], repeats: int, page_ms: dict[int, float]) -> list[str]:
+    """Upload, for each outcome, its first submitted centre's rows with one value changed, and time
+    the preview page (see the table's description)."""
+    import csv
+    import io
+
+    from django.contrib.auth import get_user_model
+    from django.core.files.uploadedfile import SimpleUploadedFile
+    from django.test import Client
+
+    from apps.analyses.models import Analysis
+    from apps.consortium.models import ConsortiumRole, Membership
+    from apps.consortium.services import membership_set
+    from apps.datasets.models import Dataset
+
+    person = get_user_model().objects.create_user("bench-previewer")
+    ConsortiumRole.objects.create(user=person, role=ConsortiumRole.Role.STEERING)
+    client = Client()
+    client.force_login(person)
+    lines = []
+    for k, code in outcomes.items():
+        dataset = (
+            Dataset.objects.filter(outcome__code=code, status=Dataset.Status.SUBMITTED)
+            .select_related("centre", "current_version")
+            .order_by("centre__code")
+            .first()
+        )
+        assert dataset is not None and dataset.current_version is not None
+        membership_set(actor=None, user=person, centre=dataset.centre, role=Membership.Role.DATA_MANAGER)
+        version = dataset.current_version
+        rows = [dict(r) for r in version.rows]
+        column = next(c for c in ("m1i", "yi", "ai", "ri", "xi") if rows[0].get(c) is not None)
+        rows[0][column] = rows[0][column] + 1
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=list(version.columns), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows({c: "" if r.get(c) is None else r[c] for c in version.columns} for r in rows)
+        upload = SimpleUploadedFile("bench.csv", buffer.getvalue().encode(), content_type="text/csv")
+        staged = client.post(
+            "/upload/", {"centre": dataset.centre.code, "outcome": code, "file": upload, "reason": "bench"}
+        )
+        assert staged.status_code == 302, staged.content[:500]
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            page = client.get(staged["Location"])
+            times.append(_ms(t0))
+            assert page.status_code == 200 and b'id="pooled-effect"' in page.content
+        median = statistics.median(times)
+        analyses = Analysis.objects.filter(outcome__code=code).count()
+        lines.append(
+            f"| {code} | {k:,} | {len(rows):,} | {analyses} | {median:.1f} | {_p95(times):.1f} | "
+            f"{median / page_ms[k]:.1f}× |"
+        )
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -256,13 +256,14 @@ def staged_upload_confirm(
     or a colleague's confirmation came in between, and the person must see the new comparison.
     """
     with transaction.atomic():
-        _assert_can_change(actor, staged.centre)
         dataset, _ = Dataset.objects.get_or_create(centre=staged.centre, outcome=staged.outcome)
         dataset = (
             Dataset.objects.select_for_update(of=("self",))
             .select_related("current_version", "outcome", "centre")
             .get(pk=dataset.pk)
         )
+        # under the lock: a membership ended since the preview was made ends the right to confirm it
+        _assert_can_change(actor, staged.centre)
         # re-read under the dataset's lock: a double click confirms once, the second finds nothing
         staged = StagedUpload.objects.select_for_update().filter(pk=staged.pk, created_by=actor).first()  # type: ignore[assignment]
         if staged is None:

@@ -319,3 +319,15 @@ def test_the_datasets_page_marks_a_pending_revision_for_the_centre_only(
     assert "revision pending" in _client(cast["users"]["dm_a"]).get("/datasets/").content.decode()
     assert "revision pending" in _client(cast["users"]["member_a"]).get("/datasets/").content.decode()
     assert "revision pending" not in _client(cast["users"]["steering"]).get("/datasets/").content.decode()
+
+
+def test_a_data_manager_who_lost_the_role_cannot_confirm_their_preview(
+    cast: dict[str, Any], submitted: Dataset
+) -> None:
+    dm = _client(cast["users"]["dm_a"])
+    preview = _post_file(dm, _corrected())["Location"]
+    membership_set(
+        actor=None, user=cast["users"]["dm_a"], centre=cast["centre_a"], role=Membership.Role.MEMBER
+    )
+    assert dm.post(preview, {"action": "confirm", "reason": "corrected"}).status_code == 403
+    assert DatasetVersion.objects.filter(dataset=submitted).count() == 1
