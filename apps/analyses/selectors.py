@@ -53,6 +53,16 @@ def release_names(*, user: Any, result_ids: list[int]) -> dict[int, list[str]]:
     return names
 
 
+def result_rows_readable(*, user: Any, result: AnalysisResult) -> bool:
+    """Whether ``user`` may read every dataset version ``result`` was computed from. Its rows carry
+    each study's data (years, moderators, subgroups, statistics): a reader of the result who may not
+    read every centre's data gets the result's own numbers, never the rows behind them."""
+    from apps.datasets.models import DatasetVersion
+
+    ids = {v.get("version") for v in result.dataset_versions}
+    return DatasetVersion.objects.visible_to(user).filter(pk__in=ids).count() == len(ids)
+
+
 def analyses_preview(
     *, user: Any, outcome: Any, centre: Any, rows: list[dict[str, Any]]
 ) -> list[dict[str, Any]]:
@@ -79,10 +89,13 @@ def analyses_preview(
         Analysis.objects.visible_to(user).filter(outcome=outcome).select_related("current_result")
     ):
         current = analysis.current_result
+        # a meta-regression has no pooled effect (its headline is the intercept): said, not shown
+        regression = bool(analysis.mods)
         entry: dict[str, Any] = {
             "analysis": analysis,
+            "regression": regression,
             "before": current.pooled
-            if current is not None and current.status == AnalysisResult.Status.DONE
+            if current is not None and current.status == AnalysisResult.Status.DONE and not regression
             else None,
             "after": None,
             "error": None,
@@ -94,9 +107,13 @@ def analyses_preview(
         except EngineError as exc:
             entry["error"] = exc.to_dict().get("message", str(exc))
         else:
-            entry["after"] = pooled_of(report.get("blocks", {}))
+            entry["after"] = None if regression else pooled_of(report.get("blocks", {}))
         out.append(entry)
     return out
+
+
+#: ``upload_preview_report(base=...)`` not given: compare with the dataset's current version
+_CURRENT: Any = object()
 
 
 def upload_preview_report(
@@ -107,11 +124,13 @@ def upload_preview_report(
     rows: list[dict[str, Any]],
     columns: list[str],
     row_limit: int | None = None,
+    base: Any = _CURRENT,
 ) -> dict[str, Any]:
     """Everything a person is shown before an upload counts, for the portal's preview page and the
-    API's ``preview``: the version it is compared with, the rows it adds, removes and changes, each
-    row's effect (the first ``row_limit`` rows), and (steering group only) the pooled results before
-    and after."""
+    API's ``preview``: the version it is compared with (``base``, a preview's own; by default the
+    current one), the rows it adds, removes and changes, each row's effect (the first ``row_limit``
+    rows; a changed row's with its effect before), and (steering group only) the pooled results
+    before and after. ``outdated``: the dataset's current version is no longer ``base``."""
     from apps.datasets.models import Dataset
     from apps.datasets.selectors import row_effects, row_key, rows_diff
     from apps.datasets.services import rows_checksum
@@ -121,16 +140,25 @@ def upload_preview_report(
         .select_related("current_version", "submitted_version")
         .first()
     )
-    base = dataset.current_version if dataset is not None else None
+    current = dataset.current_version if dataset is not None else None
+    if base is _CURRENT:
+        base = current
     diff = rows_diff(base.rows if base is not None else [], rows)
     changed = {c["key"] for c in diff["changed"]}
     added = {row_key(r) for r in diff["added"]}
     effects = row_effects(measure=outcome.measure, rows=rows if row_limit is None else rows[:row_limit])
+    before: dict[str, dict[str, Any]] = {}
+    if base is not None and changed:
+        old_rows = [r for r in base.rows if row_key(r) in changed]
+        before = {e["key"]: e for e in row_effects(measure=outcome.measure, rows=old_rows)}
     for entry in effects:
         entry["change"] = "added" if entry["key"] in added else "changed" if entry["key"] in changed else ""
+        if entry["key"] in before:
+            entry["was"] = {k: before[entry["key"]].get(k) for k in ("effect", "ci_lb", "ci_ub", "reason")}
     return {
         "dataset": dataset,
         "base": base,
+        "outdated": (base.pk if base is not None else None) != (current.pk if current is not None else None),
         "identical": base is not None and base.checksum == rows_checksum(columns, rows),
         "diff": diff,
         "effects": effects,

@@ -294,7 +294,8 @@ class UploadPreviewSerializer(serializers.Serializer):
     pooled = serializers.ListField(
         child=serializers.DictField(),
         help_text="Steering group only (empty otherwise): each analysis's pooled result now (before) and "
-        "with this upload (after), or why the engine refused it (error).",
+        "with this upload (after), or why the engine refused it (error). A meta-regression "
+        "(meta_regression: true) has no pooled effect: before and after are null.",
     )
     mapping = serializers.ListField(child=serializers.DictField())
     warnings = UploadErrorSerializer(many=True)

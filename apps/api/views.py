@@ -29,7 +29,7 @@ from apps.analyses.exports import CONTENT_TYPES as EXPORT_TYPES
 from apps.analyses.exports import ExportError, export_file
 from apps.analyses.models import Analysis, AnalysisResult
 from apps.analyses.releases import seconds_to_next_embargo_end
-from apps.analyses.selectors import upload_preview_report
+from apps.analyses.selectors import result_rows_readable, upload_preview_report
 from apps.analyses.services import analysis_create, analysis_update
 from apps.api import readcache
 from apps.api import serializers as s
@@ -299,6 +299,7 @@ class DatasetViewSet(viewsets.ReadOnlyModelViewSet):
                     {
                         "analysis": entry["analysis"].pk,
                         "name": entry["analysis"].name,
+                        "meta_regression": entry["regression"],
                         "before": entry["before"],
                         "after": entry["after"],
                         "error": entry["error"],
@@ -656,8 +657,7 @@ class AnalysisResultViewSet(viewsets.ReadOnlyModelViewSet):
         if kind not in EXPORT_TYPES:
             raise ValidationError({"fmt": f"Use one of {', '.join(EXPORT_TYPES)}."})
         # the rows of every centre in the result: only for someone who may read all of them
-        ids = [v["version"] for v in result.dataset_versions]
-        if DatasetVersion.objects.visible_to(request.user).filter(pk__in=ids).count() != len(set(ids)):
+        if not result_rows_readable(user=request.user, result=result):
             raise PermissionDenied(
                 "This result's rows include data of centres you may not read; its numbers are in the result itself."
             )

@@ -7,6 +7,7 @@ reaches the transaction that stores a version.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Any
 
@@ -28,6 +29,9 @@ if TYPE_CHECKING:
     from django.contrib.auth.models import User
 
 
+_CODE = re.compile(r"[-a-zA-Z0-9_]{1,100}\Z")
+
+
 @dataclass(frozen=True)
 class UploadOutcome:
     version: DatasetVersion
@@ -37,12 +41,15 @@ class UploadOutcome:
 
 def upload_target(*, user: User, centre_code: str, outcome_code: str) -> tuple[Centre, Outcome]:
     """Resolve the centre and outcome an upload is for, enforcing visibility then write permission."""
-    centre = roles.centres_viewable(user).filter(code=centre_code).first()
+    # codes are slugs: anything else (a NUL byte, which PostgreSQL refuses in a query) names nothing
+    centre = (
+        roles.centres_viewable(user).filter(code=centre_code).first() if _CODE.match(centre_code) else None
+    )
     if centre is None:
         raise Centre.DoesNotExist("No such centre.")
     if not roles.can_change_centre(user, centre) or roles.api_client_of(user) is not None:
         raise PermissionDenied("Only the centre's data managers may upload its data.")
-    outcome = Outcome.objects.filter(code=outcome_code).first()
+    outcome = Outcome.objects.filter(code=outcome_code).first() if _CODE.match(outcome_code) else None
     if outcome is None:
         raise UploadRejected(
             [

@@ -1,4 +1,4 @@
-from django.urls import path
+from django.urls import path, re_path
 
 from apps.portal import (
     views,
@@ -26,7 +26,7 @@ urlpatterns = [
     path("datasets/<int:pk>/", views.dataset_detail, name="dataset"),
     path("datasets/<int:pk>/<str:action>/", views.dataset_action, name="dataset-action"),
     path("upload/", views.upload, name="upload"),
-    path("upload/<str:key>/", views.upload_preview_view, name="upload-preview"),
+    re_path(r"^upload/(?P<key>[0-9a-f]{32})/$", views.upload_preview_view, name="upload-preview"),
     path("audit/", views.audit, name="audit"),
     path("analyses/<int:pk>/settings/", views_analyses.analysis_settings, name="analysis-settings"),
     path("releases/publish/", views_releases.release_publish_view, name="release-publish"),

@@ -23,6 +23,7 @@ from apps.analyses.selectors import upload_preview_report
 from apps.audit.models import AuditEvent
 from apps.consortium import roles
 from apps.consortium.models import Centre, Outcome
+from apps.consortium.validators import clean_text
 from apps.datasets.ingest import UploadRejected
 from apps.datasets.models import Dataset, DatasetVersion, StagedUpload
 from apps.datasets.selectors import dataset_version_diff, with_shown_versions
@@ -94,11 +95,15 @@ def dataset_detail(request: HttpRequest, pk: int) -> HttpResponse:
 @require_POST
 def dataset_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
     dataset = get_object_or_404(Dataset.objects.visible_to(request.user), pk=pk)
-    reason = request.POST.get("reason", "").strip()
     if action in ("submit", "withdraw", "restore") and not roles.can_change_centre(
         request.user, dataset.centre
     ):
         raise PermissionDenied("Only the centre's data managers may change its datasets.")
+    try:
+        reason = _reason(request)
+    except ValidationError as exc:
+        messages.error(request, " ".join(exc.messages))
+        return redirect("portal:dataset", pk=dataset.pk)
     if action in ("submit", "withdraw", "restore") and not reason:
         # the reason goes into the version history and the audit trail: a change without one is
         # a change nobody can account for later
@@ -145,6 +150,13 @@ def dataset_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
     return redirect("portal:dataset", pk=dataset.pk)
 
 
+def _reason(request: HttpRequest) -> str:
+    """The reason a form gives, by the data dictionary's character rule (as the API reads it):
+    control characters, bidirectional overrides and invisible characters are refused, since the
+    reason is shown in the history and the audit trail as the person wrote it."""
+    return clean_text(request.POST.get("reason", ""), field="The reason", max_length=500, blank=True)
+
+
 @login_required
 def upload(request: HttpRequest) -> HttpResponse:
     """Choose a file; a valid one becomes a preview (nothing is stored until it is confirmed), an
@@ -178,6 +190,14 @@ def upload(request: HttpRequest) -> HttpResponse:
             ]
             return render(request, "portal/upload.html", context, status=400)
         try:
+            reason = _reason(request)
+        except ValidationError as exc:
+            context["errors"] = [
+                {"row": None, "column": "reason", "value": None, "code": "invalid_request", "message": m}
+                for m in exc.messages
+            ]
+            return render(request, "portal/upload.html", context, status=400)
+        try:
             staged = upload_preview(
                 user=request.user,  # type: ignore[arg-type]
                 centre_code=request.POST.get("centre", ""),
@@ -185,7 +205,7 @@ def upload(request: HttpRequest) -> HttpResponse:
                 file=f,
                 filename=f.name or "",
                 content_type=f.content_type,
-                reason=request.POST.get("reason", "").strip(),
+                reason=reason,
             )
         except Centre.DoesNotExist as exc:
             raise Http404("No such centre.") from exc
@@ -213,6 +233,9 @@ def upload_preview_view(request: HttpRequest, key: str) -> HttpResponse:
         key=key,
         created_by=request.user.pk,
     )
+    if not roles.can_change_centre(request.user, staged.centre):
+        # a data manager no longer: the preview compares with the centre's current data, theirs no more
+        raise Http404("No such preview.")
     if request.method == "POST":
         action = request.POST.get("action")
         try:
@@ -227,7 +250,7 @@ def upload_preview_view(request: HttpRequest, key: str) -> HttpResponse:
             version, created = staged_upload_confirm(
                 actor=request.user,  # type: ignore[arg-type]
                 staged=staged,
-                reason=request.POST.get("reason", "").strip(),
+                reason=_reason(request),
             )
         except ValidationError as exc:
             messages.error(request, " ".join(exc.messages))
@@ -262,6 +285,7 @@ def upload_preview_view(request: HttpRequest, key: str) -> HttpResponse:
         rows=staged.rows,
         columns=staged.columns,
         row_limit=PREVIEW_ROWS_SHOWN,
+        base=staged.base_version,
     )
     code = staged.outcome.measure
     for entry in report["pooled"]:

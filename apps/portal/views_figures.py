@@ -20,6 +20,7 @@ from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadReque
 from django.views.decorators.http import require_GET
 
 from apps.analyses.models import AnalysisResult
+from apps.analyses.selectors import result_rows_readable
 from apps.portal.figures import FIGURES, FORMATS, SORTS, TABLES_ONLY, catalog, draw, store
 from apps.portal.figures.data import Scale, history_points, inputs_of
 
@@ -79,6 +80,14 @@ def _sort(request: HttpRequest) -> str | None:
     return sort if sort in SORTS else None
 
 
+def _option(name: str, sort: str, readable: bool) -> str:
+    """What a stored rendering depends on besides the result: the forest plot's order, and whether
+    it was drawn with the input rows (years, moderators, subgroups) or, for a reader who may not
+    read every centre's rows, without them. Two renderings, never one shared across the two."""
+    view = "rows" if readable else "summary"
+    return f"{sort}-{view}" if name == "forest" else view
+
+
 def _serve(
     request: HttpRequest,
     result: AnalysisResult,
@@ -94,12 +103,14 @@ def _serve(
     else:
         content = store.store(result.pk, name, option, fmt, render)
         response = HttpResponse(content, content_type=CONTENT_TYPES[fmt])
-    suffix = f"-{option}" if option and name != "history" else ""
+    suffix = f"-{option.split('-')[0]}" if name == "forest" else ""
     filename = f"{result.analysis.outcome.code}-result{result.seq}-{name}{suffix}.{fmt}"
     disposition = "attachment" if request.GET.get("download") or fmt == "csv" else "inline"
     response["Content-Disposition"] = f'{disposition}; filename="{filename}"'
     response["ETag"] = etag
-    response["Cache-Control"] = "private, max-age=3600"
+    # the history's content follows the results the reader may see (a release, an embargo's end):
+    # revalidated on each use; every other rendering belongs to an immutable result
+    response["Cache-Control"] = "private, no-cache" if name == "history" else "private, max-age=3600"
     response["X-Content-Type-Options"] = "nosniff"
     return response
 
@@ -124,10 +135,11 @@ def result_figure(request: HttpRequest, pk: int, name: str, fmt: str) -> HttpRes
 
         key = history_key(_history_ids(request.user, result))
         return _serve(request, result, name, key, fmt, render_history)
-    option = sort if name == "forest" else ""
+    readable = result_rows_readable(user=request.user, result=result)
+    option = _option(name, sort, readable)
     if store.stored(result.pk, name, option, fmt) is not None:
         return _serve(request, result, name, option, fmt, _never)
-    inp = inputs_of(_full(result), measure=outcome.measure, direction=outcome.direction)
+    inp = inputs_of(_full(result), measure=outcome.measure, direction=outcome.direction, rows=readable)
     if name not in catalog.available(inp):
         raise Http404("This result has no such figure.")
     return _serve(
@@ -188,10 +200,11 @@ def result_table(request: HttpRequest, pk: int, name: str) -> HttpResponse:
             "csv",
             lambda: csv_bytes(catalog.history_table(history_points(history_results(request.user, result)))),
         )
-    option = sort if name == "forest" else ""
+    readable = result_rows_readable(user=request.user, result=result)
+    option = _option(name, sort, readable)
     if store.stored(result.pk, name, option, "csv") is not None:
         return _serve(request, result, name, option, "csv", _never)
-    inp = inputs_of(_full(result), measure=outcome.measure, direction=outcome.direction)
+    inp = inputs_of(_full(result), measure=outcome.measure, direction=outcome.direction, rows=readable)
     if name in FIGURES and name not in catalog.available(inp):
         raise Http404("This result has no such table.")
     table = catalog.table(inp, name, sort)

@@ -17,7 +17,7 @@ from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
 
 from apps.analyses.models import Analysis, AnalysisResult
-from apps.analyses.selectors import analysis_results_shown, release_names
+from apps.analyses.selectors import analysis_results_shown, release_names, result_rows_readable
 from apps.consortium import roles
 from apps.consortium.models import Outcome
 from apps.portal.figures import FIGURES, SORT_NAMES, SORTS, catalog
@@ -111,6 +111,40 @@ def _tables(result: AnalysisResult, inp: Inputs) -> dict[str, Any]:
     return out
 
 
+#: The model a result's rows were pooled with, as the page names it (the stored code is terse).
+_MODELS = {
+    "none": "Random effects, one row per study",
+    "aggregate": "Each study's rows aggregated",
+    "multilevel": "Three-level model",
+    "che": "Correlated and hierarchical effects",
+}
+
+
+def _dependence_label(pooled: dict[str, Any] | None) -> str:
+    code = (pooled or {}).get("dependence") or ""
+    return _MODELS.get(code, code)
+
+
+def _not_drawn(result: AnalysisResult) -> str:
+    """Why the Baujat and cumulative plots are missing where a reader would look for them: they
+    are computed for models of independent rows only (the engine's leave-one-out of rows assumes
+    them), so a model of several effects per study has the leave-one-study-out influence instead."""
+    blocks = result.blocks
+    missing = [
+        name
+        for name, block in (("cumulative meta-analysis", "cumulative"), ("Baujat plot", "leave1out"))
+        if not blocks.get(block)
+    ]
+    dependence = (blocks.get("model") or {}).get("dependence")
+    if not missing or dependence in (None, "none"):
+        return ""
+    return (
+        f"No {' and no '.join(missing)}: these take one effect per study, and this result's model "
+        f"({_MODELS.get(dependence, dependence).lower()}) pools several effects per study; its influence "
+        "is shown study by study instead (leave one study out)."
+    )
+
+
 @login_required
 def outcome_detail(request: HttpRequest, code: str) -> HttpResponse:
     outcome = get_object_or_404(Outcome, code=code)
@@ -164,12 +198,19 @@ def outcome_detail(request: HttpRequest, code: str) -> HttpResponse:
         "sorts": SORT_NAMES,
     }
     if result is not None and result.status == AnalysisResult.Status.DONE:
-        inp = inputs_of(result, measure=outcome.measure, direction=outcome.direction)
+        inp = inputs_of(
+            result,
+            measure=outcome.measure,
+            direction=outcome.direction,
+            rows=result_rows_readable(user=request.user, result=result),
+        )
         context.update(
             {
                 "pooled": result.pooled,
                 "ratio": ratio_of(outcome.measure, result.pooled),
                 "regression": regression_of(result),
+                "dependence_label": _dependence_label(result.pooled),
+                "not_drawn": _not_drawn(result),
                 "level": level_of(result),
                 "blocks": result.blocks,
                 "figures": _figures(result, inp, sort),

@@ -17,8 +17,8 @@ from django.utils import timezone
 
 def retry_at(request: Any, credentials: Any = None) -> datetime:
     """When the pause on this username from this address ends: the cool-off counts from the last
-    recorded failure (django-axes does not record the attempts it refuses during the pause, so
-    knocking again does not extend it)."""
+    recorded failure (``AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT`` is off, so the attempts
+    refused during the pause do not extend it)."""
     username = get_client_username(request, credentials)
     address = getattr(request, "axes_ip_address", None)
     last = (

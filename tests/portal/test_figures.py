@@ -109,7 +109,7 @@ def _inputs(result: AnalysisResult) -> Any:
     from apps.portal.figures import inputs_of
 
     outcome = result.analysis.outcome
-    return inputs_of(result, measure=outcome.measure, direction=outcome.direction)
+    return inputs_of(result, measure=outcome.measure, direction=outcome.direction, rows=True)
 
 
 def test_dependent_effects_forest_has_studies_with_their_effects_and_the_models_weights(
@@ -192,7 +192,9 @@ def test_baujat_coordinates_are_metafors(demo_loaded: None) -> None:
 def test_a_figure_is_drawn_once_and_then_served_from_the_store(demo_loaded: None, monkeypatch: Any) -> None:
     result = _current("secure-attachment")
     client = _login("steering")
-    path = store.path_for(result.pk, "forest", "weight", "svg")
+    path = store.path_for(
+        result.pk, "forest", "weight-rows", "svg"
+    )  # drawn with the rows the steering group reads
     assert not path.exists()
     first = client.get(f"/results/{result.pk}/figures/forest.svg?sort=weight")
     assert first.status_code == 200 and path.read_bytes() == first.content
@@ -343,3 +345,99 @@ def test_every_table_on_the_page_can_be_downloaded(demo_loaded: None) -> None:
     assert len(effects) == len(result.blocks["effect_sizes"]["yi"])
     provenance = _csv(client, f"/results/{result.pk}/tables/provenance.csv")
     assert [r["checksum"] for r in provenance] == [v["checksum"] for v in result.dataset_versions]
+
+
+@pytest.mark.django_db
+def test_a_reader_who_may_not_read_every_centres_rows_gets_the_figures_without_them(
+    cast: dict[str, Any], tmp_media: Any
+) -> None:
+    """Years, moderators and subgroups are the centres' data: a member of one centre reading a
+    released result gets its figures and tables without another centre's rows (as the API's
+    export refuses them), the steering group with them; the two renderings are stored apart."""
+    from tests.conftest import SMD_ROWS, publish, store_rows
+
+    rows = [dict(r, study=f"Trial {'ABCD'[i]}", year=1991 + i) for i, r in enumerate(SMD_ROWS)]
+    store_rows(centre=cast["centre_b"], outcome=cast["outcome"], rows=rows, submit=True)
+    steering = cast["users"]["steering"]
+    analysis = Analysis.objects.get(outcome=cast["outcome"], is_default=True)
+    analysis_update(actor=steering, analysis=analysis, changes={"mods": ["year"]})
+    result = analysis_recompute(analysis_id=analysis.pk)
+    assert result is not None
+    publish(steering, result)
+
+    def years(who: Any, name: str) -> set[str]:
+        client = Client()
+        client.force_login(who)
+        response = client.get(f"/results/{result.pk}/tables/{name}.csv")
+        assert response.status_code == 200, (name, response.status_code)
+        table = list(csv.DictReader(io.StringIO(response.content.decode())))
+        return {str(v) for row in table for k, v in row.items() if k in ("year", "moderator") and v}
+
+    member = cast["users"]["member_a"]
+    assert years(steering, "forest") >= {"1991", "1994"}
+    assert not years(member, "forest") & {"1991", "1992", "1993", "1994", "1991.0"}
+    member_client = Client()
+    member_client.force_login(member)
+    assert member_client.get(f"/results/{result.pk}/tables/bubble.csv").status_code == 404
+    assert member_client.get(f"/results/{result.pk}/figures/forest.svg?sort=year").status_code == 200
+    svg = member_client.get(f"/results/{result.pk}/figures/forest.svg").content.decode()
+    assert "1991" not in svg
+
+
+@pytest.mark.django_db
+def test_a_label_with_dollar_signs_is_drawn_as_written(cast: dict[str, Any], tmp_media: Any) -> None:
+    """A "$" in a study label is text, not a formula: the figures draw it as written (a formula
+    parser would fail on one label and set another in italics)."""
+    from tests.conftest import SMD_ROWS, store_rows
+
+    labels = ["Adams $\\frac$ 2015", "Baker $5 vs $6", "Chen 2019", "Diaz 2020"]
+    rows = [dict(r, study=label) for r, label in zip(SMD_ROWS, labels, strict=True)]
+    store_rows(centre=cast["centre_a"], outcome=cast["outcome"], rows=rows, submit=True)
+    result = analysis_recompute(analysis_id=Analysis.objects.get(outcome=cast["outcome"], is_default=True).pk)
+    assert result is not None
+    client = Client()
+    client.force_login(cast["users"]["steering"])
+    for name in ("forest", "baujat", "funnel"):
+        for fmt in ("svg", "png"):
+            response = client.get(f"/results/{result.pk}/figures/{name}.{fmt}")
+            assert response.status_code == 200, (name, fmt)
+    texts = _texts(client.get(f"/results/{result.pk}/figures/forest.svg").content)
+    assert "Adams $\\frac$ 2015" in texts and "Baker $5 vs $6" in texts
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("dependence", ["multilevel", "che"])
+def test_a_multilevel_model_of_one_row_per_study_weighs_each_study_as_its_own(
+    cast: dict[str, Any], tmp_media: Any, dependence: str
+) -> None:
+    """Studies labelled 1..4 (labels that look like row numbers), one row each: each row carries its
+    own study's weight, and the weights sum to 100."""
+    from tests.conftest import SMD_ROWS, store_rows
+
+    rows = [dict(r, study=str(i + 1)) for i, r in enumerate(SMD_ROWS)]
+    store_rows(centre=cast["centre_a"], outcome=cast["outcome"], rows=rows, submit=True)
+    analysis = Analysis.objects.get(outcome=cast["outcome"], is_default=True)
+    analysis_update(actor=cast["users"]["steering"], analysis=analysis, changes={"dependence": dependence})
+    result = analysis_recompute(analysis_id=analysis.pk)
+    assert result is not None
+    client = Client()
+    client.force_login(cast["users"]["steering"])
+    table = [r for r in _csv(client, f"/results/{result.pk}/tables/forest.csv") if r["kind"] == "study"]
+    weights = {r["label"]: float(r["weight_percent"]) for r in table}
+    assert set(weights) == {"1", "2", "3", "4"}
+    assert math.isclose(sum(weights.values()), 100.0, rel_tol=1e-9)
+    # more precise studies weigh more: ordered as their inverse variances
+    vi = {r["label"]: float(r["vi"]) for r in table}
+    assert sorted(weights, key=weights.__getitem__) == sorted(vi, key=lambda s: -vi[s])
+
+
+def test_the_page_names_the_model_and_the_tests_the_result_used(demo_loaded: None) -> None:
+    client = _login("steering")
+    che = client.get("/outcomes/postnatal-depression/").content.decode()
+    line = che.split('id="analysis-line"')[1].split("</p>")[0]
+    assert "cluster-robust (CR2) tests" in line and "z test" not in line
+    assert "Correlated and hierarchical effects" in che and "k = 77 <span" in che
+    assert "No cumulative meta-analysis and no Baujat plot" in che.split('id="figures-not-drawn"')[1]
+    independent = client.get("/outcomes/secure-attachment/").content.decode()
+    assert "Random effects, one row per study" in independent and 'id="figures-not-drawn"' not in independent
+    assert "z test" in independent.split('id="analysis-line"')[1].split("</p>")[0]

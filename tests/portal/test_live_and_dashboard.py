@@ -452,3 +452,17 @@ def test_the_lock_out_page_says_when_to_try_again_and_offers_the_form(
     assert f"Try again after {until:%H:%M} UTC" in page or f"{until - timedelta(minutes=1):%H:%M}" in page
     assert 'role="alert"' in page and 'name="password"' in page and 'value="admin"' in page
     assert 800 <= int(response["Retry-After"]) <= 900
+
+
+def test_knocking_during_the_lock_out_does_not_extend_it(cast: dict[str, Any], settings: Any) -> None:
+    """Sign-ins tried during the pause, the right password included, leave its end where it was."""
+    from axes.models import AccessAttempt
+
+    client = Client()
+    for _ in range(settings.AXES_FAILURE_LIMIT):
+        client.post("/accounts/login/", {"username": "admin", "password": "wrong"})
+    # fourteen minutes into the fifteen-minute pause
+    AccessAttempt.objects.update(attempt_time=timezone.now() - timedelta(minutes=14))
+    again = client.post("/accounts/login/", {"username": "admin", "password": "pw-admin"})
+    assert again.status_code == 429
+    assert int(again["Retry-After"]) <= 60

@@ -55,3 +55,33 @@ def test_the_outcome_page_and_the_dashboard_show_a_meta_regression_as_one(
     # since the last visit: a new result, without an intercept passed off as its estimate
     since = dashboard.split('id="since-last-visit"')[1].split("</section>")[0]
     assert "Reflective functioning" in since and "no pooled estimate" in since
+
+
+def test_neither_the_preview_nor_the_history_passes_an_intercept_off_as_a_pooled_effect(
+    cast: dict[str, Any], tmp_media: Any
+) -> None:
+    from apps.consortium.models import ConsortiumRole
+    from tests.conftest import api_client_for
+
+    store_rows(centre=cast["centre_a"], outcome=cast["outcome"], rows=SMD_ROWS, submit=True)
+    steering = cast["users"]["steering"]
+    analysis = Analysis.objects.get(outcome=cast["outcome"], is_default=True)
+    plain = analysis_recompute(analysis_id=analysis.pk)
+    analysis_update(actor=steering, analysis=analysis, changes={"mods": ["year"]})
+    regression = analysis_recompute(analysis_id=analysis.pk)
+    assert plain is not None and regression is not None
+
+    client = Client()
+    client.force_login(steering)
+    history = client.get(f"/results/{regression.pk}/tables/history.csv").content.decode()
+    assert f"{plain.pooled['estimate']!r}" in history or f"{plain.pooled['estimate']:.6g}" in history
+    assert f"{regression.pooled['estimate']:.6g}" not in history
+
+    ConsortiumRole.objects.create(user=cast["users"]["dm_a"], role=ConsortiumRole.Role.STEERING)
+    answer = api_client_for(cast, "dm_a").post(
+        "/api/v1/datasets/upload/",
+        {"centre": "alpha", "outcome": "rf", "rows": SMD_ROWS[:3], "preview": True},
+        format="json",
+    )
+    (entry,) = [p for p in answer.json()["pooled"] if p["analysis"] == analysis.pk]
+    assert entry["meta_regression"] is True and entry["before"] is None and entry["after"] is None

@@ -246,6 +246,10 @@ def test_a_preview_overtaken_by_another_version_cannot_be_confirmed(
     store_rows(
         centre=cast["centre_a"], outcome=cast["outcome"], rows=SMD_ROWS[:3], actor=cast["users"]["dm_a"]
     )
+    # the page says so, and still shows the comparison with version 1 it was made against
+    page = dm.get(preview).content.decode()
+    assert 'id="preview-outdated"' in page and 'id="confirm-upload"' not in page
+    assert "1 added · 1 removed · 1 changed · 2 unchanged" in page
     response = dm.post(preview, {"action": "confirm", "reason": "corrected"}, follow=True)
     assert (
         "The dataset changed since this preview (its current version is now 2)" in response.content.decode()
@@ -329,5 +333,43 @@ def test_a_data_manager_who_lost_the_role_cannot_confirm_their_preview(
     membership_set(
         actor=None, user=cast["users"]["dm_a"], centre=cast["centre_a"], role=Membership.Role.MEMBER
     )
-    assert dm.post(preview, {"action": "confirm", "reason": "corrected"}).status_code == 403
+    # nor read it any more: it compares with the centre's current data
+    assert dm.get(preview).status_code == 404
+    assert dm.post(preview, {"action": "confirm", "reason": "corrected"}).status_code == 404
     assert DatasetVersion.objects.filter(dataset=submitted).count() == 1
+
+
+def test_reasons_keys_and_codes_that_name_nothing_are_refused_with_4xx(
+    cast: dict[str, Any], submitted: Dataset
+) -> None:
+    dm = _client(cast["users"]["dm_a"])
+    refused = _post_file(dm, _corrected(), reason="corrected\u202e evil")
+    assert refused.status_code == 400 and "The reason" in refused.content.decode()
+    assert not StagedUpload.objects.exists()
+    preview = _post_file(dm, _corrected())["Location"]
+    bad = dm.post(preview, {"action": "confirm", "reason": "x\x00y"}, follow=True)
+    assert bad.status_code == 200 and "The reason" in bad.content.decode()
+    assert DatasetVersion.objects.filter(dataset=submitted).count() == 1
+    assert dm.get("/upload/%00/").status_code == 404
+    assert dm.get("/upload/" + "g" * 32 + "/").status_code == 404
+    nul = dm.post(
+        "/upload/",
+        {"centre": "alpha\x00", "outcome": "rf", "file": SimpleUploadedFile("a.csv", _csv(SMD_ROWS))},
+    )
+    assert nul.status_code == 404
+    nul = dm.post(
+        "/upload/",
+        {"centre": "alpha", "outcome": "rf\x00", "file": SimpleUploadedFile("a.csv", _csv(SMD_ROWS))},
+    )
+    assert nul.status_code == 400 and "unknown_outcome" in nul.content.decode()
+    withdraw = dm.post(f"/datasets/{submitted.pk}/withdraw/", {"reason": "x\x00"}, follow=True)
+    assert "The reason" in withdraw.content.decode()
+    assert Dataset.objects.get(pk=submitted.pk).status == "submitted"
+
+
+def test_a_changed_row_shows_its_effect_before(cast: dict[str, Any], submitted: Dataset) -> None:
+    dm = _client(cast["users"]["dm_a"])
+    html = dm.get(_post_file(dm, _corrected())["Location"]).content.decode()
+    g, v = _hedges_g(SMD_ROWS[1])  # Baker as it is now
+    assert f"was {g:.2f} ({g - 1.959964 * math.sqrt(v):.2f} to {g + 1.959964 * math.sqrt(v):.2f})" in html
+    assert "lower is better" not in html and "a positive value favours the intervention" in html

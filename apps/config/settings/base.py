@@ -135,6 +135,10 @@ AXES_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 5, minimum=1)
 AXES_COOLOFF_TIME = timedelta(minutes=env_int("LOGIN_COOLOFF_MINUTES", 15, minimum=1))
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
+# A sign-in tried during the pause does not extend it (axes' default would restart the cool-off):
+# otherwise anyone at the same address could keep a person locked out by knocking, and the
+# "try again at HH:MM" the sign-in page gives would not hold.
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
 AXES_LOCKOUT_CALLABLE = "apps.security.lockout.lockout_response"
 AXES_CLIENT_IP_CALLABLE = "apps.security.client.client_ip"
 AXES_VERBOSE = False

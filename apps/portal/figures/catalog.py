@@ -77,10 +77,9 @@ def available(inp: Inputs) -> list[str]:
         names.append("cumulative")
     if b.get("subgroups") and subgroup_rows(inp):
         names.append("subgroups")
-    if len(fit_block(inp).get("coef_names") or []) > 1 and not dependent(inp):
-        mods = (inp.result.spec or {}).get("mods") or []
-        if any(name in mods for name in fit_block(inp)["coef_names"][1:]):
-            names.append("bubble")
+    # drawn from the input rows' moderator values: not for a reader who may not read them all
+    if bubble_data(inp) is not None:
+        names.append("bubble")
     return names
 
 

@@ -19,6 +19,7 @@ import numpy as np
 from scipy import special
 
 from apps.analyses.models import AnalysisResult, pooled_of
+from apps.portal.scale import regression_of
 from workers.metaanalysis import measures
 from workers.metaanalysis.estimators import alpha_from_level
 
@@ -140,9 +141,10 @@ class Inputs:
         return None if self.rows is None else self.rows[i].get(column)
 
 
-def inputs_of(result: AnalysisResult, *, measure: str, direction: str, rows: bool = True) -> Inputs:
+def inputs_of(result: AnalysisResult, *, measure: str, direction: str, rows: bool) -> Inputs:
     """Read ``result`` for its figures. ``rows``: also read the input rows (years, moderators,
-    subgroups) from the dataset versions the result names, which are never changed."""
+    subgroups) from the dataset versions the result names, which are never changed; only for a
+    reader who may read them all (``selectors.result_rows_readable``), so no default."""
     es = result.blocks.get("effect_sizes") or {}
     n = len(es.get("yi") or [])
     labels = [str(s) for s in (es.get("study") or [])] or [f"Row {i + 1}" for i in range(n)]
@@ -231,10 +233,20 @@ def _weights(inp: Inputs) -> dict[str, float] | None:
             return {str(i): float(w) for i, w in zip(rows, infl["weight"], strict=True) if _finite(w)}
     dependence = (inp.blocks.get("model") or {}).get("dependence")
     if infl.get("weight") and infl.get("study") and dependence == "aggregate":
-        return {str(s): float(w) for s, w in zip(infl["study"], infl["weight"], strict=True) if _finite(w)}
+        return _keyed_as_shown(
+            inp, {str(s): float(w) for s, w in zip(infl["study"], infl["weight"], strict=True) if _finite(w)}
+        )
     if dependence in ("che", "multilevel"):
-        return _multilevel_weights(inp)
+        return _keyed_as_shown(inp, _multilevel_weights(inp))
     return _random_effects_weights(inp)
+
+
+def _keyed_as_shown(inp: Inputs, by_study: dict[str, float] | None) -> dict[str, float] | None:
+    """Weights of studies keyed as the forest plot looks them up: by study when it shows studies
+    with their effects beneath, by model row (as text) when every study has one row."""
+    if by_study is None or dependent(inp):
+        return by_study
+    return {str(i): by_study[inp.labels[i]] for i in model_rows(inp) if inp.labels[i] in by_study}
 
 
 def _random_effects_weights(inp: Inputs) -> dict[str, float] | None:
@@ -674,11 +686,15 @@ class Point:
 
 
 def history_points(results: list[AnalysisResult]) -> list[Point]:
+    """The pooled estimates over time. A meta-regression's result has none (its headline number is
+    the intercept, the effect where every moderator is 0), so it is not a point on this line."""
     points = []
     for r in results:
         p = r.pooled or {}
-        if r.status == AnalysisResult.Status.DONE and all(
-            _finite(p.get(k)) for k in ("estimate", "ci_lb", "ci_ub")
+        if (
+            r.status == AnalysisResult.Status.DONE
+            and all(_finite(p.get(k)) for k in ("estimate", "ci_lb", "ci_ub"))
+            and regression_of(r) is None
         ):
             points.append(
                 Point(

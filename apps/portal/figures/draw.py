@@ -33,6 +33,8 @@ from apps.portal.figures.data import (
 
 matplotlib.rcParams.update(
     {
+        # study labels are data managers' text: a "$" is a dollar sign, never the start of a formula
+        "text.parse_math": False,
         "svg.fonttype": "none",
         "svg.hashsalt": "evidence-platform-figures",
         "font.family": "sans-serif",

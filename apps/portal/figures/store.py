@@ -21,7 +21,7 @@ from pathlib import Path
 from django.conf import settings
 
 #: Bump when the drawing changes, so that stored renderings are drawn again.
-RENDER_VERSION = "1"
+RENDER_VERSION = "2"
 
 
 def path_for(result_id: int, name: str, option: str, fmt: str) -> Path:
