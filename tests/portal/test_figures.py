@@ -441,3 +441,14 @@ def test_the_page_names_the_model_and_the_tests_the_result_used(demo_loaded: Non
     independent = client.get("/outcomes/secure-attachment/").content.decode()
     assert "Random effects, one row per study" in independent and 'id="figures-not-drawn"' not in independent
     assert "z test" in independent.split('id="analysis-line"')[1].split("</p>")[0]
+
+
+def test_the_history_is_revalidated_and_a_gone_page_says_what_may_have_happened(demo_loaded: None) -> None:
+    """The history's points follow the results a reader may see (a release, an embargo's end), so
+    it is never served from a browser's cache unchecked; the figures of a result are."""
+    client = _login("member-north")
+    result = _current("secure-attachment")
+    assert client.get(f"/results/{result.pk}/figures/history.svg")["Cache-Control"] == "private, no-cache"
+    assert "max-age=3600" in client.get(f"/results/{result.pk}/figures/forest.svg")["Cache-Control"]
+    gone = client.get("/upload/" + "0" * 32 + "/")
+    assert gone.status_code == 404 and "an upload preview ends when it is confirmed" in gone.content.decode()
