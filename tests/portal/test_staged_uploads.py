@@ -373,3 +373,13 @@ def test_a_changed_row_shows_its_effect_before(cast: dict[str, Any], submitted: 
     g, v = _hedges_g(SMD_ROWS[1])  # Baker as it is now
     assert f"was {g:.2f} ({g - 1.959964 * math.sqrt(v):.2f} to {g + 1.959964 * math.sqrt(v):.2f})" in html
     assert "lower is better" not in html and "a positive value favours the intervention" in html
+
+
+def test_the_header_offers_uploads_to_data_managers_only_and_a_way_past_it(
+    cast: dict[str, Any], submitted: Dataset
+) -> None:
+    for who, offered in (("dm_a", True), ("member_a", False), ("steering", False)):
+        page = _client(cast["users"][who]).get("/datasets/").content.decode()
+        header = page.split("<main")[0]
+        assert ('href="/upload/"' in header) == offered, who
+        assert 'class="skip-link" href="#main"' in header and '<main id="main"' in page
