@@ -22,7 +22,7 @@ from django.views.decorators.http import require_GET
 from apps.analyses.models import AnalysisResult
 from apps.analyses.selectors import result_rows_readable
 from apps.portal.figures import FIGURES, FORMATS, SORTS, TABLES_ONLY, catalog, draw, store
-from apps.portal.figures.data import Scale, history_points, inputs_of
+from apps.portal.figures.data import Inputs, Scale, history_points, inputs_of
 
 CONTENT_TYPES = {"svg": "image/svg+xml", "png": "image/png", "csv": "text/csv; charset=utf-8"}
 
@@ -88,6 +88,20 @@ def _option(name: str, sort: str, readable: bool) -> str:
     return f"{sort}-{view}" if name == "forest" else view
 
 
+def _stored_or_inputs(
+    request: HttpRequest, result: AnalysisResult, name: str, sort: str, fmt: str
+) -> tuple[str, Inputs | None]:
+    """The stored rendering's option, and the result read for drawing it (None: it is stored)."""
+    readable = result_rows_readable(user=request.user, result=result)
+    option = _option(name, sort, readable)
+    if store.stored(result.pk, name, option, fmt) is not None:
+        return option, None
+    outcome = result.analysis.outcome
+    return option, inputs_of(
+        _full(result), measure=outcome.measure, direction=outcome.direction, rows=readable
+    )
+
+
 def _serve(
     request: HttpRequest,
     result: AnalysisResult,
@@ -135,11 +149,9 @@ def result_figure(request: HttpRequest, pk: int, name: str, fmt: str) -> HttpRes
 
         key = history_key(_history_ids(request.user, result))
         return _serve(request, result, name, key, fmt, render_history)
-    readable = result_rows_readable(user=request.user, result=result)
-    option = _option(name, sort, readable)
-    if store.stored(result.pk, name, option, fmt) is not None:
+    option, inp = _stored_or_inputs(request, result, name, sort, fmt)
+    if inp is None:
         return _serve(request, result, name, option, fmt, _never)
-    inp = inputs_of(_full(result), measure=outcome.measure, direction=outcome.direction, rows=readable)
     if name not in catalog.available(inp):
         raise Http404("This result has no such figure.")
     return _serve(
@@ -190,7 +202,6 @@ def result_table(request: HttpRequest, pk: int, name: str) -> HttpResponse:
     if sort is None:
         return HttpResponseBadRequest(f"sort must be one of: {', '.join(SORTS)}.", content_type="text/plain")
     result = _result(request, pk)
-    outcome = result.analysis.outcome
     if name == "history":
         return _serve(
             request,
@@ -200,11 +211,9 @@ def result_table(request: HttpRequest, pk: int, name: str) -> HttpResponse:
             "csv",
             lambda: csv_bytes(catalog.history_table(history_points(history_results(request.user, result)))),
         )
-    readable = result_rows_readable(user=request.user, result=result)
-    option = _option(name, sort, readable)
-    if store.stored(result.pk, name, option, "csv") is not None:
+    option, inp = _stored_or_inputs(request, result, name, sort, "csv")
+    if inp is None:
         return _serve(request, result, name, option, "csv", _never)
-    inp = inputs_of(_full(result), measure=outcome.measure, direction=outcome.direction, rows=readable)
     if name in FIGURES and name not in catalog.available(inp):
         raise Http404("This result has no such table.")
     table = catalog.table(inp, name, sort)
