@@ -164,6 +164,23 @@ def store_rows(
     return version.dataset
 
 
+def make_unfittable(cast: dict[str, Any], analysis: Any) -> Any:
+    """Give ``analysis`` data its settings cannot fit, as when data arrive after a setting was
+    saved: Paule-Mandel (accepted while every study reports one effect), then centre B's rows with
+    two effects per study, which call for a multilevel model. Returns the recompute's result: failed,
+    with no estimate and the reason."""
+    from apps.analyses.services import analysis_recompute, analysis_update
+
+    analysis_update(
+        actor=cast["users"]["steering"], analysis=analysis, changes={"method": "PM"}, reason="test"
+    )
+    rows = [{**r, "study": r["study"] + " two", "instrument": i} for r in SMD_ROWS for i in ("A", "B")]
+    store_rows(centre=cast["centre_b"], outcome=analysis.outcome, rows=rows, submit=True)
+    result = analysis_recompute(analysis_id=analysis.pk)
+    assert result is not None and result.status == "failed", result
+    return result
+
+
 def publish(steering: Any, *results: Any, name: str | None = None, **options: Any) -> Any:
     """Publish a release freezing ``results`` (each its analysis's current result); the release."""
     from apps.analyses.models import Release

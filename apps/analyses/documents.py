@@ -93,6 +93,7 @@ def result_detail(result: AnalysisResult) -> dict[str, Any]:
     return {
         **result_summary(result),
         "spec": result.spec,
+        "labels": result.labels,
         "notes": result.notes,
         "omitted": result.omitted,
         "blocks": {

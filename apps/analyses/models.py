@@ -128,20 +128,44 @@ class Analysis(models.Model):
         """The engine's hash of :meth:`spec`. Results stored before it was the engine's keep theirs."""
         return spec_hash(self.spec())
 
-    @property
-    def state(self) -> str:
-        """current, queued or running. A computation silent for longer than the stale lease (its
-        worker died) counts as queued again: the redelivered task or the sweep will take it."""
-        from datetime import timedelta
+    #: What :attr:`state` may read, and what each means (docs/api.md repeats it for API clients).
+    STATES = {
+        "running": "a worker is recomputing it",
+        "queued": "data or settings changed; a recompute waits for a worker",
+        "current": "up to date: its current result has an estimate",
+        "failed": "up to date, but its current result has no estimate (the result's error says why)",
+        "waiting": "up to date, but no centre has submitted data for its outcome yet",
+    }
 
-        from django.conf import settings
-        from django.utils import timezone
+    @property
+    def progress(self) -> str:
+        """running, queued or current (up to date, whatever its result): the part of :attr:`state`
+        that says nothing about the result itself, for readers who may not see it. A computation
+        silent for longer than the stale lease (its worker died) counts as queued again: the
+        redelivered task or the sweep will take it."""
+        from datetime import timedelta
 
         lease = timedelta(seconds=settings.RECOMPUTE_STALE_AFTER_SECONDS)
         if self.running_since is not None and self.running_since > timezone.now() - lease:
             return "running"
         if self.requested_seq > self.computed_seq:
             return "queued"
+        return "current"
+
+    @property
+    def state(self) -> str:
+        """One of :attr:`STATES`: :attr:`progress`, and once up to date what its current result
+        is. Reads the current result's status (select_related("current_result") saves a query)."""
+        progress = self.progress
+        if progress != "current":
+            return progress
+        if self.current_result_id is None:
+            return "waiting"
+        status = self.current_result.status if self.current_result else AnalysisResult.Status.DONE
+        if status == AnalysisResult.Status.EMPTY:
+            return "waiting"
+        if status == AnalysisResult.Status.FAILED:
+            return "failed"
         return "current"
 
 
@@ -175,8 +199,15 @@ class AnalysisResult(models.Model):
     """
 
     class Status(models.TextChoices):
+        """``done``: a model was fitted and the result has a pooled estimate (or, for a
+        meta-regression, its coefficients). ``failed``: no estimate, and ``error.message`` says why
+        in words (the engine refused the data or the settings, no row entered the model, the model
+        could not be fitted). ``empty``: no centre has submitted data yet (waiting for data).
+        Only ``done`` results are shown as numbers, frozen in releases or announced as estimates."""
+
         DONE = "done", "Done"
         FAILED = "failed", "Failed"
+        EMPTY = "empty", "Waiting for data"
 
     analysis = models.ForeignKey(Analysis, on_delete=models.PROTECT, related_name="results")
     seq = models.BigIntegerField(help_text="The request sequence number this result answers.")
@@ -186,6 +217,12 @@ class AnalysisResult(models.Model):
     notes = models.JSONField(default=list)
     omitted = models.JSONField(default=list)
     studies = models.JSONField(default=list, help_text="Study label of each input row, in input order.")
+    labels = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="What was analysed, as it was named when the result was computed (outcome, measure, "
+        "direction, time point, instruments): a result is read with these, never with today's names.",
+    )
     k = models.IntegerField(null=True)
     spec = models.JSONField()
     spec_hash = models.CharField(max_length=64)
@@ -323,6 +360,10 @@ class ReleaseResult(WriteOnce, models.Model):
     release = models.ForeignKey(Release, on_delete=models.PROTECT, related_name="entries")
     analysis = models.ForeignKey(Analysis, on_delete=models.PROTECT, related_name="+")
     result = models.ForeignKey(AnalysisResult, on_delete=models.PROTECT, related_name="release_entries")
+    note = models.TextField(
+        blank=True,
+        help_text="Why the release holds this result rather than the analysis's current one, if it does.",
+    )
 
     class Meta:
         ordering = ["release", "analysis"]

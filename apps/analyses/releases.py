@@ -41,21 +41,43 @@ class Skipped:
     reason: str
 
 
-def release_publish(
-    *,
-    actor: Any,
-    name: str,
-    notes: str = "",
-    embargo_until: Any = None,
-    analyses: list[int] | None = None,
-) -> tuple[Release, list[Skipped]]:
-    """Publish a release that freezes the current successful result of each analysis (of every
-    analysis when ``analyses`` is None). Analyses without one (never computed, or whose current
-    result failed) are left out and returned as ``Skipped`` with the reason.
+@dataclass(frozen=True)
+class Planned:
+    """What a release would hold for one analysis.
 
-    One transaction: the analyses are locked while their current results are read, so a recompute
-    that finishes meanwhile waits and cannot swap a result under the release.
+    ``result`` is what it freezes: the current result when that has an estimate, else the result
+    the latest earlier release froze for the analysis (``kept``), else nothing (left out).
+    ``previous`` is that earlier release's result and ``previous_release`` its name, so that the
+    publisher sees each estimate before and after. ``reason`` says why the current result is not
+    the one frozen ("" when it is).
     """
+
+    analysis: Analysis
+    result: AnalysisResult | None
+    previous: AnalysisResult | None
+    previous_release: str | None
+    reason: str
+
+    @property
+    def kept(self) -> bool:
+        return self.result is not None and self.result.pk != self.analysis.current_result_id
+
+
+def _not_frozen_reason(current: AnalysisResult | None) -> str:
+    """Why an analysis's current result cannot go into a release ("" when it can)."""
+    if current is None:
+        return "It has no result yet."
+    if current.status == AnalysisResult.Status.EMPTY:
+        return "No centre has submitted data for it yet."
+    if current.status != AnalysisResult.Status.DONE or current.pooled is None:
+        message = (current.error or {}).get("message", "") if isinstance(current.error, dict) else ""
+        return f"Its current result ({current.pk}) has no estimate. {message}".strip()
+    return ""
+
+
+def release_fields_validate(*, name: Any, notes: Any, embargo_until: Any) -> str:
+    """Check a release's name, notes and embargo (before anything is frozen, and before a
+    publisher reviews the release); returns the cleaned notes. Raises ``ValidationError`` per field."""
     errors: dict[str, list[str]] = {}
     if not isinstance(name, str) or not NAME_PATTERN.match(name):
         errors["name"] = [
@@ -70,7 +92,66 @@ def release_publish(
         errors["embargo_until"] = ["An embargo ends in the future; leave it out to publish now."]
     if errors:
         raise ValidationError(errors)
+    return str(notes)
 
+
+def release_plan(*, analyses: Any) -> list[Planned]:
+    """For each analysis of the queryset ``analyses`` (``select_related("current_result",
+    "outcome")``), what a release published now would hold, in analysis order. A release never
+    holds a result without an estimate: an analysis whose current result failed keeps the result
+    its latest earlier release froze, or is left out when none did."""
+    chosen = list(analyses.order_by("pk"))
+    earlier: dict[int, ReleaseResult] = {}
+    for entry in (
+        ReleaseResult.objects.filter(analysis__in=[a.pk for a in chosen])
+        .select_related("result", "release")
+        .order_by("analysis_id", "-release__published_at", "-release_id")
+    ):
+        earlier.setdefault(entry.analysis_id, entry)
+    plan = []
+    for analysis in chosen:
+        before = earlier.get(analysis.pk)
+        previous, previous_release = None, None
+        # frozen before results without an estimate were refused: not one to keep
+        if before is not None and before.result.status == AnalysisResult.Status.DONE and before.result.pooled:
+            previous, previous_release = before.result, before.release.name
+        reason = _not_frozen_reason(analysis.current_result)
+        result = analysis.current_result if not reason else previous
+        if reason and previous is not None:
+            reason = f"{reason} The release keeps result {previous.pk} from release {previous_release}."
+        plan.append(
+            Planned(
+                analysis=analysis,
+                result=result,
+                previous=previous,
+                previous_release=previous_release,
+                reason=reason,
+            )
+        )
+    return plan
+
+
+def release_publish(
+    *,
+    actor: Any,
+    name: str,
+    notes: str = "",
+    embargo_until: Any = None,
+    analyses: list[int] | None = None,
+    expected: dict[int, int | None] | None = None,
+) -> tuple[Release, list[Skipped]]:
+    """Publish a release that freezes, for each analysis (every analysis when ``analyses`` is
+    None), what :func:`release_plan` says: its current result with an estimate, else the one its
+    latest earlier release froze. Analyses with neither are left out and returned as ``Skipped``
+    with the reason; the reason of each kept result is stored with it.
+
+    ``expected`` (analysis id -> result id or None), when given, is the plan the publisher
+    reviewed: if a recompute has changed it since, nothing is published.
+
+    One transaction: the analyses are locked while their current results are read, so a recompute
+    that finishes meanwhile waits and cannot swap a result under the release.
+    """
+    notes = release_fields_validate(name=name, notes=notes, embargo_until=embargo_until)
     with transaction.atomic():
         # re-checked here, not only in the view: the service is the one door to publishing
         if not roles.is_steering(actor):
@@ -81,19 +162,15 @@ def release_publish(
             missing = set(analyses) - set(chosen.values_list("pk", flat=True))
             if missing:
                 raise ValidationError({"analyses": [f"No analysis with id {sorted(missing)[0]}."]})
-        frozen: list[tuple[Analysis, AnalysisResult]] = []
-        skipped: list[Skipped] = []
-        for analysis in chosen.order_by("pk"):
-            current = analysis.current_result
-            if current is None:
-                skipped.append(Skipped(analysis, "It has no result yet."))
-            elif current.status != AnalysisResult.Status.DONE:
-                message = (current.error or {}).get("message", "") if isinstance(current.error, dict) else ""
-                skipped.append(Skipped(analysis, f"Its current result failed. {message}".strip()))
-            else:
-                frozen.append((analysis, current))
+        plan = release_plan(analyses=chosen)
+        if expected is not None and expected != plan_key(plan):
+            raise ValidationError(
+                {"release": ["The results changed since you reviewed them; review the release again."]}
+            )
+        frozen = [p for p in plan if p.result is not None]
+        skipped = [Skipped(p.analysis, p.reason) for p in plan if p.result is None]
         if not frozen:
-            raise ValidationError({"analyses": ["None of these analyses has a successful current result."]})
+            raise ValidationError({"analyses": ["None of these analyses has a result with an estimate."]})
         try:
             with transaction.atomic():
                 release = Release.objects.create(
@@ -104,7 +181,8 @@ def release_publish(
                 {"name": [f"A release named {name!r} exists; releases never change, so choose a new name."]}
             ) from None
         ReleaseResult.objects.bulk_create(
-            ReleaseResult(release=release, analysis=analysis, result=result) for analysis, result in frozen
+            ReleaseResult(release=release, analysis=p.analysis, result=p.result, note=p.reason)
+            for p in frozen
         )
         audit_record(
             actor=actor,
@@ -113,13 +191,19 @@ def release_publish(
             after={
                 "name": name,
                 "embargo_until": embargo_until.isoformat() if embargo_until else None,
-                "results": {str(a.pk): r.pk for a, r in frozen},
+                "results": {str(p.analysis.pk): p.result.pk for p in frozen if p.result is not None},
+                "kept": {str(p.analysis.pk): p.reason for p in frozen if p.reason},
                 "skipped": {str(s.analysis.pk): s.reason for s in skipped},
             },
         )
         if release.is_readable:
             releases_announce(release_ids=[release.pk])
     return release, skipped
+
+
+def plan_key(plan: list[Planned]) -> dict[int, int | None]:
+    """The part of a plan a publisher reviews and confirms: which result each analysis gets."""
+    return {p.analysis.pk: (p.result.pk if p.result is not None else None) for p in plan}
 
 
 def releases_announce(*, release_ids: list[int] | None = None) -> int:

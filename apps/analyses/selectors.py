@@ -53,6 +53,56 @@ def release_names(*, user: Any, result_ids: list[int]) -> dict[int, list[str]]:
     return names
 
 
+#: at most this many rows are named in one warning; the rest are counted
+_ROWS_NAMED = 10
+
+
+def rows_no_analysis_uses(*, outcome: Any, rows: list[dict[str, Any]]) -> list[Any]:
+    """Upload warnings (``UploadError``, code ``unused_rows``) for the rows of ``rows`` that no
+    analysis of ``outcome`` would select (a time point or an instrument no analysis reads, or none
+    given where an analysis reads one), grouped by the reason the default analysis gives, each
+    naming its rows. The rows are still stored: an analysis may come to read them."""
+    from apps.datasets.ingest import UploadError
+    from apps.datasets.selectors import row_key
+    from workers.metaanalysis.errors import EngineError
+    from workers.metaanalysis.selection import select_rows
+
+    analyses = sorted(Analysis.objects.filter(outcome=outcome), key=lambda a: (not a.is_default, a.pk))
+    if not analyses or not rows:
+        return []
+    labels = [str(r.get("study") or f"row {i + 1}") for i, r in enumerate(rows)]
+    used = [False] * len(rows)
+    reasons: dict[int, str] = {}
+    for analysis in analyses:
+        try:
+            selected, why = select_rows(analysis.engine_spec(), rows, labels)
+        except EngineError:
+            continue
+        for i, keep in enumerate(selected):
+            used[i] = used[i] or bool(keep)
+        for i, text in why.items():
+            reasons.setdefault(i, text)
+    by_reason: dict[str, list[int]] = {}
+    for i, in_use in enumerate(used):
+        if not in_use:
+            by_reason.setdefault(reasons.get(i, "not selected"), []).append(i)
+    warnings = []
+    for reason, idx in by_reason.items():
+        named = "; ".join(row_key(rows[i]) or f"row {i + 1}" for i in idx[:_ROWS_NAMED])
+        more = f" and {len(idx) - _ROWS_NAMED} more" if len(idx) > _ROWS_NAMED else ""
+        n = len(idx)
+        warnings.append(
+            UploadError.about(
+                "unused_rows",
+                f"{n} row{'s' if n != 1 else ''} that no analysis uses ({reason}): {named}{more}. "
+                f"{'They are' if n != 1 else 'It is'} stored, but enter no result until an analysis "
+                "selects them; check the time point and instrument columns.",
+                column="timepoint" if "time point" in reason else "instrument",
+            )
+        )
+    return warnings
+
+
 def result_rows_readable(*, user: Any, result: AnalysisResult) -> bool:
     """Whether ``user`` may read every dataset version ``result`` was computed from. Its rows carry
     each study's data (years, moderators, subgroups, statistics): a reader of the result who may not
@@ -63,6 +113,32 @@ def result_rows_readable(*, user: Any, result: AnalysisResult) -> bool:
     return DatasetVersion.objects.visible_to(user).filter(pk__in=ids).count() == len(ids)
 
 
+def pooled_preview(*, spec: Any, rows: list[dict[str, Any]]) -> tuple[dict[str, Any] | None, str | None]:
+    """The pooled result ``spec`` gives on ``rows`` (its headline, as ``pooled_of``) or why it gives
+    none (the engine's refusal, or the reason no estimate came out).
+
+    Without the sensitivity and bias analyses: the pooled estimate, its intervals and
+    heterogeneity are the question, and the rest would multiply the cost by k for a page a person
+    is waiting on."""
+    import dataclasses
+
+    from workers.metaanalysis.analysis import run_analysis
+    from workers.metaanalysis.errors import EngineError
+
+    if not rows:
+        from apps.analyses.services import NO_DATA
+
+        return None, NO_DATA
+    try:
+        report = run_analysis(dataclasses.replace(spec, sensitivity=False, bias=False), rows)
+    except EngineError as exc:
+        return None, str(exc.to_dict().get("message", exc))
+    reason = report.no_estimate_reason()
+    if reason is not None:
+        return None, reason
+    return pooled_of(report.to_dict().get("blocks", {})), None
+
+
 def analyses_preview(
     *, user: Any, outcome: Any, centre: Any, rows: list[dict[str, Any]]
 ) -> list[dict[str, Any]]:
@@ -70,17 +146,11 @@ def analyses_preview(
     of the outcome: its current pooled result beside the one recomputed on the new input.
 
     Only for readers of every result (the steering group): the pooled estimate of the other
-    centres' unreleased data is not for a data manager to see. The engine runs without the
-    sensitivity and bias analyses (the pooled estimate, its intervals and heterogeneity are the
-    question; the rest would multiply the cost by k for a page a person is waiting on). An
-    analysis whose settings or new input the engine refuses says why.
+    centres' unreleased data is not for a data manager to see. An analysis whose settings or new
+    input give no estimate says why.
     """
-    import dataclasses
-
     from apps.analyses.services import analysis_inputs
     from apps.consortium import roles
-    from workers.metaanalysis.analysis import run_analysis
-    from workers.metaanalysis.errors import EngineError
 
     if not roles.reads_unreleased_results(user):
         return []
@@ -91,25 +161,47 @@ def analyses_preview(
         current = analysis.current_result
         # a meta-regression has no pooled effect (its headline is the intercept): said, not shown
         regression = bool(analysis.mods)
-        entry: dict[str, Any] = {
-            "analysis": analysis,
-            "regression": regression,
-            "before": current.pooled
-            if current is not None and current.status == AnalysisResult.Status.DONE and not regression
-            else None,
-            "after": None,
-            "error": None,
-        }
         inputs, _ = analysis_inputs(analysis=analysis, replacing={centre.pk: rows})
-        try:
-            spec = dataclasses.replace(analysis.engine_spec(), sensitivity=False, bias=False)
-            report = run_analysis(spec, inputs).to_dict()
-        except EngineError as exc:
-            entry["error"] = exc.to_dict().get("message", str(exc))
-        else:
-            entry["after"] = None if regression else pooled_of(report.get("blocks", {}))
-        out.append(entry)
+        after, error = pooled_preview(spec=analysis.engine_spec(), rows=inputs)
+        out.append(
+            {
+                "analysis": analysis,
+                "regression": regression,
+                "before": current.pooled
+                if current is not None and current.status == AnalysisResult.Status.DONE and not regression
+                else None,
+                "after": None if regression else after,
+                "error": error,
+            }
+        )
     return out
+
+
+def analysis_settings_preview(*, analysis: Analysis, cleaned: dict[str, Any]) -> dict[str, Any]:
+    """What saving ``cleaned`` (``analysis_validate``'s output) would do to ``analysis``: each
+    changed setting before and after, and the pooled result before and after, recomputed now on
+    the data the analysis runs on (see :func:`pooled_preview`)."""
+    from apps.analyses.services import ANALYSIS_FIELDS, analysis_inputs
+
+    changes = [
+        (name, getattr(analysis, name), cleaned[name])
+        for name in ANALYSIS_FIELDS
+        if name in cleaned and getattr(analysis, name) != cleaned[name]
+    ]
+    probe = Analysis(outcome=analysis.outcome, **cleaned)
+    rows, _ = analysis_inputs(analysis=probe)
+    after, error = pooled_preview(spec=probe.engine_spec(), rows=rows)
+    current = analysis.current_result
+    return {
+        "changes": changes,
+        "before": current.pooled
+        if current is not None and current.status == AnalysisResult.Status.DONE
+        else None,
+        "before_result": current,
+        "after": after,
+        "error": error,
+        "regression": bool(cleaned.get("mods")) or bool(analysis.mods),
+    }
 
 
 #: ``upload_preview_report(base=...)`` not given: compare with the dataset's current version

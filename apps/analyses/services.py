@@ -237,6 +237,29 @@ def analysis_inputs(
     return rows, provenance
 
 
+def result_labels(analysis: Analysis, report: dict[str, Any]) -> dict[str, Any]:
+    """What a result was computed from, in the words of its time, stored with it (frozen as the
+    numbers are): the outcome's name, measure and direction, the time point selected, and the
+    instruments whose rows entered the model (in the data dictionary's order)."""
+    outcome = analysis.outcome
+    es = (report.get("blocks") or {}).get("effect_sizes") or {}
+    entered = {
+        ins
+        for ins, used in zip(es.get("instrument") or [], es.get("in_model") or [], strict=False)
+        if used and ins
+    }
+    order = {code: i for i, code in enumerate(outcome.instruments or ())}
+    return {
+        "outcome": outcome.name,
+        "outcome_code": outcome.code,
+        "measure": outcome.measure,
+        "measure_label": outcome.get_measure_display(),
+        "direction": outcome.direction,
+        "timepoint": analysis.timepoint or None,
+        "instruments": sorted(entered, key=lambda i: (order.get(i, len(order)), i)),
+    }
+
+
 def input_fingerprint(spec_hash: str, provenance: list[dict[str, Any]]) -> str:
     import hashlib
     import json
@@ -245,12 +268,24 @@ def input_fingerprint(spec_hash: str, provenance: list[dict[str, Any]]) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
+#: the reason stored with an ``empty`` result
+NO_DATA = "No centre has submitted data for this outcome yet: waiting for data."
+
+
 def _compute(analysis: Analysis, rows: list[dict[str, Any]]) -> tuple[str, dict[str, Any], Any]:
+    """The status, report and error of one computation: ``done`` only with a pooled estimate (see
+    ``AnalysisResult.Status``); a report without one is kept (its effect sizes and left-out rows
+    say what happened to each row) but stored as failed, with the reason in words."""
+    if not rows:
+        return AnalysisResult.Status.EMPTY, {}, {"code": "no_data", "message": NO_DATA}
     try:
-        report = run_analysis(analysis.engine_spec(), rows).to_dict()
-        return AnalysisResult.Status.DONE, report, None
+        report = run_analysis(analysis.engine_spec(), rows)
     except EngineError as exc:
         return AnalysisResult.Status.FAILED, {}, exc.to_dict()
+    reason = report.no_estimate_reason()
+    if reason is not None:
+        return AnalysisResult.Status.FAILED, report.to_dict(), {"code": "no_estimate", "message": reason}
+    return AnalysisResult.Status.DONE, report.to_dict(), None
 
 
 def analysis_recompute(*, analysis_id: int) -> AnalysisResult | None:
@@ -273,6 +308,16 @@ def analysis_recompute(*, analysis_id: int) -> AnalysisResult | None:
                 .first()
             )
             rows, provenance = analysis_inputs(analysis=analysis)
+            fingerprint = input_fingerprint(analysis.spec_hash(), provenance)
+            if _same_input(analysis, fingerprint):
+                # the request was made, but the data and settings it saw are those of the stored
+                # result (a request counted before its data committed, or a change undone): answer
+                # it with that result, so the history has one point per distinct input
+                Analysis.objects.filter(pk=analysis_id, computed_seq__lt=seq).update(
+                    computed_seq=seq, running_since=None
+                )
+                logger.info("Analysis %s request %s: inputs unchanged, no new result.", analysis_id, seq)
+                continue
             if settings.RECOMPUTE_FAULT_DELAY_MS:
                 time.sleep(settings.RECOMPUTE_FAULT_DELAY_MS / 1000)
             t0 = time.perf_counter()
@@ -290,11 +335,12 @@ def analysis_recompute(*, analysis_id: int) -> AnalysisResult | None:
                         omitted=report.get("omitted", []),
                         k=report.get("k"),
                         studies=[f"{r.get('study')} [{r.get('centre')}]" for r in rows],
+                        labels=result_labels(analysis, report),
                         spec=analysis.spec(),
                         spec_hash=analysis.spec_hash(),
                         engine_version=ENGINE_VERSION,
                         dataset_versions=provenance,
-                        input_fingerprint=input_fingerprint(analysis.spec_hash(), provenance),
+                        input_fingerprint=fingerprint,
                         requested_at=requested_at,
                         started_at=started,
                         finished_at=timezone.now(),
@@ -334,6 +380,16 @@ class _StaleResultError(Exception):
     pass
 
 
+def _same_input(analysis: Analysis, fingerprint: str) -> bool:
+    """Whether the analysis's current result was computed, by this engine version, from exactly
+    these dataset versions and this specification."""
+    if analysis.current_result_id is None:
+        return False
+    return AnalysisResult.objects.filter(
+        pk=analysis.current_result_id, input_fingerprint=fingerprint, engine_version=ENGINE_VERSION
+    ).exists()
+
+
 # --- steering actions -------------------------------------------------------------------------
 
 
@@ -346,7 +402,7 @@ def analysis_create_default(*, outcome: Outcome) -> Analysis:
     analysis, created = Analysis.objects.get_or_create(
         outcome=outcome,
         is_default=True,
-        defaults={"name": "Primary analysis (REML)", "timepoint": first_timepoint},
+        defaults={"name": "Primary analysis", "timepoint": first_timepoint},
     )
     if created:
         analysis_request_recompute_many(analysis_ids=[analysis.pk])
@@ -491,7 +547,58 @@ def analysis_validate(*, outcome: Outcome, analysis: Analysis | None, data: dict
             raise ValidationError(
                 {"test": "Knapp-Hartung is for one-level models; use the z or t test (or robust tests)."}
             )
+    _check_against_data(outcome, cleaned)
     return cleaned
+
+
+def _check_against_data(outcome: Outcome, cleaned: dict[str, Any]) -> None:
+    """Refuse settings that the outcome's submitted data cannot support, naming the field: the
+    engine would refuse them at every recompute, and the analysis would have no estimate.
+
+    The model the settings lead to is decided by the data (``dependence = auto`` fits the
+    correlated-and-hierarchical-effects model as soon as a study reports several effects), so it
+    is read from the data the analysis would run on now (``model_plan``). An outcome without data
+    accepts any valid setting; data submitted later that the settings cannot support make the
+    recompute fail with the reason, shown beside the last good result.
+    """
+    from workers.metaanalysis.analysis import all_rows_left_out, model_plan
+
+    probe = Analysis(outcome=outcome, **{k: v for k, v in cleaned.items() if k != "name"})
+    rows, _ = analysis_inputs(analysis=probe)
+    if not rows:
+        return
+    try:
+        plan = model_plan(probe.engine_spec(), rows)
+    except EngineError:
+        return  # the data themselves are refused: every setting fails alike, the recompute says why
+    method = Analysis.Method(cleaned["method"]).label
+    if plan.k == 0:
+        field = "timepoint" if any(o["code"] == "not_selected" for o in plan.omitted) else "instruments"
+        raise ValidationError({field: f"With these settings: {all_rows_left_out(plan.omitted)}"})
+    if plan.dependence in ("multilevel", "che"):
+        if cleaned["method"] not in ("ML", "REML"):
+            raise ValidationError(
+                {
+                    "method": f"{method} cannot be used here: {plan.reason}. That model is fitted by "
+                    "ML or REML; choose one of them, or pool each study's rows first (several effects "
+                    "per study: aggregate)."
+                }
+            )
+        if cleaned["test"] == "knha":
+            raise ValidationError(
+                {
+                    "test": f"Knapp-Hartung cannot be used here: {plan.reason}. Knapp-Hartung is for "
+                    "one-level models; use the z or t test (the robust tests apply either way)."
+                }
+            )
+    if plan.dependence == "none" and plan.largest_study > 1 and not cleaned["robust"]:
+        raise ValidationError(
+            {
+                "robust": f"A study has {plan.largest_study} rows at these settings, and the rows would be "
+                "treated as independent studies: keep cluster-robust tests, choose a dependence model, "
+                "or select one time point and instrument."
+            }
+        )
 
 
 def _assert_steering(actor: Any) -> None:
@@ -511,26 +618,26 @@ def analysis_create(*, actor: Any, outcome: Outcome, data: dict[str, Any]) -> An
     return analysis
 
 
-def analysis_update(*, actor: Any, analysis: Analysis, changes: dict[str, Any]) -> Analysis:
-    """Change an analysis's specification; a change is recomputed, no change does nothing."""
+def analysis_update(*, actor: Any, analysis: Analysis, changes: dict[str, Any], reason: str = "") -> Analysis:
+    """Change an analysis's specification; a change is recomputed, no change does nothing. The
+    audit event records each changed setting before and after (only those) and the reason."""
     with transaction.atomic():
         analysis = (
             Analysis.objects.select_for_update(of=("self",)).select_related("outcome").get(pk=analysis.pk)
         )
         _assert_steering(actor)
+        reason = clean_text(reason or "", field="The reason", max_length=500, multiline=True, blank=True)
         cleaned = analysis_validate(outcome=analysis.outcome, analysis=analysis, data=changes)
-        if all(getattr(analysis, f) == v for f, v in cleaned.items()):
+        changed = [f for f, v in cleaned.items() if getattr(analysis, f) != v]
+        if not changed:
             return analysis
-        before = analysis.spec()
-        for field, value in cleaned.items():
-            setattr(analysis, field, value)
-        analysis.save(
-            update_fields=[
-                *cleaned,
-            ]
-        )
-        audit_record(
-            actor=actor, action="analysis.update", obj=analysis, before=before, after=analysis.spec()
-        )
+        before = {f: getattr(analysis, f) for f in changed}
+        for field in changed:
+            setattr(analysis, field, cleaned[field])
+        analysis.save(update_fields=changed)
+        after: dict[str, Any] = {f: cleaned[f] for f in changed}
+        if reason:
+            after["reason"] = reason
+        audit_record(actor=actor, action="analysis.update", obj=analysis, before=before, after=after)
         analysis_request_recompute_many(analysis_ids=[analysis.pk])
     return analysis

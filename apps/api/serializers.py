@@ -325,7 +325,14 @@ class AnalysisResultSerializer(AnalysisResultSummarySerializer):
     blocks = serializers.DictField(child=ResultBlockIndexSerializer(), read_only=True)
 
     class Meta(AnalysisResultSummarySerializer.Meta):
-        fields = [*AnalysisResultSummarySerializer.Meta.fields, "spec", "notes", "omitted", "blocks"]
+        fields = [
+            *AnalysisResultSummarySerializer.Meta.fields,
+            "spec",
+            "labels",
+            "notes",
+            "omitted",
+            "blocks",
+        ]
 
 
 class ReleaseEntrySerializer(serializers.Serializer):
@@ -334,6 +341,10 @@ class ReleaseEntrySerializer(serializers.Serializer):
     outcome = serializers.CharField(source="analysis.outcome.code")
     result = serializers.IntegerField(source="result_id")
     result_url = serializers.SerializerMethodField()
+    note = serializers.CharField(
+        help_text="Why the release holds this result rather than the analysis's current one "
+        "(its current result had no estimate, so an earlier release's result is kept); empty otherwise."
+    )
 
     def get_result_url(self, entry: Any) -> str:
         return reverse("v1:result-detail", kwargs={"pk": entry.result_id})
@@ -404,7 +415,10 @@ class AnalysisSerializer(serializers.ModelSerializer):
 
     outcome = serializers.SlugRelatedField(slug_field="code", queryset=Outcome.objects.all())
     name = plain_text(max_length=200)
-    state = serializers.CharField(read_only=True)
+    state = serializers.SerializerMethodField(
+        help_text="running, queued, current (up to date with an estimate), failed (up to date, its "
+        "current result has no estimate: the result's error says why) or waiting (no data yet)."
+    )
     mods = serializers.ListField(child=StrictCharField(max_length=40), required=False, max_length=10)
     subgroup = StrictCharField(max_length=40, required=False, allow_blank=True)
     cumulative_order = StrictCharField(max_length=40, required=False, allow_blank=True)
@@ -416,6 +430,14 @@ class AnalysisSerializer(serializers.ModelSerializer):
     timepoint = StrictCharField(max_length=100, required=False, allow_blank=True)
     instruments = serializers.ListField(child=StrictCharField(max_length=100), required=False, max_length=50)
     current_result = serializers.SerializerMethodField()
+    reason = plain_text(
+        max_length=500,
+        multiline=True,
+        required=False,
+        allow_blank=True,
+        write_only=True,
+        help_text="Why the settings change (recorded in the audit trail with the changed settings).",
+    )
 
     class Meta:
         model = Analysis
@@ -423,6 +445,7 @@ class AnalysisSerializer(serializers.ModelSerializer):
             "id",
             "outcome",
             *ANALYSIS_FIELDS,
+            "reason",
             "is_default",
             "state",
             "requested_seq",
@@ -435,6 +458,14 @@ class AnalysisSerializer(serializers.ModelSerializer):
         if self.instance is not None and value != self.instance.outcome:
             raise serializers.ValidationError("An analysis stays with its outcome; create a new analysis.")
         return value
+
+    def get_state(self, obj: Analysis) -> str:
+        """What its current result is, when the reader may see that result; else only whether a
+        recompute is under way (an unreleased failure is not a member's to know)."""
+        visible = self.context.get("visible_result_ids")
+        if visible is not None and obj.current_result_id is not None and obj.current_result_id not in visible:
+            return obj.progress
+        return obj.state
 
     def get_current_result(self, obj: Analysis) -> dict[str, Any] | None:
         visible = self.context.get("visible_result_ids")

@@ -41,6 +41,7 @@ from apps.api.parsers import BoundedJSONParser
 from apps.api.permissions import ApiClientsReadOnly, SteeringOnly, SteeringWrites, TokenScopes
 from apps.api.stored import JSON, stored_response, summaries_response
 from apps.audit.models import AuditEvent
+from apps.audit.selectors import audit_events_shown
 from apps.consortium import roles
 from apps.consortium.models import Centre, Outcome
 from apps.consortium.services import outcome_create, outcome_update
@@ -519,6 +520,7 @@ class AnalysisViewSet(viewsets.ModelViewSet):
 
     def perform_create(self, serializer: serializers.BaseSerializer) -> None:
         data = _plain(serializer.validated_data)
+        data.pop("reason", None)
         with service_errors():
             serializer.instance = analysis_create(
                 actor=cast(User, self.request.user), outcome=data.pop("outcome"), data=data
@@ -527,10 +529,11 @@ class AnalysisViewSet(viewsets.ModelViewSet):
     def perform_update(self, serializer: serializers.BaseSerializer) -> None:
         data = _plain(serializer.validated_data)
         data.pop("outcome", None)  # the serializer refuses a change of outcome
+        reason = data.pop("reason", "")
         analysis = cast(Analysis, serializer.instance)
         with service_errors():
             serializer.instance = analysis_update(
-                actor=cast(User, self.request.user), analysis=analysis, changes=data
+                actor=cast(User, self.request.user), analysis=analysis, changes=data, reason=reason
             )
 
     @extend_schema(responses=s.AnalysisResultSummarySerializer(many=True))
@@ -685,6 +688,18 @@ class AuditEventViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
             return AuditEvent.objects.none()
         return AuditEvent.objects.select_related("centre").order_by("-at", "-id")
 
+    def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        """A page of events, each as the reader may see it (``audit_events_shown``: another
+        centre's unsubmitted versions without their author and details)."""
+        page = self.paginate_queryset(self.filter_queryset(self.get_queryset()))
+        shown = audit_events_shown(user=request.user, events=list(page or []))
+        data = []
+        for item in shown:
+            row = dict(self.get_serializer(item.event).data)
+            row.update(actor_username=item.actor, before=item.before, after=item.after)
+            data.append(row)
+        return self.get_paginated_response(data)
+
     @extend_schema(responses={(200, "text/csv"): OpenApiTypes.BINARY})
     @action(detail=False, methods=["get"])
     def export(self, request: Request, version: str | None = None) -> HttpResponse:
@@ -694,19 +709,21 @@ class AuditEventViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
         writer.writerow(
             ["id", "at", "actor", "action", "object_type", "object_id", "centre", "before", "after"]
         )
-        for e in self.filter_queryset(self.get_queryset()):
+        events = list(self.filter_queryset(self.get_queryset()))
+        for item in audit_events_shown(user=request.user, events=events):
+            e = item.event
             writer.writerow(
                 _audit_cells(
                     [
                         e.pk,
                         e.at.isoformat(),
-                        e.actor_username,
+                        item.actor,
                         e.action,
                         e.object_type,
                         e.object_id,
                         e.centre.code if e.centre else "",
-                        e.before,
-                        e.after,
+                        item.before,
+                        item.after,
                     ]
                 )
             )

@@ -55,8 +55,10 @@ class ReleaseViewSet(
 
     @extend_schema(request=s.ReleaseCreateSerializer, responses={201: s.ReleasePublishedSerializer})
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        """Publish a release: freeze the current successful result of each analysis (``analyses``,
-        default all). Analyses without one are listed in ``skipped`` with the reason."""
+        """Publish a release: freeze the current result of each analysis (``analyses``, default
+        all) when it has an estimate; otherwise the result the latest earlier release froze for it
+        (the entry's ``note`` says why). Analyses with neither are listed in ``skipped`` with the
+        reason: a release never holds a result without an estimate."""
         form = s.ReleaseCreateSerializer(data=request.data)
         form.is_valid(raise_exception=True)
         data = dict(form.validated_data)

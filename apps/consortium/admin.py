@@ -6,8 +6,11 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin
+from django.contrib.auth.admin import GroupAdmin, UserAdmin
+from django.contrib.auth.models import Group, User
 from django.core.exceptions import ValidationError
 
+from apps.audit.admin_mixins import AuditedAdmin
 from apps.consortium.models import ApiClient, Centre, ConsortiumRole, Membership, Outcome
 from apps.consortium.services import (
     OUTCOME_FIELDS,
@@ -18,12 +21,29 @@ from apps.consortium.services import (
     outcome_validate,
 )
 
+admin.site.unregister(User)
+admin.site.unregister(Group)
+
+
+@admin.register(User)
+class AuditedUserAdmin(AuditedAdmin, UserAdmin):
+    """People's accounts: who is a superuser, staff or active, their groups and permissions. Each
+    change is in the audit trail (``user.update``) with the fields it changed."""
+
+    action_prefix = "user"
+
+
+@admin.register(Group)
+class AuditedGroupAdmin(AuditedAdmin, GroupAdmin):
+    action_prefix = "group"
+
 
 @admin.register(Centre)
-class CentreAdmin(admin.ModelAdmin):
+class CentreAdmin(AuditedAdmin):
     """Centres only: who may see and change a centre's data follows from memberships (below), so
     object permissions are never granted here directly."""
 
+    action_prefix = "centre"
     list_display = ["code", "name", "country"]
     search_fields = ["code", "name"]
 
@@ -48,12 +68,16 @@ class MembershipAdmin(admin.ModelAdmin):
 
 
 @admin.register(ConsortiumRole)
-class ConsortiumRoleAdmin(admin.ModelAdmin):
+class ConsortiumRoleAdmin(AuditedAdmin):
+    """The consortium-wide roles (steering group): each grant and removal is audited."""
+
+    action_prefix = "consortium_role"
     list_display = ["user", "role", "created_at"]
 
 
 @admin.register(ApiClient)
-class ApiClientAdmin(admin.ModelAdmin):
+class ApiClientAdmin(AuditedAdmin):
+    action_prefix = "api_client"
     list_display = ["name", "user", "scopes", "created_at"]
 
 

@@ -15,6 +15,7 @@ from apps.consortium import roles
 from apps.consortium.models import MEASURE_CHOICES, Centre, Membership, Outcome
 from apps.consortium.validators import MODERATOR_NAME, OUTCOME_CODE, FieldChecks, clean_name_list, clean_text
 from apps.datasets.ingest.naming import header_key
+from workers.metaanalysis.spec import LATEST
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import User
@@ -178,8 +179,38 @@ def outcome_validate(*, outcome: Outcome | None, data: dict[str, Any]) -> dict[s
     )
     checks.check("measure", measure)
     checks.check("direction", lambda v: direction(v or Outcome.Direction.HIGHER_IS_BETTER))
-    checks.check("instruments", lambda v: clean_name_list(v or [], field="The instruments"))
-    checks.check("timepoints", lambda v: clean_name_list(v or [], field="The time points"))
+
+    def vocabulary(field: str, label: str, used_by: Any) -> Any:
+        """The instruments or time points: each analysis of the outcome must still find its own
+        there (an analysis reading a removed one would leave every row out)."""
+
+        def fn(value: Any) -> list[str]:
+            names = clean_name_list(value or [], field=f"The {label}")
+            if outcome is not None:
+                for analysis in outcome.analyses.all():
+                    missing = [n for n in used_by(analysis, names) if n not in names]
+                    if missing:
+                        raise ValidationError(
+                            f"Analysis {analysis.name!r} of {outcome.name} uses {label[:-1]} "
+                            f"{', '.join(map(repr, missing))}: change the analysis first."
+                        )
+            return names
+
+        return fn
+
+    def timepoints_used(analysis: Any, names: list[str]) -> list[str]:
+        if analysis.timepoint == LATEST and not names:
+            raise ValidationError(
+                f"Analysis {analysis.name!r} keeps each study's latest time point, which needs the time "
+                "points in order: change the analysis first."
+            )
+        return [analysis.timepoint] if analysis.timepoint and analysis.timepoint != LATEST else []
+
+    checks.check(
+        "instruments",
+        vocabulary("instruments", "instruments", lambda a, names: list(a.instruments) if names else []),
+    )
+    checks.check("timepoints", vocabulary("timepoints", "time points", timepoints_used))
     checks.check("moderators", moderators)
     return checks.result()
 

@@ -7,6 +7,7 @@ reaches the transaction that stores a version.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Any
@@ -87,6 +88,13 @@ def upload_parse(
     else:
         assert content is not None
         parsed = parse_upload(content, filename=filename, spec=spec, content_type=content_type)
+    # last, on a valid file: rows no analysis of the outcome would read are accepted, with a warning
+    # naming them (the analyses' row selection is theirs: imported here, as analyses import datasets)
+    from apps.analyses.selectors import rows_no_analysis_uses
+
+    unused = rows_no_analysis_uses(outcome=outcome, rows=[dict(r) for r in parsed.rows])
+    if unused:
+        parsed = dataclasses.replace(parsed, warnings=(*parsed.warnings, *unused))
     return centre, outcome, parsed, content
 
 

@@ -18,7 +18,10 @@ class AnalysisSettingsForm(forms.Form):
     method = forms.ChoiceField(
         label="Estimator of the between-study variance", choices=Analysis.Method.choices
     )
-    test = forms.ChoiceField(label="Tests and intervals", choices=Analysis.Test.choices)
+    test = forms.ChoiceField(
+        label="Model-based tests and intervals (cluster-robust CR2 tests take their place where chosen below)",
+        choices=Analysis.Test.choices,
+    )
     level = forms.FloatField(label="Confidence level (%)")
     dependence = forms.ChoiceField(label="Several effects per study", choices=Analysis.Dependence.choices)
     rho = forms.FloatField(label="Assumed within-study correlation (ρ)")
@@ -39,6 +42,11 @@ class AnalysisSettingsForm(forms.Form):
     cumulative_order = forms.ChoiceField(label="Cumulative meta-analysis ordered by", required=False)
     sensitivity = forms.BooleanField(label="Sensitivity analyses (leave-one-out, influence)", required=False)
     bias = forms.BooleanField(label="Small-study and publication bias checks", required=False)
+    reason = forms.CharField(
+        label="Reason for the change (recorded in the audit trail)",
+        max_length=500,
+        widget=forms.Textarea(attrs={"rows": 2, "cols": 60}),
+    )
 
     def __init__(self, *args: Any, outcome: Outcome, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

@@ -22,16 +22,109 @@ def ratio_of(code: str, pooled: dict[str, Any] | None) -> dict[str, Any] | None:
     }
 
 
-def favours(outcome: Outcome, pooled: dict[str, Any] | None) -> str:
-    """Which arm the confidence interval favours, read with the outcome's direction (on the scale
-    the model works on, where no effect is 0), or that it includes no effect."""
+def estimate_of(code: str, pooled: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The pooled estimate and its intervals as a reader should see them: on the ratio scale for a
+    ratio measure (``label`` "RR"), else on the measure's own (``label`` "SMD"). None without one."""
+    if not pooled or pooled.get("estimate") is None:
+        return None
+    ratio = ratio_of(code, pooled)
+    if ratio is not None:
+        return ratio
+    return {"label": code, **{k: pooled.get(k) for k in ("estimate", "ci_lb", "ci_ub", "pi_lb", "pi_ub")}}
+
+
+def favours(direction: str, pooled: dict[str, Any] | None) -> str:
+    """Which arm the confidence interval favours, read with the direction the result was computed
+    under (``labels_of(result)["direction"]``; on the scale the model works on, where no effect is
+    0), or that it includes no effect."""
     if not pooled or pooled.get("ci_lb") is None or pooled.get("ci_ub") is None:
         return "–"
     if pooled["ci_lb"] <= 0 <= pooled["ci_ub"]:
         return "unclear (the CI includes no effect)"
     higher = pooled["ci_lb"] > 0
-    better = higher == (outcome.direction == Outcome.Direction.HIGHER_IS_BETTER)
+    better = higher == (direction == Outcome.Direction.HIGHER_IS_BETTER)
     return "favours intervention" if better else "favours control"
+
+
+def labels_of(result: Any) -> dict[str, Any]:
+    """What a result was computed from, as named then (stored with it); a result stored without
+    them is read with its outcome's names of today."""
+    if result.labels:
+        return dict(result.labels)
+    outcome = result.analysis.outcome
+    return {
+        "outcome": outcome.name,
+        "outcome_code": outcome.code,
+        "measure": outcome.measure,
+        "direction": outcome.direction,
+        "timepoint": (result.spec or {}).get("timepoint"),
+        "instruments": [],
+    }
+
+
+#: How a headline names the model a result's rows were pooled with.
+_MODEL_WORDS = {
+    "none": "random effects",
+    "aggregate": "study rows aggregated",
+    "multilevel": "three-level model",
+    "che": "CHE",
+}
+#: How a headline names model-based tests.
+_TEST_WORDS = {"z": "z tests", "knha": "Knapp-Hartung tests", "t": "t tests"}
+
+
+def headline(result: Any) -> dict[str, Any] | None:
+    """Everything a reader needs beside a pooled estimate, in one line: the estimate on the
+    outcome's own scale with its interval, the time point, the instruments, the model and its
+    tests, and how many effects in how many studies; e.g. "SMD -0.24 (95% CI -0.33 to -0.14),
+    post, EPDS and BDI, CHE rho = 0.6 (REML) with CR2 tests, 77 effects in 56 studies". None for a
+    result without a pooled estimate (a failure, or a meta-regression, whose intercept is none)."""
+    pooled = result.pooled
+    spec = result.spec or {}
+    if pooled is None or spec.get("mods") or pooled.get("estimate") is None:
+        return None
+    labels = labels_of(result)
+    estimate = estimate_of(labels["measure"], pooled)
+    if estimate is None:
+        return None
+    level = level_of(result)
+    timepoint = labels.get("timepoint")
+    when = str(
+        {None: "every time point", "latest": "each study's latest time point"}.get(timepoint, timepoint)
+    )
+    instruments = labels.get("instruments") or []
+    what = " and ".join(
+        [", ".join(instruments[:-1]), instruments[-1]] if len(instruments) > 1 else instruments
+    )
+    dependence = pooled.get("dependence") or "none"
+    model = _MODEL_WORDS.get(dependence, dependence)
+    if pooled.get("rho") is not None:
+        model += f" \u03c1 = {pooled['rho']:g}"
+    model += f" ({spec.get('method', 'REML')})"
+    tests = (
+        "CR2 tests" if pooled.get("inference") == "CR2" else _TEST_WORDS.get(spec.get("test", "z"), "z tests")
+    )
+    k, studies = pooled.get("k"), pooled.get("n_studies")
+    count = f"{k} effects in {studies} studies" if studies and studies != k else f"{k} studies"
+    interval = f"{estimate['label']} {_num(estimate['estimate'])} ({level} CI {_num(estimate['ci_lb'])} to {_num(estimate['ci_ub'])})"
+    parts = [interval, when, *([what] if what else []), f"{model} with {tests}", count]
+    return {
+        "estimate": estimate,
+        "level": level,
+        "timepoint": when,
+        "instruments": what,
+        "model": model,
+        "tests": tests,
+        "count": count,
+        "text": ", ".join(parts),
+    }
+
+
+def _num(value: float | None) -> str:
+    """A number as a headline prints it: two decimals, a real minus sign."""
+    if value is None:
+        return "–"
+    return f"{value:.2f}".replace("-", "\u2212")
 
 
 def regression_of(result: Any) -> dict[str, Any] | None:

@@ -30,6 +30,11 @@ urlpatterns = [
     path("audit/", views.audit, name="audit"),
     path("analyses/<int:pk>/settings/", views_analyses.analysis_settings, name="analysis-settings"),
     path("releases/publish/", views_releases.release_publish_view, name="release-publish"),
+    re_path(
+        r"^releases/(?P<name>[A-Za-z0-9][A-Za-z0-9._-]{0,39})/$",
+        views_releases.release_detail,
+        name="release",
+    ),
     path("account/", views_account.account, name="account"),
     path("account/password/", views_account.PasswordChange.as_view(), name="password-change"),
     path("tokens/", views_tokens.tokens, name="tokens"),

@@ -21,6 +21,7 @@ from django.views.decorators.http import require_POST
 
 from apps.analyses.selectors import upload_preview_report
 from apps.audit.models import AuditEvent
+from apps.audit.selectors import audit_events_shown, audit_object_names, changed_only
 from apps.consortium import roles
 from apps.consortium.models import Centre, Outcome
 from apps.consortium.validators import clean_text
@@ -302,6 +303,7 @@ def upload_preview_view(request: HttpRequest, key: str) -> HttpResponse:
             "is_steering": roles.reads_unreleased_results(request.user),
             # the scale rows are shown on: a ratio measure's ratio, else the measure itself
             "scale": (ratio_of(code, {"estimate": 0, "ci_lb": 0, "ci_ub": 0}) or {}).get("label", code),
+            "ratio_scale": ratio_of(code, {"estimate": 0, "ci_lb": 0, "ci_ub": 0}) is not None,
         },
     )
 
@@ -320,7 +322,17 @@ def audit(request: HttpRequest) -> HttpResponse:
     if selected["actor"]:
         events = events.filter(actor_username__icontains=selected["actor"])
     page = Paginator(events, 100).get_page(request.GET.get("page"))  # a bad page number: the nearest
-    rows = [(event, _audit_items(event.before), _audit_items(event.after)) for event in page]
+    names = audit_object_names(list(page))
+    rows = []
+    for item in audit_events_shown(user=request.user, events=list(page)):
+        e = item.event
+        before, after = (
+            changed_only(item.before, item.after)
+            if e.action.endswith("update")
+            else (item.before, item.after)
+        )
+        name = names.get((e.object_type, e.object_id), f"{e.object_type} {e.object_id}")
+        rows.append((item, name, _audit_items(before), _audit_items(after)))
     return render(
         request,
         "portal/audit.html",

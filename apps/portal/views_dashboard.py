@@ -19,7 +19,7 @@ from apps.consortium import roles
 from apps.datasets.models import Dataset, DatasetVersion
 from apps.datasets.selectors import with_shown_versions
 from apps.portal.models import PortalVisit
-from apps.portal.scale import favours, level_of, ratio_of, regression_of
+from apps.portal.scale import favours, headline, labels_of, level_of, ratio_of, regression_of
 from apps.portal.session_middleware import is_passive
 from apps.portal.views_live import live_states
 
@@ -48,7 +48,12 @@ def home(request: HttpRequest) -> HttpResponse:
                 "failed": failed,
                 "pooled": pooled,
                 "ratio": None if regression else ratio_of(analysis.outcome.measure, pooled),
-                "favours": "– (meta-regression)" if regression else favours(analysis.outcome, pooled),
+                "favours": "– (meta-regression)"
+                if regression
+                else favours(labels_of(result)["direction"], pooled)
+                if result
+                else "–",
+                "headline": headline(result) if result else None,
                 # a meta-regression has no pooled effect: its headline number is the intercept
                 "regression": regression,
                 "level": level_of(result) if result else "95%",
@@ -167,7 +172,7 @@ def changes_since(*, user: Any, since: datetime, cards: list[dict[str, Any]]) ->
         )
     failures = (
         AnalysisResult.objects.visible_to(user)
-        .filter(status=AnalysisResult.Status.FAILED, created_at__gt=since)
+        .filter(status__in=[AnalysisResult.Status.FAILED, AnalysisResult.Status.EMPTY], created_at__gt=since)
         .select_related("analysis__outcome")
         .order_by("-created_at", "-id")
     )
@@ -316,7 +321,7 @@ def last_change(card: dict[str, Any], requested_at: datetime | None) -> dict[str
         (analysis.running_since, "recompute started"),
     ]
     if card["result"] is not None:
-        events.append((card["result"].finished_at, f"result #{card['result'].seq} stored"))
+        events.append((card["result"].finished_at, f"result {card['result'].pk} stored"))
     if card["failed"] is not None:
         events.append((card["failed"].finished_at, "recompute failed"))
     known = [(at, what) for at, what in events if at is not None]

@@ -23,6 +23,7 @@ from apps.analyses.models import AnalysisResult
 from apps.analyses.selectors import result_rows_readable
 from apps.portal.figures import FIGURES, FORMATS, SORTS, TABLES_ONLY, catalog, draw, store
 from apps.portal.figures.data import Inputs, Scale, history_points, inputs_of
+from apps.portal.scale import labels_of
 
 CONTENT_TYPES = {"svg": "image/svg+xml", "png": "image/png", "csv": "text/csv; charset=utf-8"}
 
@@ -96,9 +97,9 @@ def _stored_or_inputs(
     option = _option(name, sort, readable)
     if store.stored(result.pk, name, option, fmt) is not None:
         return option, None
-    outcome = result.analysis.outcome
+    labels = labels_of(result)
     return option, inputs_of(
-        _full(result), measure=outcome.measure, direction=outcome.direction, rows=readable
+        _full(result), measure=labels["measure"], direction=labels["direction"], rows=readable
     )
 
 
@@ -118,7 +119,7 @@ def _serve(
         content = store.store(result.pk, name, option, fmt, render)
         response = HttpResponse(content, content_type=CONTENT_TYPES[fmt])
     suffix = f"-{option.split('-')[0]}" if name == "forest" else ""
-    filename = f"{result.analysis.outcome.code}-result{result.seq}-{name}{suffix}.{fmt}"
+    filename = f"{result.analysis.outcome.code}-result{result.pk}-{name}{suffix}.{fmt}"
     disposition = "attachment" if request.GET.get("download") or fmt == "csv" else "inline"
     response["Content-Disposition"] = f'{disposition}; filename="{filename}"'
     response["ETag"] = etag

@@ -79,13 +79,20 @@ def live_states(*, user: Any, analysis_ids: list[int] | None = None) -> list[dic
         else:
             picked.append((row, current or row.newest_done, None))
     ids = {pk for _, shown, failed in picked for pk in (shown, failed) if pk is not None}
-    seqs = dict(AnalysisResult.objects.filter(pk__in=ids).order_by().values_list("pk", "seq"))
+    seqs, statuses = {}, {}
+    for pk, seq, status in (
+        AnalysisResult.objects.filter(pk__in=ids).order_by().values_list("pk", "seq", "status")
+    ):
+        seqs[pk], statuses[pk] = seq, status
     releases = release_names(user=user, result_ids=[shown for _, shown, _ in picked if shown is not None])
     states = []
     for analysis, shown, failed in picked:
-        state = analysis.state
+        state = analysis.progress
         if state == "current":
-            state = "failed" if failed is not None else ("done" if shown is not None else "idle")
+            if failed is not None:
+                state = "waiting" if statuses.get(failed) == AnalysisResult.Status.EMPTY else "failed"
+            else:
+                state = "done" if shown is not None else "idle"
         entry: dict[str, Any] = {
             "id": analysis.pk,
             "outcome": analysis.outcome.code,

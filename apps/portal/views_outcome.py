@@ -22,7 +22,7 @@ from apps.consortium import roles
 from apps.consortium.models import Outcome
 from apps.portal.figures import FIGURES, SORT_NAMES, SORTS, catalog
 from apps.portal.figures.data import Inputs, Scale, history_points, inputs_of
-from apps.portal.scale import level_of, ratio_of, regression_of
+from apps.portal.scale import estimate_of, headline, labels_of, level_of, ratio_of, regression_of
 from apps.portal.views_figures import history_results
 from apps.portal.views_live import live_states
 
@@ -67,10 +67,30 @@ def _shown(value: Any) -> str:
     return str(value)
 
 
-def page_table(table: catalog.Table) -> dict[str, Any]:
-    """The first ``PAGE_ROWS`` rows of ``table`` as text, with its headings and size."""
+#: Columns on the model's scale: "log RR" in their heading where the model works on logs.
+_MODEL_SCALE = ("yi", "estimate", "ci_lb", "ci_ub")
+
+
+def page_table(table: catalog.Table, scale: Scale | None = None) -> dict[str, Any]:
+    """The first ``PAGE_ROWS`` rows of ``table`` as text, with its headings and size. On a ratio
+    scale the columns on the model's (log) scale say so, and the ratio columns name the ratio."""
+    ratio = scale.short if scale is not None and scale.log else ""
+    ratio_headings = {
+        ratio: ratio,
+        f"{ratio}_ci_lb": f"{ratio} CI lower",
+        f"{ratio}_ci_ub": f"{ratio} CI upper",
+    }
+
+    def heading(column: str) -> str:
+        text = HEADINGS.get(column, column)
+        if ratio and column in _MODEL_SCALE:
+            return f"log {ratio} {text[0].lower()}{text[1:]}"
+        if ratio and column in ratio_headings:
+            return ratio_headings[column]
+        return text
+
     return {
-        "headings": [HEADINGS.get(c, c) for c in table.columns],
+        "headings": [heading(c) for c in table.columns],
         "rows": [[_shown(v) for v in row] for row in table.rows[:PAGE_ROWS]],
         "total": len(table.rows),
         "truncated": len(table.rows) > PAGE_ROWS,
@@ -90,7 +110,7 @@ def _figures(result: AnalysisResult, inp: Inputs, sort: str) -> list[dict[str, A
                 "svg": figure + query,
                 "png": reverse("portal:result-figure", args=[result.pk, name, "png"]) + query,
                 "csv": reverse("portal:result-table", args=[result.pk, name]) + query,
-                "table": page_table(catalog.table(inp, name, sort)),
+                "table": page_table(catalog.table(inp, name, sort), inp.scale),
             }
         )
     return out
@@ -103,10 +123,25 @@ def _tables(result: AnalysisResult, inp: Inputs) -> dict[str, Any]:
         table = catalog.table(inp, name)
         if table.rows:
             out[name] = {
-                **page_table(table),
+                **page_table(table, inp.scale),
                 "raw": table.rows[:PAGE_ROWS],
                 "csv": reverse("portal:result-table", args=[result.pk, name]),
             }
+    if "leave1out_study" in out:
+        # study, rows left, estimate and CI on the reader's scale, the variance components
+        cols = {c: i for i, c in enumerate(catalog.table(inp, "leave1out_study").columns)}
+        out["leave1out_study"]["shown"] = [
+            [
+                r[0],
+                r[1],
+                *(
+                    inp.scale.shown(r[cols[c]]) if r[cols[c]] is not None else None
+                    for c in ("estimate", "ci_lb", "ci_ub")
+                ),
+                r[cols["sigma2"]] if "sigma2" in cols else [None, None],
+            ]
+            for r in out["leave1out_study"]["raw"]
+        ]
     out["provenance"] = {"csv": reverse("portal:result-table", args=[result.pk, "provenance"])}
     return out
 
@@ -143,6 +178,13 @@ def _not_drawn(result: AnalysisResult) -> str:
         f"({_MODELS.get(dependence, dependence).lower()}) pools several effects per study; its influence "
         "is shown study by study instead (leave one study out)."
     )
+
+
+def _measure_title(code: str, label: str) -> str:
+    """The measure as the page names it: a ratio measure by its ratio, with the scale it is pooled
+    on ("Risk ratio (RR), pooled on the log scale"), never as the log it is modelled as."""
+    scale = Scale.of(code)
+    return f"{scale.title}, pooled on the log scale" if scale.log else label
 
 
 @login_required
@@ -194,19 +236,32 @@ def outcome_detail(request: HttpRequest, code: str) -> HttpResponse:
         "latest": latest,
         "failed": failed,
         "is_steering": roles.is_steering(request.user),
+        "measure_title": _measure_title(outcome.measure, outcome.get_measure_display()),
         "sort": sort,
         "sorts": SORT_NAMES,
     }
     if result is not None and result.status == AnalysisResult.Status.DONE:
+        labels = labels_of(result)
+        trimfill = result.blocks.get("trimfill") or {}
         inp = inputs_of(
             result,
-            measure=outcome.measure,
-            direction=outcome.direction,
+            measure=labels["measure"],
+            direction=labels["direction"],
             rows=result_rows_readable(user=request.user, result=result),
         )
         context.update(
             {
                 "pooled": result.pooled,
+                "headline": headline(result),
+                "labels": labels,
+                "trimfill_estimate": estimate_of(
+                    labels["measure"],
+                    {
+                        "estimate": trimfill.get("beta"),
+                        "ci_lb": trimfill.get("ci_lb"),
+                        "ci_ub": trimfill.get("ci_ub"),
+                    },
+                ),
                 "ratio": ratio_of(outcome.measure, result.pooled),
                 "regression": regression_of(result),
                 "dependence_label": _dependence_label(result.pooled),
@@ -233,6 +288,12 @@ def outcome_detail(request: HttpRequest, code: str) -> HttpResponse:
     context["releases"] = release_names(user=request.user, result_ids=[r.pk for r in context["history"]])
     for r in context["history"]:
         r.release_names = context["releases"].get(r.pk, [])
+        # on the outcome's own scale (a ratio, not its log); a meta-regression's intercept is no estimate
+        r.shown_estimate = (
+            estimate_of(outcome.measure, r.pooled)
+            if r.status == AnalysisResult.Status.DONE and not (r.spec or {}).get("mods")
+            else None
+        )
     if analysis is not None:
         # what the page shows, so that a change before the first poll still reaches it
         context["live_known"] = json.dumps(live_states(user=request.user, analysis_ids=[analysis.pk]))

@@ -36,7 +36,25 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "aggregate": ("dependent", {"timepoint": "post", "dependence": "aggregate"}),
     "multilevel": ("dependent", {"dependence": "multilevel", "mods": ["year"], "test": "t"}),
     "none_robust": ("dependent", {"timepoint": "post", "dependence": "none"}),
+    # risk ratios at two time points: the model and Mantel-Haenszel read the post-treatment rows only
+    "rr_timepoints": ("tables", {"timepoint": "post"}),
 }
+
+
+def _table_rows() -> list[dict[str, Any]]:
+    """Seven trials' events at two time points, as 2x2 tables (ai bi ci di) or as events and group
+    sizes (ai n1i ci n2i); the 6-month rows differ, so pooling them in would show."""
+    rows = []
+    for j in range(7):
+        for t, shift in (("post", 0), ("6m", 6)):
+            a, n1, c, n2 = 12 + 3 * j + shift, 40 + 2 * j, 8 + 2 * j, 42 + j
+            row: dict[str, Any] = {"study": f"Trial {j + 1}", "timepoint": t, "year": 2010 + j}
+            if j % 2:
+                row.update(ai=a, n1i=n1, ci=c, n2i=n2)
+            else:
+                row.update(ai=a, bi=n1 - a, ci=c, di=n2 - c)
+            rows.append(row)
+    return rows
 
 
 def _one_level_rows() -> list[dict[str, Any]]:
@@ -84,7 +102,12 @@ def _result(variant: str) -> Any:
     cast = make_cast()
     outcome = cast["outcome"]
     data, settings = VARIANTS[variant]
-    if data == "dependent":
+    if data == "tables":
+        outcome = cast["outcome2"]
+        Outcome.objects.filter(pk=outcome.pk).update(measure="RR", timepoints=["post", "6m"])
+        outcome.refresh_from_db()
+        rows, split = _table_rows(), 6
+    elif data == "dependent":
         Outcome.objects.filter(pk=outcome.pk).update(instruments=["PRFQ", "RFS"], timepoints=["post", "6m"])
         outcome.refresh_from_db()
         rows, split = _dependent_rows(), 11
@@ -110,15 +133,17 @@ def _rel(a: float, b: float) -> float:
 
 
 def _stored_value(blocks: dict[str, Any], name: str) -> float:
-    """The stored number a line of the R script's table names: ``block.field`` or ``block.field[j]``
-    (j from 1, R's index)."""
+    """The stored number a line of the R script's table names: ``block.field``, ``block.field[j]``
+    or ``block.field[i,j]`` (from 1, R's index)."""
     block, _, field = name.partition(".")
-    index = 0
+    indices: list[int] = []
     if field.endswith("]"):
-        field, _, j = field[:-1].partition("[")
-        index = int(j) - 1
+        field, _, at = field[:-1].partition("[")
+        indices = [int(j) - 1 for j in at.split(",")]
     value = blocks[block][field]
-    return float(value[index] if isinstance(value, list) else value)
+    for index in indices or [0]:
+        value = value[index] if isinstance(value, list) else value
+    return float(value)
 
 
 def _rscript() -> str:
@@ -453,6 +478,14 @@ def test_the_r_script_reproduces_the_result_with_metafor(variant: str, tmp_path:
             assert _rel(table[f"{cr2}.dfs[{j + 1}]"], blocks[cr2]["dfs"][j]) <= 1e-5
     if variant in ("che", "none_robust"):
         assert summary["inference"] == "CR2" and "summary.dfs" in table
+        assert "summary.pi_lb" in table  # the robust prediction interval, as predict(robust(...))
+    if variant == "rr_timepoints":
+        # Mantel-Haenszel over the rows the analysis selects (post-treatment), as the engine does
+        assert blocks["mantel_haenszel"]["k"] == 7 and "mantel_haenszel.beta" in table
+        assert "confint.tau2[2]" in table and "leave1out.estimate[7]" in table and "fit.I2" in table
+    if variant == "che":
+        assert any(name.startswith("multilevel_confint_vcalc.sigma2[") for name in table)
+        assert "leave1out_study.estimate[1]" in table
     # every number the script lists agrees (a variance component at 0 within 1e-9)
     assert len(table) >= 8
     for name, value in table.items():

@@ -34,11 +34,11 @@ def world(cast: dict[str, Any], tmp_media: Any) -> dict[str, Any]:
 
 def test_a_release_freezes_current_results_and_names_what_it_left_out(world: dict[str, Any]) -> None:
     steering = world["users"]["steering"]
-    # the second outcome has no data: its analysis's result failed
+    # the second outcome has no data: its analysis waits for data
     failed = analysis_recompute(
         analysis_id=Analysis.objects.get(outcome=world["outcome2"], is_default=True).pk
     )
-    assert failed is not None and failed.status == AnalysisResult.Status.FAILED
+    assert failed is not None and failed.status == AnalysisResult.Status.EMPTY
     response = api_client_for(world, "steering").post(
         "/api/v1/releases/", {"name": "2026.1", "notes": "First release."}, format="json"
     )
@@ -48,7 +48,7 @@ def test_a_release_freezes_current_results_and_names_what_it_left_out(world: dic
         (world["analysis"].pk, world["result"].pk)
     ]
     assert body["skipped"] == [
-        {"analysis": failed.analysis_id, "reason": f"Its current result failed. {failed.error['message']}"}
+        {"analysis": failed.analysis_id, "reason": "No centre has submitted data for it yet."}
     ]
     assert body["published_by"] == "steering" and body["readable"] is True
     event = AuditEvent.objects.get(action="release.publish")

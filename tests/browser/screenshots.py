@@ -33,9 +33,17 @@ ROLES = {
         "/outcomes/secure-attachment/",
         "/audit/",
         "/datasets/",
+        "/releases/demo-2026.1/",
     ],
     "dm-north": ["/", "/datasets/", "/upload/", "/tokens/", "/account/"],
-    "member-north": ["/", "/outcomes/reflective-functioning/", "/datasets/", "/account/"],
+    "member-north": [
+        "/",
+        "/outcomes/reflective-functioning/",
+        "/outcomes/secure-attachment/",
+        "/releases/demo-2026.1/",
+        "/datasets/",
+        "/account/",
+    ],
 }
 
 
@@ -101,6 +109,7 @@ def run(out: Path) -> list[Path]:
                         target = out / _name(role, "analysis-settings", width)
                         page.screenshot(path=str(target), full_page=True)
                         written.append(target)
+                        written += _previews(page, base, out, width)
                     context.close()
             browser.close()
     finally:
@@ -117,6 +126,28 @@ def _load_images(page: Any) -> None:
     # polled from here: the pages' content policy forbids the evaluated predicate wait_for_function uses
     while not page.evaluate("[...document.images].every(i => i.complete)") and time.monotonic() < deadline:
         time.sleep(0.2)
+
+
+def _previews(page: Any, base: str, out: Path, width: int) -> list[Path]:
+    """The steering group's two reviews before a change counts, neither confirmed (the demo stays
+    as it is): a settings change (90% intervals) and a release of today's results."""
+    page.fill("#id_level", "90")
+    page.fill("#id_reason", "90% intervals, as the protocol says")
+    page.click("#preview-settings")
+    page.wait_for_selector("#settings-preview")
+    written = [
+        out / _name("steering", "settings-preview", width),
+        out / _name("steering", "release-review", width),
+    ]
+    page.screenshot(path=str(written[0]), full_page=True)
+    page.goto(f"{base}/")
+    page.click("#publish-release summary")
+    page.fill("#release-name", "2026.2")
+    page.fill("#release-notes", "Today's results.")
+    page.click("#publish-release button[type=submit]")
+    page.wait_for_selector("#release-review")
+    page.screenshot(path=str(written[1]), full_page=True)
+    return written
 
 
 def _upload_preview(page: Any, base: str, out: Path, width: int) -> list[Path]:

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from django.core.management import call_command
+from django.db.models import F
 
 from apps.analyses.models import Analysis, Release
 from apps.analyses.services import analysis_recompute
@@ -117,44 +118,90 @@ def test_upload_preview_confirm_submit_and_the_result_arrives_live(
         timeout=30_000,
     )
     assert watcher.evaluate("window.__stillTheSamePage") is True
-    assert f"#{result.seq}" in watcher.inner_text("main")
+    assert f"result {result.pk}" in watcher.inner_text("main")
 
 
-def test_the_steering_group_changes_a_setting_and_publishes_a_release(
+def test_the_steering_group_is_told_why_a_setting_cannot_be_used_and_reviews_a_release(
     demo: None, page_for: Any, live_server: Any
 ) -> None:
+    """Paule-Mandel on an outcome whose studies report several effects is refused with the reason
+    and changes nothing; a valid change is previewed before it is saved; a release published while
+    an analysis has no estimate shows first what it will carry, keeps that analysis's released
+    estimate, and a member never loses it."""
     base = live_server.url
     analysis = Analysis.objects.get(outcome__code=OUTCOME, is_default=True)
+    requested = analysis.requested_seq
     page = page_for("steering")
-    page.on("dialog", lambda dialog: dialog.accept())
     page.goto(f"{base}/analyses/{analysis.pk}/settings/")
-    page.select_option("#id_method", "DL")
-    page.click("form.settings button[type=submit]")
-    page.wait_for_url(f"{base}/outcomes/{OUTCOME}/*")
+    assert "studies have more than one row" in page.inner_text("#data-model")
+    # the form offers only what the model allows ...
+    assert page.locator('#id_method option[value="PM"]').is_disabled()
+    # ... pooling each study's rows first would allow it; choosing it and going back is refused
+    page.select_option("#id_dependence", "aggregate")
+    assert not page.locator('#id_method option[value="PM"]').is_disabled()
+    page.select_option("#id_method", "PM")
+    page.select_option("#id_dependence", "auto")
+    page.fill("#id_reason", "trying Paule-Mandel")
+    page.click("#preview-settings")
+    page.wait_for_selector(".errors[role=alert]")
+    refusal = page.inner_text(".errors")
+    assert "Paule-Mandel cannot be used here" in refusal and "ML or REML" in refusal
     analysis.refresh_from_db()
-    assert analysis.method == "DL" and analysis.requested_seq > analysis.computed_seq
+    assert (analysis.method, analysis.requested_seq) == ("REML", requested)
     assert serious_violations(page) == []
 
-    # a refused setting says why on the form and changes nothing
+    # a valid change: previewed (before -> after), then saved
     page.goto(f"{base}/analyses/{analysis.pk}/settings/")
-    page.fill("#id_level", "100")
-    page.click("form.settings button[type=submit]")
-    page.wait_for_selector(".errors[role=alert]")
-    assert "level" in page.inner_text(".errors").lower()
+    page.fill("#id_level", "90")
+    page.fill("#id_reason", "90% intervals, as the protocol says")
+    page.click("#preview-settings")
+    page.wait_for_selector("#settings-preview")
+    preview = page.inner_text("#settings-preview")
+    assert "nothing is saved yet" in preview and "90%" in preview
+    assert serious_violations(page) == []
     analysis.refresh_from_db()
-    assert analysis.level != 100
-
+    assert analysis.level == 95.0
+    page.click("#save-settings")
+    page.wait_for_url(f"{base}/outcomes/{OUTCOME}/*")
+    analysis.refresh_from_db()
+    assert analysis.level == 90.0 and analysis.requested_seq > requested
     analysis_recompute(analysis_id=analysis.pk)
+
+    # another analysis's settings stop fitting its data (saved before the data called for a
+    # multilevel model): its newest result has no estimate
+    other = Analysis.objects.get(outcome__code="infant-social-emotional", is_default=True)
+    released = other.current_result
+    Analysis.objects.filter(pk=other.pk).update(method="PM", requested_seq=F("requested_seq") + 1)
+    failed = analysis_recompute(analysis_id=other.pk)
+    assert failed is not None and failed.status == "failed"
+
     page.goto(f"{base}/")
     page.click("#publish-release summary")
     page.fill("#release-name", "2026.2")
-    page.fill("#release-notes", "DerSimonian-Laird for postnatal depression.")
+    page.fill("#release-notes", "90% intervals for postnatal depression.")
     page.click("#publish-release button[type=submit]")
-    page.wait_for_selector(".messages li.success")
-    release = Release.objects.get(name="2026.2")
-    assert release.entries.filter(result__analysis=analysis).exists()
-    assert "2026.2" in page.inner_text("main")
+    page.wait_for_selector("#release-review")
+    assert not Release.objects.filter(name="2026.2").exists()
+    row = page.locator("#release-review tr.kept")
+    assert row.count() == 1 and "Infant social-emotional" in row.inner_text()
+    assert f"keeps result {released.pk} from release demo-2026.1" in row.inner_text()
     assert serious_violations(page) == []
+    page.click("#confirm-release")
+    page.wait_for_selector("#release-results")
+    release = Release.objects.get(name="2026.2")
+    assert release.entries.get(analysis=other).result == released
+    assert (
+        release.entries.get(analysis=analysis).result == Analysis.objects.get(pk=analysis.pk).current_result
+    )
+    assert "kept" in page.inner_text("#release-results") and "90% intervals" in page.inner_text("main")
+    assert serious_violations(page) == []
+
+    # a member still reads the released estimate of the analysis that failed
+    member = page_for("member-north")
+    member.goto(f"{base}/")
+    card = member.locator('.card[data-outcome="infant-social-emotional"]')
+    assert card.locator(".pooled-estimate").count() == 1
+    assert "no estimate" not in card.inner_text()
 
 
 def test_the_keyboard_focus_is_visible_on_every_kind_of_control(

@@ -77,14 +77,14 @@ def test_a_new_result_reaches_the_open_dashboard_without_a_reload(
     )
     assert page.evaluate("window.__liveMarker") == "still here"
     assert page.url == f"{live_server.url}/"
-    assert f"result #{result.seq}" in page.inner_text(card)
+    assert f"result {result.pk}" in page.inner_text(card)
     # the review table's row moved too
     page.wait_for_function(
         "(text) => document.querySelector('#review-summary').textContent.includes(text)",
-        arg=f"#{result.seq},",
+        arg=f"result {result.pk},",
     )
     status = page.inner_text("#live-status")
-    assert f"A new result for {analysis.outcome.name} (result #{result.seq}) arrived" in status
+    assert f"A new result for {analysis.outcome.name} (result {result.pk}) arrived" in status
     assert page.evaluate(f"document.activeElement.closest('{card}') !== null")
     assert serious_violations(page) == []
 

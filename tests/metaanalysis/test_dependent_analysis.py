@@ -8,6 +8,7 @@ these tests pin the pipeline: selection, the choice of model, the blocks and the
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import pytest
@@ -268,3 +269,38 @@ def test_mantel_haenszel_pools_only_the_selected_rows():
     alone = run_analysis(AnalysisSpec(measure="OR"), post).to_dict()["blocks"]
     assert selected["mantel_haenszel"]["beta"] == pytest.approx(alone["mantel_haenszel"]["beta"], rel=1e-12)
     assert selected["peto"]["beta"] == pytest.approx(alone["peto"]["beta"], rel=1e-12)
+
+
+#: metafor 4.x and clubSandwich (this platform's CI packages), on the rows of two reference cases:
+#: predict(robust(rma.mv(yi, V, random = ~ 1 | study/es_id), cluster = study, clubSandwich = TRUE),
+#: level = L) with V = vi (three-level) or vcalc(vi, study, obs = es_id, rho = 0.6) (CHE).
+#: Columns: case, dependence, level, pred, ci.lb, ci.ub, pi.lb, pi.ub.
+ROBUST_PREDICT_IN_R = [
+    ("konstantopoulos2011-GEN-ML-REML", "multilevel", 95, 0.184713163673, -0.003825483517, 0.373251810863, -0.538410867159, 0.907837194505),
+    ("assink2016-GEN-CHE-rho0.6", "che", 95, 0.367754885745, 0.160484372037, 0.575025399453, -0.689525361763, 1.425035133253),
+    ("assink2016-GEN-CHE-rho0.6", "che", 90, 0.367754885745, None, None, -0.501225634598, 1.236735406088),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("case", "dependence", "level", "pred", "ci_lb", "ci_ub", "pi_lb", "pi_ub"), ROBUST_PREDICT_IN_R
+)
+def test_the_prediction_interval_follows_the_robust_inference_as_predict_robust_in_r(
+    case: str, dependence: str, level: float, pred: float, ci_lb: Any, ci_ub: Any, pi_lb: float, pi_ub: float
+) -> None:
+    """The headline's PI uses the CR2 SE and t with the robust df, like the CI beside it (a
+    model-based PI with z beside a CR2 CI mixes two inferences)."""
+    import json
+    from pathlib import Path
+
+    data = json.loads((Path(__file__).parent / "cases" / f"{case}.json").read_text())
+    rows = [
+        dict(zip(data["columns"], r, strict=True)) if not isinstance(r, dict) else r for r in data["rows"]
+    ]
+    spec = AnalysisSpec(measure="GEN", dependence=dependence, level=level, sensitivity=False, bias=False)
+    summary = run_analysis(spec, rows).to_dict()["blocks"]["summary"]
+    assert summary["inference"] == "CR2" and summary["pi_inference"] == "CR2"
+    expected = {"estimate": pred, "ci_lb": ci_lb, "ci_ub": ci_ub, "pi_lb": pi_lb, "pi_ub": pi_ub}
+    for key, value in expected.items():
+        if value is not None:
+            assert summary[key] == pytest.approx(value, rel=1e-6), key

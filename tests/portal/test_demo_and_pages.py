@@ -201,30 +201,42 @@ def test_a_ratio_outcome_is_headlined_on_its_own_scale_with_its_release(demo_loa
 
 
 def test_a_failed_recompute_shows_its_reason_beside_the_last_good_result(demo_loaded: None) -> None:
+    from django.db.models import F
+    from django.utils.html import escape
+
     from apps.analyses.models import Analysis
     from apps.analyses.services import analysis_recompute
     from apps.datasets.services import dataset_set_status
 
     analysis = Analysis.objects.get(outcome__code="postnatal-depression", is_default=True)
     good = analysis.current_result
-    # every centre withdraws its data: the recompute has nothing to pool and fails
-    for dataset in Dataset.objects.filter(outcome__code="postnatal-depression", status="submitted"):
-        dataset_set_status(actor=None, dataset=dataset, status="withdrawn", reason="test")
+    # settings saved before the data called for a multilevel model (the service refuses them now)
+    Analysis.objects.filter(pk=analysis.pk).update(method="PM", requested_seq=F("requested_seq") + 1)
     failed = analysis_recompute(analysis_id=analysis.pk)
     assert failed is not None and failed.status == "failed", failed
+    assert "multilevel models use ML or REML, not 'PM'" in failed.error["message"]
     client = _login("steering")
-    page = client.get("/outcomes/postnatal-depression/").content.decode()
-    from django.utils.html import escape
 
-    assert f"The newest recompute (#{failed.seq}) failed:" in page and escape(failed.error["message"]) in page
-    assert f"the last good result, #{good.seq}" in page and 'id="pooled-estimate"' in page
-    card = (
-        client.get("/")
-        .content.decode()
-        .split('data-outcome="postnatal-depression"')[1]
-        .split('class="card"')[0]
+    def shown() -> tuple[str, str]:
+        page = client.get("/outcomes/postnatal-depression/").content.decode()
+        home = client.get("/").content.decode()
+        return page, home.split('data-outcome="postnatal-depression"')[1].split('class="card"')[0]
+
+    page, card = shown()
+    assert (
+        f"The newest result ({failed.pk}) has no estimate:" in page
+        and escape(failed.error["message"]) in page
     )
-    assert "recompute failed" in card and "the last good result" in card and "pooled-estimate" in card
+    assert f"the last result with an estimate, result {good.pk}" in page and 'id="pooled-estimate"' in page
+    assert "no estimate" in card and "the last result with an estimate" in card and "pooled-estimate" in card
+    # every centre withdraws its data: the analysis waits for data, the estimate stays
+    for dataset in Dataset.objects.filter(outcome__code="postnatal-depression", status="submitted"):
+        dataset_set_status(actor=None, dataset=dataset, status="withdrawn", reason="test")
+    empty = analysis_recompute(analysis_id=analysis.pk)
+    assert empty is not None and empty.status == "empty"
+    page, card = shown()
+    assert f"Waiting for data (result {empty.pk}):" in page and 'id="pooled-estimate"' in page
+    assert "waiting for data" in card and "pooled-estimate" in card
 
 
 def test_the_steering_dashboard_has_a_review_summary_table(demo_loaded: None) -> None:

@@ -316,7 +316,7 @@ def test_history_shows_each_result_with_a_link_to_its_snapshot(demo_loaded: None
     history = _figures(page)["history"]
     assert history == f"/results/{second.pk}/figures/history.svg"
     texts = _texts(client.get(history).content)
-    assert f"#{first.seq}" in texts and f"#{second.seq}" in texts
+    assert str(first.pk) in texts and str(second.pk) in texts  # labelled by result, as in the API
     rows = _csv(client, f"/results/{second.pk}/tables/history.csv")
     assert [int(r["result"]) for r in rows] == [first.pk, second.pk]
     assert rows[0]["dataset_versions"].count(":v") == len(first.dataset_versions)

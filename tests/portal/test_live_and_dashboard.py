@@ -24,7 +24,7 @@ from apps.datasets.services import dataset_set_status
 from apps.portal.models import PortalVisit
 from apps.portal.session_middleware import ACTIVE_COOKIE, activity_cookie
 from apps.portal.views_live import live_states
-from tests.conftest import SMD_ROWS, publish, store_rows
+from tests.conftest import SMD_ROWS, make_unfittable, publish, store_rows
 
 pytestmark = pytest.mark.django_db
 
@@ -131,11 +131,16 @@ def test_the_fingerprint_follows_the_state_and_each_new_result(cast: dict[str, A
     stored = _entry(client, analysis.pk)
     assert stored["state"] == "done" and stored["result"] == {"id": newer.pk, "seq": newer.seq}
     assert stored["fingerprint"] not in (done["fingerprint"], queued["fingerprint"], running["fingerprint"])
-    # every centre withdraws: the recompute fails, and says so beside the last good result
+    # every centre withdraws: the analysis waits for data, and says so beside the last good result
     for dataset in Dataset.objects.filter(outcome=cast["outcome"], status="submitted"):
         dataset_set_status(actor=None, dataset=dataset, status="withdrawn", reason="test")
-    failed = analysis_recompute(analysis_id=analysis.pk)
-    assert failed is not None and failed.status == "failed"
+    empty = analysis_recompute(analysis_id=analysis.pk)
+    assert empty is not None and empty.status == "empty"
+    after = _entry(client, analysis.pk)
+    assert after["state"] == "waiting" and after["failed"]["id"] == empty.pk
+    assert after["result"]["id"] == newer.pk
+    # data come back that the settings cannot fit: no estimate, and the state says so
+    failed = make_unfittable(cast, analysis)
     after = _entry(client, analysis.pk)
     assert after["state"] == "failed" and after["failed"]["id"] == failed.pk
     assert after["result"]["id"] == newer.pk
@@ -173,12 +178,11 @@ def test_the_live_state_shows_what_the_pages_show(cast: dict[str, Any], who: str
     released = _computed(cast)
     publish(cast["users"]["steering"], released)
     _newer(cast)
-    # the second outcome: a good result, then a failed recompute (its only data withdrawn)
-    dep = store_rows(centre=cast["centre_a"], outcome=cast["outcome2"], rows=SMD_ROWS, submit=True)
+    # the second outcome: a good result, then one without an estimate
+    store_rows(centre=cast["centre_a"], outcome=cast["outcome2"], rows=SMD_ROWS, submit=True)
     dep_analysis = Analysis.objects.get(outcome=cast["outcome2"])
     analysis_recompute(analysis_id=dep_analysis.pk)
-    dataset_set_status(actor=None, dataset=dep, status="withdrawn", reason="test")
-    assert analysis_recompute(analysis_id=dep_analysis.pk).status == "failed"
+    assert make_unfittable(cast, dep_analysis).status == "failed"
     user = cast["users"][who]
     for entry in live_states(user=user):
         shown, failed = analysis_results_shown(user=user, analysis=Analysis.objects.get(pk=entry["id"]))
@@ -243,21 +247,21 @@ def test_since_your_last_visit_lists_what_each_reader_may_see(cast: dict[str, An
     dep = Dataset.objects.get(centre=cast["centre_a"], outcome=cast["outcome2"])
     dataset_set_status(actor=users["dm_a"], dataset=dep, status="withdrawn", reason="consent withdrawn")
     failed = analysis_recompute(analysis_id=Analysis.objects.get(outcome=cast["outcome2"]).pk)
-    assert failed is not None and failed.status == "failed"
+    assert failed is not None and failed.status == "empty"
 
     steering = _panel(_client(users["steering"]))
     before, after = first.pooled["estimate"], newer.pooled["estimate"]
     assert f"SMD {before:.2f} → {after:.2f}" in steering
-    assert f"result #{newer.seq}, before: #{first.seq}" in steering
+    assert f"result {newer.pk}, before: result {first.pk}" in steering
     assert "consent withdrawn" in steering and "withdrawn" in steering
-    assert "recompute failed" in steering and escape(failed.error["message"])[:60] in steering
+    assert "waiting for data" in steering and escape(failed.error["message"])[:60] in steering
     assert "version 1 of" in steering  # centre B's submitted version
     assert "2026.0" not in steering  # published before the last visit
 
     member = _panel(_client(users["member_a"]))
-    assert "new result" not in member and f"#{newer.seq}" not in member  # not released
+    assert "new result" not in member and f"result {newer.pk}" not in member  # not released
     assert "consent withdrawn" in member  # their own centre's dataset
-    assert "recompute failed" not in member
+    assert "waiting for data" not in member
     assert "Centre Beta" not in member  # another centre's data
 
     other = _panel(_client(users["dm_b"]))
@@ -352,7 +356,7 @@ def test_the_review_table_shows_running_and_failed_recomputes_and_the_last_chang
     analysis = result.analysis
     client = _client(cast["users"]["steering"])
     row = _review_row(client.get("/").content.decode(), cast["outcome"].name)
-    assert f"result #{result.seq} stored" in row
+    assert f"result {result.pk} stored" in row
     finished = timezone.localtime(result.finished_at)
     assert f'{finished:%Y-%m-%d}</span> <span class="when">{finished:%H:%M}' in row
     rows = [{**r, "study": r["study"] + " B"} for r in SMD_ROWS]
@@ -363,12 +367,15 @@ def test_the_review_table_shows_running_and_failed_recomputes_and_the_last_chang
     row = _review_row(client.get("/").content.decode(), cast["outcome"].name)
     assert 'badge running">running' in row and "recompute started" in row
     Analysis.objects.filter(pk=analysis.pk).update(running_since=None)
+    failed = make_unfittable(cast, analysis)
+    row = _review_row(client.get("/").content.decode(), cast["outcome"].name)
+    assert "no estimate" in row and escape(failed.error["message"]) in row
     for dataset in Dataset.objects.filter(outcome=cast["outcome"], status="submitted"):
         dataset_set_status(actor=None, dataset=dataset, status="withdrawn", reason="test")
-    failed = analysis_recompute(analysis_id=analysis.pk)
-    assert failed is not None and failed.status == "failed"
+    empty = analysis_recompute(analysis_id=analysis.pk)
+    assert empty is not None and empty.status == "empty"
     row = _review_row(client.get("/").content.decode(), cast["outcome"].name)
-    assert "recompute failed" in row and escape(failed.error["message"]) in row
+    assert "waiting for data" in row and escape(empty.error["message"]) in row
 
 
 def test_the_dashboard_marks_its_live_regions(cast: dict[str, Any]) -> None:

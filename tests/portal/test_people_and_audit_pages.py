@@ -3,6 +3,8 @@ the audit trail as a readable, filterable table."""
 
 from __future__ import annotations
 
+import html
+import re
 from typing import Any
 
 import pytest
@@ -114,18 +116,31 @@ def test_the_steering_group_publishes_a_release_from_the_dashboard(
         == 200
     )
     assert not Release.objects.exists()
-    done = steering.post(
-        "/releases/publish/",
-        {"name": "2026.1", "notes": "First.", "embargo_until": "2099-01-01T09:00"},
-        follow=True,
-    ).content.decode()
+    fields = {"name": "2026.1", "notes": "First.", "embargo_until": "2099-01-01T09:00"}
+    review = steering.post("/releases/publish/", fields)
+    page = review.content.decode()
+    # first what it would hold: nothing published yet, the other outcome left out with the reason
+    assert review.status_code == 200 and "Nothing is published yet" in page
+    assert "left out" in page and "It has no result yet." in page
+    assert not Release.objects.exists()
+    expected = re.search(r'name="expected" value="([^"]+)"', page)
+    assert expected is not None
+    confirm = {**fields, "confirm": "1", "expected": html.unescape(expected.group(1))}
+    done = steering.post("/releases/publish/", confirm, follow=True).content.decode()
     assert "Release 2026.1 published: 1 result, readable by members from 2099-01-01 09:00 UTC." in done
-    assert "Not in the release:" in done  # the other outcome has no result
+    assert "<h1>Release 2026.1</h1>" in done  # its own page
     release = Release.objects.get(name="2026.1")
     assert list(release.results.all()) == [result] and release.embargo_until.year == 2099
     # the member sees no release yet (embargoed); the steering group sees it listed
     assert "2026.1" not in _client(cast, "member_a").get("/").content.decode()
     assert "from 2099-01-01 09:00 UTC" in steering.get("/").content.decode()
+    assert 'href="/releases/2026.1/"' in steering.get("/").content.decode()
+    assert _client(cast, "member_a").get("/releases/2026.1/").status_code == 404  # embargoed
+    # an embargo given with its offset keeps it (09:00 at UTC-5 is 14:00 UTC)
+    review = steering.post(
+        "/releases/publish/", {"name": "2026.2", "embargo_until": "2099-01-01T09:00-05:00"}
+    )
+    assert "from 2099-01-01 14:00 UTC" in review.content.decode()
 
 
 def test_the_steering_group_changes_analysis_settings_in_a_validated_form(
@@ -147,7 +162,7 @@ def test_the_steering_group_changes_analysis_settings_in_a_validated_form(
     assert 'value="year"' in form and '<option value="setting">setting</option>' in form
     assert f"/analyses/{analysis.pk}/settings/" in steering.get("/outcomes/rf/").content.decode()
     base = {
-        "name": "Primary analysis (REML)",
+        "name": "Primary analysis",
         "method": "REML",
         "test": "knha",
         "level": "90",
@@ -159,13 +174,30 @@ def test_the_steering_group_changes_analysis_settings_in_a_validated_form(
         "cumulative_order": "year",
         "sensitivity": "on",
         "bias": "on",
+        "reason": "Knapp-Hartung tests, as the protocol says",
     }
     refused = steering.post(url, {**base, "level": "120"})
     assert refused.status_code == 400 and "The settings were not saved" in refused.content.decode()
     analysis.refresh_from_db()
     assert analysis.level == 95.0 and analysis.current_result_id == good.pk  # nothing changed
     assert 'id="pooled-estimate"' in steering.get("/outcomes/rf/").content.decode()
-    saved = steering.post(url, base, follow=True)
+    assert steering.post(url, {**base, "reason": ""}).status_code == 400  # a change needs a reason
+    # first a preview: each changed setting, the estimate before and after; nothing saved
+    preview = steering.post(url, base)
+    page = preview.content.decode()
+    assert preview.status_code == 200 and "Preview: nothing is saved yet" in page
+    assert "Confidence level (%)" in page and "<td>95.0</td><td>90.0</td>" in page
+    assert f"SMD {good.pooled['estimate']:.2f}" in page and 'id="save-settings"' in page
+    analysis.refresh_from_db()
+    assert analysis.level == 95.0 and analysis.requested_seq == analysis.computed_seq
+    previewed = re.search(r'name="previewed" value="([0-9a-f]+)"', page)
+    assert previewed is not None
+    # settings edited after the preview are previewed again, never saved unseen
+    again = steering.post(url, {**base, "level": "80", "confirm": "1", "previewed": previewed.group(1)})
+    assert "Preview: nothing is saved yet" in again.content.decode()
+    analysis.refresh_from_db()
+    assert analysis.level == 95.0
+    saved = steering.post(url, {**base, "confirm": "1", "previewed": previewed.group(1)}, follow=True)
     assert "Settings saved; the analysis is being recomputed." in saved.content.decode()
     analysis.refresh_from_db()
     assert (analysis.test, analysis.level, analysis.requested_seq > analysis.computed_seq) == (
@@ -173,3 +205,7 @@ def test_the_steering_group_changes_analysis_settings_in_a_validated_form(
         90.0,
         True,
     )
+    event = AuditEvent.objects.filter(action="analysis.update").latest("id")
+    # only what changed, before and after, with the reason
+    assert event.before == {"test": "z", "level": 95.0}
+    assert event.after == {"test": "knha", "level": 90.0, "reason": base["reason"]}

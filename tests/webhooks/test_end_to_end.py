@@ -114,7 +114,7 @@ def test_a_stored_result_is_delivered_with_its_events_signed(
         data = request.json()["data"]
         assert data["result"]["pooled"] == result.pooled and data["result"]["status"] == "done"
         previous = data["previous"]
-        assert previous is None or previous["status"] == "failed"  # a failed first computation
+        assert previous is None or previous["status"] == "empty"  # computed before any data came
     condition = receiver.of_event(events.CI_EXCLUDES_NULL)[0].json()
     assert condition["data"]["condition"]["side"] == "above"
     assert condition["data"]["condition"]["interval"] == {

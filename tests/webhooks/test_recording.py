@@ -19,7 +19,7 @@ from apps.audit.models import AuditEvent
 from apps.consortium.models import ConsortiumRole
 from apps.webhooks import events
 from apps.webhooks.models import Webhook, WebhookDelivery
-from tests.conftest import SMD_ROWS, make_cast, publish, store_rows
+from tests.conftest import SMD_ROWS, make_cast, make_unfittable, publish, store_rows
 from tests.webhooks.conftest import subscribe
 
 pytestmark = pytest.mark.django_db
@@ -237,15 +237,21 @@ def test_a_failed_result_and_a_meta_regression_fire_result_changed_only(world: d
     result = analysis_recompute(analysis_id=regression.pk)
     assert result is not None and result.status == AnalysisResult.Status.DONE
     assert events_of(steering, result) == [events.RESULT_CHANGED]
-    # an outcome with no submitted data: the analysis fails
-    failed = analysis_recompute(
+    # an outcome with no submitted data: the analysis waits for data, and says so
+    empty = analysis_recompute(
         analysis_id=Analysis.objects.get(outcome=world["outcome2"], is_default=True).pk
     )
-    assert failed is not None and failed.status == AnalysisResult.Status.FAILED
+    assert empty is not None and empty.status == AnalysisResult.Status.EMPTY
+    assert events_of(steering, empty) == [events.RESULT_CHANGED]
+    data = steering.deliveries.get(payload__data__result__id=empty.pk).payload["data"]
+    assert data["result"]["status"] == "empty" and data["result"]["pooled"] is None
+    assert data["result"]["error"]["message"].startswith("No centre has submitted data")
+    # data the settings cannot fit: the result is failed, never done without an estimate
+    failed = make_unfittable(world, Analysis.objects.get(outcome=world["outcome2"], is_default=True))
     assert events_of(steering, failed) == [events.RESULT_CHANGED]
     data = steering.deliveries.get(payload__data__result__id=failed.pk).payload["data"]
     assert data["result"]["status"] == "failed" and data["result"]["pooled"] is None
-    assert data["result"]["error"] == failed.error
+    assert "multilevel models use ML or REML" in data["result"]["error"]["message"]
 
 
 def test_losing_the_steering_role_stops_result_events_for_unreleased_results(world: dict[str, Any]) -> None:

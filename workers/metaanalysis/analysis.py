@@ -39,7 +39,7 @@ from .sensitivity import cumulative, influence, leave1out, loo_fits
 from .spec import AnalysisSpec, spec_hash
 from .subgroups import subgroups
 
-__all__ = ["AnalysisReport", "AnalysisSpec", "run_analysis", "spec_hash"]
+__all__ = ["AnalysisReport", "AnalysisSpec", "ModelPlan", "model_plan", "run_analysis", "spec_hash"]
 
 
 #: The column that identifies an estimate within its study (metafor's ``es_id`` in
@@ -65,6 +65,21 @@ class AnalysisReport(ResultBase):
     omitted: list[dict[str, Any]]
     notes: list[dict[str, str]]
 
+    def no_estimate_reason(self) -> str | None:
+        """Why the report has no pooled estimate, in words a steering group can act on; None when
+        it has one. A report without an estimate is never a finished result (the platform stores
+        it as failed with this reason, and keeps showing the last result that had one)."""
+        if "summary" in self.blocks:
+            return None
+        if self.k == 0:
+            return all_rows_left_out(self.omitted)
+        # the model's own refusal: the first note on a fit block, else the dependence note
+        model_notes = [n for n in self.notes if n["code"] != "no_model"]
+        fit_notes = [n for n in model_notes if "fit" in n["block"]]
+        found = fit_notes or [n for n in model_notes if n["block"] == "model"]
+        why = found[0]["message"] if found else "the engine gave no reason"
+        return f"No pooled estimate: the model could not be fitted to the {self.k} rows ({why})."
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "engine_version": self.engine_version,
@@ -74,6 +89,21 @@ class AnalysisReport(ResultBase):
             "omitted": to_jsonable(self.omitted),
             "notes": list(self.notes),
         }
+
+
+def all_rows_left_out(omitted: Sequence[Mapping[str, Any]]) -> str:
+    """That no row enters the model, with the reasons rows are left out, most frequent first (at
+    most three of them)."""
+    if not omitted:
+        return "No row enters the model."
+    counts = Counter(str(o["reason"]) for o in omitted)
+    parts = [f"{n} row{'s' if n != 1 else ''}: {reason}" for reason, n in counts.most_common(3)]
+    if len(counts) > 3:
+        parts.append(f"{sum(n for _, n in counts.most_common()[3:])} for other reasons")
+    n = len(omitted)
+    return (
+        f"No row enters the model; all {n} row{'s are' if n != 1 else ' is'} left out ({'; '.join(parts)})."
+    )
 
 
 def _study_labels(rows: Sequence[Mapping[str, object]]) -> list[str]:
@@ -147,17 +177,7 @@ def run_analysis(spec: AnalysisSpec, rows: Sequence[Mapping[str, object]]) -> An
     for name in ROW_IDENTITY:
         if name in data:
             blocks["effect_sizes"][name] = [None if is_missing(v) else str(v) for v in data[name]]
-    selected, not_selected = select_rows(spec, rows, labels)
-    usable = np.asarray(effects.included(es), dtype=bool) & selected
-    omitted: list[dict[str, Any]] = [
-        {"row": i, "study": labels[i], "code": "not_selected", "reason": why}
-        for i, why in not_selected.items()
-    ]
-    omitted += [
-        {"row": o.row, "study": labels[o.row], "code": o.code, "reason": o.reason}
-        for o in effects.omitted_rows(es)
-        if selected[o.row]
-    ]
+    usable, omitted = _usable_rows(spec, rows, labels, es)
     studies_usable = [labels[i] for i in np.flatnonzero(usable)]
     dependence, why = resolve_dependence(spec, studies_usable)
     blocks["model"] = {"dependence": dependence, "reason": why, "rho": spec.rho, "robust": spec.robust}
@@ -191,6 +211,59 @@ def run_analysis(spec: AnalysisSpec, rows: Sequence[Mapping[str, object]]) -> An
         blocks["summary"] = summary
     return AnalysisReport(
         engine_version=ENGINE_VERSION, spec=spec, k=k, blocks=blocks, omitted=omitted, notes=notes.items
+    )
+
+
+def _usable_rows(
+    spec: AnalysisSpec, rows: Sequence[Mapping[str, object]], labels: list[str], es: Any
+) -> tuple[np.ndarray, list[dict[str, Any]]]:
+    """The rows the specification selects and whose effect can be computed, and every other row
+    with the reason it is left out (``{"row", "study", "code", "reason"}``)."""
+    selected, not_selected = select_rows(spec, rows, labels)
+    usable = np.asarray(effects.included(es), dtype=bool) & selected
+    omitted: list[dict[str, Any]] = [
+        {"row": i, "study": labels[i], "code": "not_selected", "reason": why}
+        for i, why in not_selected.items()
+    ]
+    omitted += [
+        {"row": o.row, "study": labels[o.row], "code": o.code, "reason": o.reason}
+        for o in effects.omitted_rows(es)
+        if selected[o.row]
+    ]
+    return usable, omitted
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelPlan:
+    """What :func:`run_analysis` would fit to these rows, decided before fitting anything: the
+    dependence model and why, how many rows and studies enter, and the most rows one study has."""
+
+    dependence: str
+    reason: str
+    k: int
+    n_studies: int
+    largest_study: int
+    omitted: list[dict[str, Any]]
+
+
+def model_plan(spec: AnalysisSpec, rows: Sequence[Mapping[str, object]]) -> ModelPlan:
+    """The model ``run_analysis(spec, rows)`` would fit (see :class:`ModelPlan`); raises
+    ``InvalidInputError`` where it would. Costs the effect sizes, never a fit: settings are checked
+    against the data with it before they are saved."""
+    rows = list(rows)
+    labels = _study_labels(rows)
+    es = effects.escalc(spec.measure, effects.columns_of(rows))
+    usable, omitted = _usable_rows(spec, rows, labels, es)
+    studies = [labels[i] for i in np.flatnonzero(usable)]
+    dependence, why = resolve_dependence(spec, studies)
+    counts = Counter(studies)
+    return ModelPlan(
+        dependence=dependence,
+        reason=why,
+        k=len(studies),
+        n_studies=len(counts),
+        largest_study=max(counts.values(), default=0),
+        omitted=sorted(omitted, key=lambda o: o["row"]),
     )
 
 

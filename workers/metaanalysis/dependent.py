@@ -35,7 +35,7 @@ from .multilevel.fit import MultilevelFit, rma_mv
 from .multilevel.profile import profile_confint
 from .multilevel.robust import RobustResult, robust, working_model_of_rma
 from .notes import Notes, add_block, safe
-from .predict import predict
+from .predict import predict, robust_prediction_interval
 from .rma import rma
 from .spec import RHO_SENSITIVITY, AnalysisSpec
 
@@ -294,6 +294,11 @@ def summary_block(
     source = blocks[names["CR2"]].to_dict() if inference == "CR2" else fitd
     pred = blocks.get(names["predict"])
     predd = pred.to_dict() if pred is not None else {}
+    if inference == "CR2" and pred is not None:
+        # the prediction interval follows the confidence interval's inference (CR2, t with the
+        # robust df), as predict(robust(...)); the model-based one stays in the predict block
+        pi_lb, pi_ub = robust_prediction_interval(fit, blocks[names["CR2"]], spec.level)
+        predd = {"pi_lb": pi_lb, "pi_ub": pi_ub}
     if "sigma2" in fitd:
         heterogeneity = {"sigma2": fitd["sigma2"], "tau2": None, "I2": fitd.get("I2_total")}
     else:
@@ -320,6 +325,7 @@ def summary_block(
             "dfs": first(source.get("dfs")),
             "pi_lb": predd.get("pi_lb"),
             "pi_ub": predd.get("pi_ub"),
+            "pi_inference": inference if pred is not None else None,
             "QE": fitd.get("QE"),
             "QEp": fitd.get("QEp"),
             **heterogeneity,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -14,7 +15,7 @@ from .estimators import alpha_from_level, critical_values
 from .fit_result import EngineResult, FitResult
 from .multilevel.fit import MultilevelFit
 
-__all__ = ["PredictResult", "predict"]
+__all__ = ["PredictResult", "predict", "robust_prediction_interval"]
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -43,6 +44,26 @@ class PredictResult(EngineResult):
 def _crit(fit: FitResult | MultilevelFit, level: float) -> float:
     df = fit.k - fit.p if fit.test in ("knha", "t") else math.nan
     return float(critical_values(alpha_from_level(level), df))
+
+
+def robust_prediction_interval(
+    fit: FitResult | MultilevelFit, robust: Any, level: float | None = None
+) -> tuple[float, float]:
+    """The prediction interval of an intercept-only model whose inference is cluster-robust, as
+    metafor's ``predict(robust(res, cluster, clubSandwich = TRUE))``: the robust estimate
+    -/+ the t quantile with the robust (Satterthwaite) df times sqrt(robust SE² + heterogeneity),
+    the heterogeneity being tau² (``rma``) or the sum of the variance components (``rma.mv``).
+
+    The same inference as the confidence interval beside it: the model-based ``predict(res)``
+    uses the model's SE and the z quantile, which a CR2 interval does not."""
+    lev = fit.level if level is None else float(level)
+    beta, se, df = float(robust.beta[0]), float(robust.se[0]), float(robust.dfs[0])
+    if fit.p != 1 or fit.method == "EE" or not math.isfinite(df) or df <= 0:
+        return math.nan, math.nan
+    crit = float(critical_values(alpha_from_level(lev), df))
+    heterogeneity = fit.tau2 if isinstance(fit, FitResult) else float(np.sum(fit.sigma2))
+    half = crit * math.sqrt(se**2 + heterogeneity)
+    return beta - half, beta + half
 
 
 def predict(

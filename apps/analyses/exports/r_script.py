@@ -45,6 +45,8 @@ _RMA_CONTROL = "list(threshold = 1e-13, tol = 1e-13, maxiter = 10000)"
 #: ~1e-8 (relative) in the variance components; a tighter ``rel.tol`` (1e-12) moves nothing there
 #: and stops with a convergence error when a variance component is 0.
 _RMA_MV_CONTROL = "list()"
+#: per-study numbers (leave-one-out) compared in the closing table: the first this many studies
+_MAX_ROW_CHECKS = 200
 
 
 def _r_script(snap: _Snapshot, rows: Sequence[Mapping[str, Any]], data_file: str) -> str:
@@ -350,10 +352,23 @@ def _r_one_level_extras(r: _R, snap: _Snapshot, data: str, common: str, dependen
     blocks, spec = snap.blocks, snap.spec
     if "confint" in blocks:
         r.block(
-            "Block confint: Q-profile confidence intervals of tau^2, tau, I^2 and H^2.", "print(confint(fit))"
+            "Block confint: Q-profile confidence intervals of tau^2, tau, I^2 and H^2.",
+            "ci <- confint(fit, control = list(tol = 1e-10))  # uniroot's default tolerance is ~1e-4",
+            "print(ci)",
         )
+        for j, bound in ((2, "ci.lb"), (3, "ci.ub")):
+            for field, row in (("tau2", "tau^2"), ("I2", "I^2(%)")):
+                r.check(
+                    f"confint.{field}[{j}]",
+                    f"ci$random[{_r_str(row)}, {_r_str(bound)}]",
+                    _first(blocks["confint"].get(field), j - 1),
+                )
     if "leave1out" in blocks:
-        r.block("Block leave1out: the model without each study in turn.", "print(leave1out(fit))")
+        r.block(
+            "Block leave1out: the model without each study in turn.", "l1o <- leave1out(fit)", "print(l1o)"
+        )
+        for j, value in enumerate((blocks["leave1out"].get("estimate") or [])[:_MAX_ROW_CHECKS]):
+            r.check(f"leave1out.estimate[{j + 1}]", f"l1o$estimate[{j + 1}]", value)
     if "cumulative" in blocks:
         order = spec.get("cumulative_order")
         by = (
@@ -404,23 +419,22 @@ def _r_one_level_extras(r: _R, snap: _Snapshot, data: str, common: str, dependen
             if len(group) > 1 and index > 0:  # the non-events from a group size: n1i - ai
                 cell, size, events = group[0], group[1], measure.groups[index - 1][0]
                 derived.append(
-                    f"all_rows${cell} <- ifelse(is.na(all_rows${cell}), all_rows${size} - all_rows${events}, "
-                    f"all_rows${cell})"
+                    f"{data}${cell} <- ifelse(is.na({data}${cell}), {data}${size} - {data}${events}, {data}${cell})"
                 )
         r.block(
-            "Blocks mantel_haenszel and peto: pooled straight from the tables. As the platform pools "
-            "them: from every row that gives a table, including rows the selection above leaves out.",
+            "Blocks mantel_haenszel and peto: pooled straight from the tables of the rows in the model "
+            "(the time point and instruments the analysis selects), as the platform pools them.",
             *derived,
         )
         if "mantel_haenszel" in blocks:
             r.add(
-                f"mh <- rma.mh({', '.join(cells)}, measure = {_r_str(measure.code)}, data = all_rows, level = level)",
+                f"mh <- rma.mh({', '.join(cells)}, measure = {_r_str(measure.code)}, data = {data}, level = level)",
                 "print(mh)",
             )
             r.check("mantel_haenszel.beta", "mh$beta[1]", _first(blocks["mantel_haenszel"].get("beta")))
             r.check("mantel_haenszel.se", "mh$se[1]", _first(blocks["mantel_haenszel"].get("se")))
         if "peto" in blocks:
-            r.add(f"peto <- rma.peto({', '.join(cells)}, data = all_rows, level = level)", "print(peto)")
+            r.add(f"peto <- rma.peto({', '.join(cells)}, data = {data}, level = level)", "print(peto)")
             r.check("peto.beta", "peto$beta[1]", _first(blocks["peto"].get("beta")))
             r.check("peto.se", "peto$se[1]", _first(blocks["peto"].get("se")))
     if "rho_sensitivity" in blocks and dependence == "aggregate":
@@ -456,8 +470,17 @@ def _r_dependent_extras(
         r.block(
             f"Block {names['confint']}: profile-likelihood confidence intervals of the variance "
             "components (of the fit with both components free).",
-            f"print(confint(fit_mv(dat, V, mods = {mods_formula}, boundary = FALSE)))",
+            f"cm <- confint(fit_mv(dat, V, mods = {mods_formula}, boundary = FALSE), control = list(tol = 1e-10))",
+            "print(cm)",
         )
+        for i, component in enumerate(blocks[names["confint"]].get("sigma2") or []):
+            for j, bound in ((2, "ci.lb"), (3, "ci.ub")):
+                value = component[j - 1] if isinstance(component, list) and len(component) >= j else None
+                r.check(
+                    f"{names['confint']}.sigma2[{i + 1},{j}]",
+                    f"cm[[{i + 1}]]$random[{_r_str(f'sigma^2.{i + 1}')}, {_r_str(bound)}]",
+                    value,
+                )
     if "aggregated" in blocks:
         r.block(
             f"Block aggregated: each study's rows pooled to one effect (compound symmetry, rho = {rho:g}).",
@@ -467,12 +490,16 @@ def _r_dependent_extras(
     if "leave1out_study" in blocks:
         r.block(
             f"Block leave1out_study: the model without each study (all its rows) in turn, {inference}.",
+            "l1s <- c()",
             "for (s in unique(dat$study)) {",
             "  d <- dat[dat$study != s, ]",
             f"  h <- headline(refit(d, {_r_num(rho)}), d)",
+            "  l1s <- c(l1s, h$beta[1])",
             '  cat(sprintf("without %s: estimate %.6f, se %.6f, p %.4g\\n", s, h$beta[1], h$se[1], h$pval[1]))',
             "}",
         )
+        for j, value in enumerate((blocks["leave1out_study"].get("estimate") or [])[:_MAX_ROW_CHECKS]):
+            r.check(f"leave1out_study.estimate[{j + 1}]", f"l1s[{j + 1}]", value)
     if "egger_multilevel" in blocks:
         r.block(
             "Block egger_multilevel: an Egger-type test for dependent effects -- the model with the "
@@ -523,6 +550,8 @@ def _r_comparisons(r: _R, snap: _Snapshot, names: Mapping[str, str], robust_bloc
     else:
         r.check(f"{names['fit']}.tau2", "fit$tau2", fit.get("tau2"), typical)
     r.check(f"{names['fit']}.QE", "fit$QE", fit.get("QE"))
+    if "sigma2" not in fit:
+        r.check(f"{names['fit']}.I2", "fit$I2", fit.get("I2"))
     if p > 1:
         r.check(f"{names['fit']}.QM", "fit$QM", fit.get("QM"))
     for kind in robust_blocks:
@@ -535,6 +564,11 @@ def _r_comparisons(r: _R, snap: _Snapshot, names: Mapping[str, str], robust_bloc
     if isinstance(pred, Mapping):
         for field, expr in (("pred", "pred$pred"), ("pi_lb", "pred$pi.lb"), ("pi_ub", "pred$pi.ub")):
             r.check(f"{names['predict']}.{field}", f"{expr}[1]", _first(pred.get(field)))
+        if summary.get("pi_inference") in robust_blocks:
+            # the headline's prediction interval follows its inference: predict(robust(...))
+            var = str(summary["pi_inference"]).lower()
+            r.check("summary.pi_lb", f"predict({var})$pi.lb[1]", summary.get("pi_lb"))
+            r.check("summary.pi_ub", f"predict({var})$pi.ub[1]", summary.get("pi_ub"))
     if not r.checks:
         return
     width = max(len(check[0]) for check in r.checks)

@@ -71,6 +71,8 @@ WARNING_CODES: dict[str, str] = {
     "decimal_comma": "Numbers were written with decimal commas and were read accordingly.",
     "rows_above_header": "Rows above the header (a title, notes) were not read as data.",
     "encoding_fallback": "The file is not UTF-8; it was read as Windows-1252 (Western European).",
+    "unused_rows": "Rows that no analysis of the outcome selects (their time point or instrument); "
+    "they are stored but enter no result.",
 }
 
 

@@ -266,7 +266,11 @@ def build(inp: Inputs, name: str, sort: str = "input") -> Figure:
 
 
 def build_history(points: list[Point], inp_scale: Any) -> Figure:
-    return draw.history_plot(points, scale=inp_scale, caption="Each point is a stored result (#number).")
+    return draw.history_plot(
+        points,
+        scale=inp_scale,
+        caption="Each point is a stored result, labelled with its number (as in the API).",
+    )
 
 
 def history_alt(points: list[Point], scale: Any) -> str:
@@ -275,7 +279,7 @@ def history_alt(points: list[Point], scale: Any) -> str:
     a, b = points[0], points[-1]
     return (
         f"Pooled {scale.short} over {len(points)} results from {a.created:%Y-%m-%d} to {b.created:%Y-%m-%d}: "
-        f"{scale.interval(a.est, a.lb, a.ub)} in result #{a.seq}, {scale.interval(b.est, b.lb, b.ub)} in #{b.seq}."
+        f"{scale.interval(a.est, a.lb, a.ub)} in result {a.pk}, {scale.interval(b.est, b.lb, b.ub)} in result {b.pk}."
     )
 
 
@@ -368,7 +372,14 @@ def table(inp: Inputs, name: str, sort: str = "input") -> Table:
         block = inp.blocks.get(name) or {}
         keys = [k for k, v in block.items() if isinstance(v, list) and v]
         n = len(block[keys[0]]) if keys else 0
-        return Table(keys, [[block[k][i] for k in keys] for i in range(n)])
+        cells: list[list[Any]] = [[block[k][i] for k in keys] for i in range(n)]
+        if name != "rho_sensitivity" and all(k in keys for k in ("estimate", "ci_lb", "ci_ub")):
+            # a ratio measure's estimates back-transformed beside the log ones (RR, RR_ci_lb, RR_ci_ub)
+            extra, _ = _ratio_columns(inp, [], [])
+            at = [keys.index(k) for k in ("estimate", "ci_lb", "ci_ub")]
+            cells = [[*row, *_ratio_columns(inp, [], [row[j] for j in at])[1]] for row in cells]
+            keys = [*keys, *extra]
+        return Table(keys, cells)
     if name == "provenance":
         cols = ["centre", "dataset", "version", "number", "rows", "checksum"]
         return Table(cols, [[v.get(c) for c in cols] for v in inp.result.dataset_versions])

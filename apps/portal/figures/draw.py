@@ -467,7 +467,7 @@ def history_plot(points: Sequence[Point], *, scale: Scale, caption: str) -> Figu
     ax.errorbar(x, est, yerr=[lo, hi], fmt="o", color=ACCENT, markersize=5, capsize=3, linewidth=1.0)
     for p, y in zip(points, est, strict=True):
         ax.annotate(
-            f"#{p.seq}", (p.created, y), xytext=(4, 6), textcoords="offset points", fontsize=9, color=INK
+            f"{p.pk}", (p.created, y), xytext=(4, 6), textcoords="offset points", fontsize=9, color=INK
         )
     ax.axhline(shown(0.0), color=MUTED, linewidth=0.8)
     if scale.log:

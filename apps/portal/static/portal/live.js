@@ -82,7 +82,7 @@
   function describe(before, after) {
     var name = after.label;
     if (after.result && (!before.result || before.result.id !== after.result.id)) {
-      return "A new result for " + name + " (result #" + after.result.seq + ") arrived.";
+      return "A new result for " + name + " (result " + after.result.id + ") arrived.";
     }
     if (after.state !== before.state) {
       if (after.state === "running") {
@@ -92,7 +92,10 @@
         return "Recompute of " + name + " queued.";
       }
       if (after.state === "failed") {
-        return "The recompute of " + name + " failed; the last good result is still shown.";
+        return "The newest result of " + name + " has no estimate; the last result with one is still shown.";
+      }
+      if (after.state === "waiting") {
+        return name + " is waiting for data; the last result with an estimate is still shown.";
       }
       if (after.state === "done") {
         return name + " is up to date.";

@@ -17,3 +17,25 @@ document.addEventListener("submit", function (event) {
     }
   }
 });
+// The analysis settings form offers only the estimators and tests that fit the model: a
+// multilevel model (three-level or CHE, or "automatic" where the data's studies report several
+// effects, form[data-several]) is fitted by ML or REML and tested with z or t. The option already
+// chosen is left as it is, so the server's message says why it cannot stay.
+function fitSettingsChoices(form) {
+  var dependence = form.querySelector("select[name=dependence]");
+  if (!dependence) { return; }
+  var value = dependence.value;
+  var multilevel = value === "multilevel" || value === "che" || (value === "auto" && form.hasAttribute("data-several"));
+  form.querySelectorAll("select[name=method] option, select[name=test] option").forEach(function (option) {
+    var oneLevelOnly = option.parentElement.name === "method" ? !/^(ML|REML)$/.test(option.value) : option.value === "knha";
+    option.disabled = multilevel && oneLevelOnly && !option.selected;
+  });
+}
+document.addEventListener("change", function (event) {
+  if (event.target instanceof HTMLSelectElement && event.target.name === "dependence" && event.target.form) {
+    fitSettingsChoices(event.target.form);
+  }
+});
+document.addEventListener("DOMContentLoaded", function () {
+  document.querySelectorAll("form.settings").forEach(fitSettingsChoices);
+});
