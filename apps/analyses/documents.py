@@ -93,7 +93,8 @@ def result_detail(result: AnalysisResult) -> dict[str, Any]:
     return {
         **result_summary(result),
         "spec": result.spec,
-        "labels": result.labels,
+        # a migration's historical result may predate the column
+        "labels": getattr(result, "labels", None) or {},
         "notes": result.notes,
         "omitted": result.omitted,
         "blocks": {

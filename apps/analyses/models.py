@@ -101,7 +101,16 @@ class Analysis(models.Model):
         return f"{self.outcome.code}: {self.name}"
 
     def spec(self) -> dict[str, Any]:
-        """The specification under the engine's names (the form stored with each result)."""
+        """The specification under the engine's names (the form stored with each result). The
+        instruments whose effects are sign-aligned come from the data dictionary
+        (``Outcome.reversed_instruments``), and only when there are any."""
+        reverse = self.outcome.reversed_instruments()
+        return {
+            **self._spec_fields(),
+            **({"reverse_instruments": reverse} if reverse else {}),
+        }
+
+    def _spec_fields(self) -> dict[str, Any]:
         return {
             "measure": self.outcome.measure,
             "method": self.method,

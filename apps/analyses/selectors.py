@@ -103,6 +103,11 @@ def rows_no_analysis_uses(*, outcome: Any, rows: list[dict[str, Any]]) -> list[A
     return warnings
 
 
+def on_upload_checked(*, outcome: Any, rows: list[dict[str, Any]], **_: Any) -> list[Any]:
+    """Receiver of ``apps.datasets.signals.upload_checked`` (connected in ``AnalysesConfig``)."""
+    return rows_no_analysis_uses(outcome=outcome, rows=rows)
+
+
 def result_rows_readable(*, user: Any, result: AnalysisResult) -> bool:
     """Whether ``user`` may read every dataset version ``result`` was computed from. Its rows carry
     each study's data (years, moderators, subgroups, statistics): a reader of the result who may not
@@ -238,11 +243,14 @@ def upload_preview_report(
     diff = rows_diff(base.rows if base is not None else [], rows)
     changed = {c["key"] for c in diff["changed"]}
     added = {row_key(r) for r in diff["added"]}
-    effects = row_effects(measure=outcome.measure, rows=rows if row_limit is None else rows[:row_limit])
+    reverse = frozenset(outcome.reversed_instruments())
+    effects = row_effects(
+        measure=outcome.measure, rows=rows if row_limit is None else rows[:row_limit], reverse=reverse
+    )
     before: dict[str, dict[str, Any]] = {}
     if base is not None and changed:
         old_rows = [r for r in base.rows if row_key(r) in changed]
-        before = {e["key"]: e for e in row_effects(measure=outcome.measure, rows=old_rows)}
+        before = {e["key"]: e for e in row_effects(measure=outcome.measure, rows=old_rows, reverse=reverse)}
     for entry in effects:
         entry["change"] = "added" if entry["key"] in added else "changed" if entry["key"] in changed else ""
         if entry["key"] in before:

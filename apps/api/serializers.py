@@ -94,6 +94,18 @@ class ModeratorSerializer(serializers.Serializer):
     kind = serializers.ChoiceField(choices=["numeric", "categorical"])
 
 
+class InstrumentScaleSerializer(serializers.Serializer):
+    direction = serializers.ChoiceField(
+        choices=["higher", "lower"], help_text="Which scores are better on the instrument's own scale."
+    )
+    min = StrictFloatField(
+        required=False, allow_null=True, help_text="The lowest score (means below it are refused)."
+    )
+    max = StrictFloatField(
+        required=False, allow_null=True, help_text="The highest score (means above it are refused)."
+    )
+
+
 class OutcomeSerializer(serializers.ModelSerializer):
     """Shapes, types and character rules: the rules of the data dictionary as a whole (unique
     names, a measure that cannot change once data exist, moderators in use) are ``outcome_validate``'s."""
@@ -106,6 +118,12 @@ class OutcomeSerializer(serializers.ModelSerializer):
     moderators = serializers.ListField(child=ModeratorSerializer(), required=False, max_length=50)
     instruments = serializers.ListField(child=plain_text(max_length=100), required=False, max_length=100)
     timepoints = serializers.ListField(child=plain_text(max_length=100), required=False, max_length=100)
+    instrument_scales = serializers.DictField(
+        child=InstrumentScaleSerializer(),
+        required=False,
+        help_text="Per instrument: which end of its scale is better and its range. Effects on an instrument "
+        "whose better end differs from the outcome's direction are sign-aligned before pooling.",
+    )
 
     class Meta:
         model = Outcome

@@ -69,6 +69,34 @@ class DemoOutcome:
     share: float  # share of studies reporting this outcome
 
 
+@dataclass(frozen=True)
+class DemoScale:
+    """An instrument's scale as the data dictionary declares it (which end is better, its range)
+    and the mean and SD of a typical control group on it, from which the demo's means are drawn."""
+
+    direction: str
+    low: float
+    high: float
+    mean: float
+    sd: float
+
+    def entry(self) -> dict[str, Any]:
+        return {"direction": self.direction, "min": self.low, "max": self.high}
+
+
+#: The demo's instruments. Depression scales count symptoms (lower is better, as the outcome);
+#: ASQ:SE counts social-emotional problems (lower is better) in an outcome where higher is better,
+#: so its effects are sign-aligned before pooling; BITSEA here is its competence scale.
+SCALES = {
+    "PRFQ": DemoScale("higher", 1, 7, 4.4, 0.9),
+    "RFS": DemoScale("higher", -1, 9, 4.0, 1.5),
+    "EPDS": DemoScale("lower", 0, 30, 12.0, 5.0),
+    "BDI-II": DemoScale("lower", 0, 63, 19.0, 9.0),
+    "PHQ-9": DemoScale("lower", 0, 27, 10.0, 5.0),
+    "ASQ:SE": DemoScale("lower", 0, 400, 60.0, 30.0),
+    "BITSEA": DemoScale("higher", 0, 22, 15.0, 3.0),
+}
+
 OUTCOMES = [
     DemoOutcome(
         "reflective-functioning",
@@ -214,9 +242,13 @@ def _reports(
         a, b = max(4, round(n1 * RETAINED[time])), max(4, round(n2 * RETAINED[time]))
         true = theta * DECAY[time] + rng.normal(0, WITHIN_SD)
         d = true + error * np.sqrt(1 / a + 1 / b)
-        sd = 10.0
-        m2 = 50 + rng.normal(0, sd / np.sqrt(b))
-        m1, sd1 = float(m2 + d * sd), float(sd * np.sqrt(rng.chisquare(a - 1) / (a - 1)))
+        scale = SCALES[instrument]
+        # the effect on the outcome's direction; on a scale whose better end is the other one, a
+        # benefit shows as a change the other way (the platform aligns it back before pooling)
+        sign = 1.0 if scale.direction == outcome.direction else -1.0
+        sd = scale.sd
+        m2 = scale.mean + rng.normal(0, sd / np.sqrt(b))
+        m1, sd1 = float(m2 + sign * d * sd), float(sd * np.sqrt(rng.chisquare(a - 1) / (a - 1)))
         sd2 = float(sd * np.sqrt(rng.chisquare(b - 1) / (b - 1)))
         row: dict[str, Any] = {"instrument": instrument, "timepoint": time, "n1i": a, "n2i": b}
         form = rng.random()

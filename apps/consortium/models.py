@@ -123,6 +123,12 @@ class Outcome(models.Model):
         blank=True,
         help_text='Recorded moderator columns: [{"name": ..., "kind": "numeric"|"categorical"}]',
     )
+    instrument_scales = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text='Per instrument: {"direction": "higher"|"lower" (is better on its scale), "min": .., '
+        '"max": ..} (the range its scores, and so its means, can take).',
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -130,3 +136,23 @@ class Outcome(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    def reversed_instruments(self) -> list[str]:
+        """The instruments whose effects are sign-aligned before pooling: those on which a higher
+        score means the opposite of what the outcome's direction says (ASQ:SE counts problems in an
+        outcome where higher is better), for measures whose sign can be reversed (differences of
+        means and mean changes, correlations, given effect sizes; not tables or proportions)."""
+        from workers.metaanalysis.measures import REGISTRY
+
+        measure = REGISTRY.get(self.measure)
+        if measure is None or measure.family not in ALIGNABLE_FAMILIES:
+            return []
+        return [
+            name
+            for name, scale in (self.instrument_scales or {}).items()
+            if isinstance(scale, dict) and scale.get("direction") not in (None, self.direction)
+        ]
+
+
+#: Measure families whose effect changes sign when the scale is reversed (see ``reversed_instruments``).
+ALIGNABLE_FAMILIES = ("means", "change", "correlation", "generic")

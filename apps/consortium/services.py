@@ -3,6 +3,7 @@ transaction) and the data dictionary (validated, audited, recomputed, whoever ma
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Any
 
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -89,6 +90,7 @@ OUTCOME_FIELDS = (
     "instruments",
     "timepoints",
     "moderators",
+    "instrument_scales",
 )
 _MAX_MODERATORS = 50
 
@@ -212,6 +214,46 @@ def outcome_validate(*, outcome: Outcome | None, data: dict[str, Any]) -> dict[s
     )
     checks.check("timepoints", vocabulary("timepoints", "time points", timepoints_used))
     checks.check("moderators", moderators)
+
+    def instrument_scales(value: Any) -> dict[str, dict[str, Any]]:
+        """Per instrument its direction (which end of its scale is better) and the range of its
+        scores; each must be an instrument of the outcome (when it lists them)."""
+        value = {} if value is None else value
+        if not isinstance(value, dict):
+            raise ValidationError(
+                'Give {"instrument": {"direction": "higher" or "lower", "min": .., "max": ..}}.'
+            )
+        listed = checks.cleaned.get("instruments", merged.get("instruments")) or []
+        result: dict[str, dict[str, Any]] = {}
+        for name, scale in value.items():
+            name = clean_text(name, field="An instrument", max_length=100)
+            if listed and name not in listed:
+                raise ValidationError(
+                    f"{name!r} is not one of the outcome's instruments ({', '.join(listed)})."
+                )
+            if not isinstance(scale, dict) or set(scale) - {"direction", "min", "max"}:
+                raise ValidationError(
+                    f'{name}: give "direction" ("higher" or "lower" is better), "min" and "max".'
+                )
+            direction = scale.get("direction")
+            if direction not in Outcome.Direction.values:
+                raise ValidationError(
+                    f"{name}: the direction is 'higher' or 'lower' (which scores are better)."
+                )
+            bounds = {}
+            for key in ("min", "max"):
+                bound = scale.get(key)
+                if bound is not None and (
+                    isinstance(bound, bool) or not isinstance(bound, int | float) or not math.isfinite(bound)
+                ):
+                    raise ValidationError(f"{name}: {key} is a number, or null when the scale has none.")
+                bounds[key] = None if bound is None else float(bound)
+            if bounds["min"] is not None and bounds["max"] is not None and bounds["min"] >= bounds["max"]:
+                raise ValidationError(f"{name}: min must be below max.")
+            result[name] = {"direction": direction, **bounds}
+        return result
+
+    checks.check("instrument_scales", instrument_scales)
     return checks.result()
 
 

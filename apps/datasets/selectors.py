@@ -87,10 +87,13 @@ def dataset_version_diff(*, old: DatasetVersion, new: DatasetVersion) -> dict[st
 _Z95 = 1.959963984540054
 
 
-def row_effects(*, measure: str, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def row_effects(
+    *, measure: str, rows: list[dict[str, Any]], reverse: frozenset[str] = frozenset()
+) -> list[dict[str, Any]]:
     """Each row's effect size and 95% CI as the analyses compute it (metafor's ``escalc()`` with
     its defaults), on the outcome's own scale (ratios back-transformed), with the input form it
-    comes from and how it was derived, or why it has none (the row would be left out)."""
+    comes from and how it was derived, or why it has none (the row would be left out). Rows on an
+    instrument in ``reverse`` are sign-aligned as the analyses align them (``aligned``: true)."""
     spec = measures.REGISTRY.get(measure)
     try:
         es = effects.escalc(measure, effects.columns_of(rows))
@@ -101,12 +104,15 @@ def row_effects(*, measure: str, rows: list[dict[str, Any]]) -> list[dict[str, A
     out = []
     for i, row in enumerate(rows):
         yi, vi = float(es.yi[i]), float(es.vi[i])
+        aligned = row.get("instrument") in reverse
+        yi = -yi if aligned else yi
         entry: dict[str, Any] = {
             "row": i + 1,
             "key": row_key(row),
             "form": es.forms[i],
             "derivation": es.derivations[i],
             "reason": es.na_reasons.get(i),
+            "aligned": aligned,
         }
         if math.isfinite(yi) and math.isfinite(vi) and vi >= 0:
             half = _Z95 * math.sqrt(vi)

@@ -38,6 +38,11 @@ def upload_spec_for(outcome: Outcome) -> UploadSpec:
         moderators=tuple(
             ModeratorSpec(name=m["name"], kind=m.get("kind", "categorical")) for m in outcome.moderators
         ),
+        instrument_ranges=tuple(
+            (name, scale.get("min"), scale.get("max"))
+            for name, scale in (outcome.instrument_scales or {}).items()
+            if scale.get("min") is not None or scale.get("max") is not None
+        ),
         max_bytes=settings.UPLOAD_MAX_BYTES,
         max_rows=settings.UPLOAD_MAX_ROWS,
         max_columns=settings.UPLOAD_MAX_COLUMNS,

@@ -25,6 +25,7 @@ from apps.datasets.services import (
     staged_upload_create,
     upload_spec_for,
 )
+from apps.datasets.signals import upload_checked
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import User
@@ -88,13 +89,14 @@ def upload_parse(
     else:
         assert content is not None
         parsed = parse_upload(content, filename=filename, spec=spec, content_type=content_type)
-    # last, on a valid file: rows no analysis of the outcome would read are accepted, with a warning
-    # naming them (the analyses' row selection is theirs: imported here, as analyses import datasets)
-    from apps.analyses.selectors import rows_no_analysis_uses
-
-    unused = rows_no_analysis_uses(outcome=outcome, rows=[dict(r) for r in parsed.rows])
-    if unused:
-        parsed = dataclasses.replace(parsed, warnings=(*parsed.warnings, *unused))
+    # last, on a valid file: what the rest of the platform has to say about its rows (the analyses:
+    # rows that none of them would read), as warnings; the file is accepted either way
+    answers: list[tuple[Any, Any]] = upload_checked.send(
+        sender=Dataset, outcome=outcome, rows=[dict(r) for r in parsed.rows]
+    )
+    extra: list[UploadError] = [warning for _, warnings in answers for warning in warnings or ()]
+    if extra:
+        parsed = dataclasses.replace(parsed, warnings=(*parsed.warnings, *extra))
     return centre, outcome, parsed, content
 
 

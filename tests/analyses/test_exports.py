@@ -38,6 +38,8 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "none_robust": ("dependent", {"timepoint": "post", "dependence": "none"}),
     # risk ratios at two time points: the model and Mantel-Haenszel read the post-treatment rows only
     "rr_timepoints": ("tables", {"timepoint": "post"}),
+    # RFS scored so that lower is better: its effects are sign-aligned before pooling
+    "aligned": ("dependent_aligned", {"timepoint": "post"}),
 }
 
 
@@ -107,8 +109,13 @@ def _result(variant: str) -> Any:
         Outcome.objects.filter(pk=outcome.pk).update(measure="RR", timepoints=["post", "6m"])
         outcome.refresh_from_db()
         rows, split = _table_rows(), 6
-    elif data == "dependent":
-        Outcome.objects.filter(pk=outcome.pk).update(instruments=["PRFQ", "RFS"], timepoints=["post", "6m"])
+    elif data in ("dependent", "dependent_aligned"):
+        scales = (
+            {"RFS": {"direction": "lower", "min": None, "max": None}} if data == "dependent_aligned" else {}
+        )
+        Outcome.objects.filter(pk=outcome.pk).update(
+            instruments=["PRFQ", "RFS"], timepoints=["post", "6m"], instrument_scales=scales
+        )
         outcome.refresh_from_db()
         rows, split = _dependent_rows(), 11
     else:
@@ -483,6 +490,8 @@ def test_the_r_script_reproduces_the_result_with_metafor(variant: str, tmp_path:
         # Mantel-Haenszel over the rows the analysis selects (post-treatment), as the engine does
         assert blocks["mantel_haenszel"]["k"] == 7 and "mantel_haenszel.beta" in table
         assert "confint.tau2[2]" in table and "leave1out.estimate[7]" in table and "fit.I2" in table
+    if variant == "aligned":
+        assert result.spec["reverse_instruments"] == ["RFS"] and any(blocks["effect_sizes"]["aligned"])
     if variant == "che":
         assert any(name.startswith("multilevel_confint_vcalc.sigma2[") for name in table)
         assert "leave1out_study.estimate[1]" in table

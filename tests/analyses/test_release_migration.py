@@ -10,7 +10,11 @@ from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 from django.utils import timezone
 
-BEFORE = [("analyses", "0003_dependence_and_row_selection")]
+# the data dictionary as it was then too: the outcomes below are created with its columns of the time
+BEFORE = [
+    ("analyses", "0003_dependence_and_row_selection"),
+    ("consortium", "0003_outcome_measures_change_scores"),
+]
 AFTER = [("analyses", "0004_releases_and_stored_documents")]
 
 
@@ -18,6 +22,15 @@ AFTER = [("analyses", "0004_releases_and_stored_documents")]
 def test_released_flags_become_releases_and_every_result_gets_its_documents() -> None:
     executor = MigrationExecutor(connection)
     executor.migrate(BEFORE)
+    try:
+        _upgrade_from(executor)
+    finally:
+        # back to today's schema for the tests that follow, whatever happened above
+        executor = MigrationExecutor(connection)
+        executor.migrate(executor.loader.graph.leaf_nodes())
+
+
+def _upgrade_from(executor: MigrationExecutor) -> None:
     old = executor.loader.project_state(BEFORE).apps
     Outcome = old.get_model("consortium", "Outcome")
     Analysis = old.get_model("analyses", "Analysis")

@@ -241,3 +241,97 @@ def test_a_data_dictionary_edit_that_would_break_an_analysis_is_refused_naming_i
     assert refused.status_code == 400 and "latest time point" in refused.json()["timepoints"][0]
     # adding is always fine
     assert steering.patch(url, {"timepoints": ["post", "6m", "12m"]}, format="json").status_code == 200
+
+
+def test_an_instrument_where_higher_is_worse_is_sign_aligned_before_pooling(
+    cast: dict[str, Any], tmp_media: Any
+) -> None:
+    from workers.metaanalysis.analysis import AnalysisSpec, run_analysis
+
+    outcome = cast["outcome"]  # higher is better
+    steering = api_client_for(cast, "steering")
+    scales = {
+        "PRFQ": {"direction": "higher", "min": 1, "max": 7},
+        "PROB": {"direction": "lower", "min": 0, "max": 60},
+    }
+    changed = steering.patch(
+        "/api/v1/outcomes/rf/", {"instruments": ["PRFQ", "PROB"], "instrument_scales": scales}, format="json"
+    )
+    assert changed.status_code == 200, changed.content
+    assert Outcome.objects.get(pk=outcome.pk).reversed_instruments() == ["PROB"]
+    # the intervention helps on both: PRFQ up, problems (PROB) down
+    rows = [
+        {
+            "study": "A 2019",
+            "instrument": "PRFQ",
+            "m1i": 4.9,
+            "sd1i": 0.9,
+            "n1i": 30,
+            "m2i": 4.4,
+            "sd2i": 0.9,
+            "n2i": 30,
+        },
+        {
+            "study": "B 2020",
+            "instrument": "PROB",
+            "m1i": 20.0,
+            "sd1i": 8.0,
+            "n1i": 40,
+            "m2i": 26.0,
+            "sd2i": 8.0,
+            "n2i": 38,
+        },
+        {
+            "study": "C 2021",
+            "instrument": "PROB",
+            "m1i": 18.0,
+            "sd1i": 7.0,
+            "n1i": 25,
+            "m2i": 21.0,
+            "sd2i": 7.5,
+            "n2i": 27,
+        },
+    ]
+    store_rows(centre=cast["centre_a"], outcome=outcome, rows=rows, submit=True)
+    analysis = Analysis.objects.get(outcome=outcome, is_default=True)
+    result = analysis_recompute(analysis_id=analysis.pk)
+    assert result is not None and result.status == "done"
+    es = result.blocks["effect_sizes"]
+    assert es["aligned"] == [False, True, True] and all(y > 0 for y in es["yi"])
+    assert result.spec["reverse_instruments"] == ["PROB"]
+    assert any(n["code"] == "sign_aligned" for n in result.notes)
+    unaligned = run_analysis(AnalysisSpec(measure="SMD", sensitivity=False, bias=False), rows).to_dict()
+    assert [round(y, 12) for y in unaligned["blocks"]["effect_sizes"]["yi"]] == [
+        round(y * (-1 if a else 1), 12) for y, a in zip(es["yi"], es["aligned"], strict=True)
+    ]
+    assert result.pooled["estimate"] > unaligned["blocks"]["summary"]["estimate"]
+
+
+def test_a_mean_outside_its_instruments_range_is_refused_naming_row_column_and_range(
+    cast: dict[str, Any], tmp_media: Any
+) -> None:
+    steering = api_client_for(cast, "steering")
+    scales = {"EPDS": {"direction": "lower", "min": 0, "max": 30}}
+    assert (
+        steering.patch(
+            "/api/v1/outcomes/dep/", {"instruments": ["EPDS"], "instrument_scales": scales}, format="json"
+        ).status_code
+        == 200
+    )
+    rows = [{**r, "instrument": "EPDS"} for r in SMD_ROWS]
+    rows[1]["m1i"] = 38.5
+    refused = api_client_for(cast, "dm_a").post(
+        "/api/v1/datasets/upload/", {"centre": "alpha", "outcome": "dep", "rows": rows}, format="json"
+    )
+    assert refused.status_code == 400
+    [error] = refused.json()["errors"]
+    assert (error["row"], error["code"]) == (2, "out_of_scale_range")
+    assert "the mean 38.5 is outside the EPDS scale's range (0 to 30)" in error["message"]
+    # the data dictionary's own rules for a scale
+    for bad, message in (
+        ({"PHQ-9": {"direction": "lower"}}, "not one of the outcome's instruments"),
+        ({"EPDS": {"direction": "lower", "min": 30, "max": 0}}, "min must be below max"),
+        ({"EPDS": {"direction": "worse"}}, "direction"),
+    ):
+        answer = steering.patch("/api/v1/outcomes/dep/", {"instrument_scales": bad}, format="json")
+        assert answer.status_code == 400 and message in str(answer.json()), answer.content

@@ -19,6 +19,7 @@ from tests.datasets.malformed import (
     CORPUS_INSTRUMENTS,
     CORPUS_MODERATORS,
     CORPUS_OUTCOME,
+    CORPUS_RANGES,
     CORPUS_TIMEPOINTS,
     MalformedCase,
     ValidCase,
@@ -38,6 +39,9 @@ def _outcome(measure: str) -> Outcome:
         instruments=sorted(CORPUS_INSTRUMENTS),
         timepoints=sorted(CORPUS_TIMEPOINTS),
         moderators=[{"name": m.name, "kind": m.kind} for m in CORPUS_MODERATORS],
+        instrument_scales={
+            name: {"direction": "lower", "min": low, "max": high} for name, low, high in CORPUS_RANGES
+        },
     )
     analysis_create_default(outcome=outcome)
     return outcome

@@ -37,6 +37,9 @@ CORPUS_OUTCOME = "depression"
 CORPUS_INSTRUMENTS = frozenset({"PHQ-9", "BDI-II"})
 CORPUS_TIMEPOINTS = frozenset({"post", "6 months"})
 CORPUS_MODERATORS = (ModeratorSpec("age_mean", "numeric"), ModeratorSpec("region", "categorical"))
+#: the scales' ranges: BDI-II scores run up to 63 (its lower end, and PHQ-9's range, are left
+#: undeclared: any mean passes there)
+CORPUS_RANGES = (("BDI-II", None, 63.0),)
 
 
 def corpus_spec(measure: str) -> UploadSpec:
@@ -47,6 +50,7 @@ def corpus_spec(measure: str) -> UploadSpec:
         instruments=CORPUS_INSTRUMENTS,
         timepoints=CORPUS_TIMEPOINTS,
         moderators=CORPUS_MODERATORS,
+        instrument_ranges=CORPUS_RANGES,
     )
 
 
@@ -1006,6 +1010,16 @@ def _table_cases() -> list[MalformedCase]:
 
 def _correlation_proportion_cases() -> list[MalformedCase]:
     return [
+        _m(
+            "smd_mean_outside_its_scale",
+            "scale.csv",
+            csv_bytes(SMD_HEADER, _with(SMD_HEADER, SMD_ROWS, {(1, "m1i"): "70.5", (1, "m2i"): "64"})),
+            "SMD",
+            {"out_of_scale_range"},
+            (3, "m1i", "out_of_scale_range"),
+            (3, "m2i", "out_of_scale_range"),
+            count=2,
+        ),
         _m(
             "cor_out_of_range",
             "r.csv",

@@ -127,3 +127,28 @@ def _svg_texts(svg: bytes) -> list[str]:
 
     root = ET.fromstring(svg)
     return ["".join(t.itertext()).strip() for t in root.iter("{http://www.w3.org/2000/svg}text")]
+
+
+def test_the_demo_keeps_every_mean_on_its_scale_and_aligns_asq_se(demo_loaded: None) -> None:
+    from apps.datasets.models import Dataset
+
+    for dataset in Dataset.objects.select_related("outcome", "current_version"):
+        scales = dataset.outcome.instrument_scales
+        for row in dataset.current_version.rows:
+            scale = scales.get(row.get("instrument") or "")
+            for name in ("m1i", "m2i"):
+                if scale and row.get(name) is not None:
+                    assert scale["min"] <= row[name] <= scale["max"], (dataset, row)
+    infant = Outcome.objects.get(code="infant-social-emotional")
+    assert infant.reversed_instruments() == ["ASQ:SE"]
+    result = Analysis.objects.get(outcome=infant, is_default=True).current_result
+    es = result.blocks["effect_sizes"]
+    aligned = [a for a, ins in zip(es["aligned"], es["instrument"], strict=True) if ins == "ASQ:SE"]
+    assert (
+        aligned
+        and all(aligned)
+        and not any(a for a, i in zip(es["aligned"], es["instrument"], strict=True) if i != "ASQ:SE")
+    )
+    assert result.pooled["estimate"] > 0  # the intervention helps, read the outcome's way
+    page = _login("steering").get("/outcomes/infant-social-emotional/").content.decode()
+    assert 'id="sign-aligned"' in page and "ASQ:SE" in page.split('id="sign-aligned"')[1].split("</p>")[0]

@@ -164,6 +164,7 @@ def run_analysis(spec: AnalysisSpec, rows: Sequence[Mapping[str, object]]) -> An
     labels = _study_labels(rows)
     data = effects.columns_of(rows)
     es = effects.escalc(spec.measure, data)
+    es, aligned = _align(spec, data, es, notes)
     # each row's input form and how its effect was derived ("SMD from t = 2.1, n = 20/22"), shown
     # wherever the row's effect is shown
     blocks["effect_sizes"] = {
@@ -173,6 +174,8 @@ def run_analysis(spec: AnalysisSpec, rows: Sequence[Mapping[str, object]]) -> An
         "form": list(es.forms),
         "derivation": list(es.derivations),
     }
+    if aligned is not None:
+        blocks["effect_sizes"]["aligned"] = aligned
     # what each row is (beside its study), so that a row's effect can be shown with it
     for name in ROW_IDENTITY:
         if name in data:
@@ -212,6 +215,30 @@ def run_analysis(spec: AnalysisSpec, rows: Sequence[Mapping[str, object]]) -> An
     return AnalysisReport(
         engine_version=ENGINE_VERSION, spec=spec, k=k, blocks=blocks, omitted=omitted, notes=notes.items
     )
+
+
+def _align(
+    spec: AnalysisSpec, data: Mapping[str, list[object]], es: Any, notes: Notes
+) -> tuple[Any, list[bool] | None]:
+    """The effect sizes with the rows on ``spec.reverse_instruments`` negated, so that every row's
+    sign means the same, and which rows were (None when the specification reverses none)."""
+    if not spec.reverse_instruments:
+        return es, None
+    instruments = data.get("instrument") or [None] * len(es.yi)
+    flip = [not is_missing(v) and str(v) in spec.reverse_instruments for v in instruments]
+    if any(flip):
+        yi = np.array(es.yi, dtype=float)
+        yi[np.asarray(flip)] *= -1.0
+        yi.setflags(write=False)
+        es = dataclasses.replace(es, yi=yi)
+        names = ", ".join(sorted({str(v) for v, f in zip(instruments, flip, strict=True) if f}))
+        notes.add(
+            "effect_sizes",
+            "sign_aligned",
+            f"{sum(flip)} effect(s) on {names} reversed: on that scale a higher score means the opposite "
+            "of the outcome's direction, so the sign is aligned before pooling",
+        )
+    return es, flip
 
 
 def _usable_rows(

@@ -75,6 +75,13 @@ class AnalysisSpec:
     instruments : tuple of str
         Preferred instruments, first choice first: each study (at each time point) keeps the rows
         of the first listed instrument it reports; empty keeps every instrument.
+    reverse_instruments : tuple of str
+        Instruments whose effects are sign-aligned before anything is pooled: their ``yi`` is
+        negated (a log ratio inverted), because a higher score on them means the opposite of what
+        the outcome's direction says (a problem count in an outcome where higher is better). Only
+        for measures whose sign carries the direction (differences of means, mean changes,
+        correlations, given effect sizes). Left out of the JSON form when empty, so that the hash
+        of a specification without it is what it always was.
     """
 
     measure: str
@@ -92,6 +99,7 @@ class AnalysisSpec:
     timepoint: str | None = None
     timepoints: tuple[str, ...] = ()
     instruments: tuple[str, ...] = ()
+    reverse_instruments: tuple[str, ...] = ()
 
     def _choose(self, name: str, what: str, allowed: tuple[str, ...]) -> None:
         """Refuse a field whose value is not one of ``allowed``, naming them."""
@@ -163,7 +171,7 @@ class AnalysisSpec:
                 code="invalid_test",
                 column="test",
             )
-        for name in ("timepoints", "instruments"):
+        for name in ("timepoints", "instruments", "reverse_instruments"):
             value = getattr(self, name)
             if isinstance(value, str) or not all(isinstance(v, str) and v for v in value):
                 raise InvalidInputError(
@@ -202,6 +210,7 @@ class AnalysisSpec:
             "timepoint": self.timepoint,
             "timepoints": list(self.timepoints),
             "instruments": list(self.instruments),
+            **({"reverse_instruments": list(self.reverse_instruments)} if self.reverse_instruments else {}),
         }
 
     @classmethod
@@ -212,7 +221,7 @@ class AnalysisSpec:
         if extra:
             raise InvalidInputError(f"unknown spec field(s): {', '.join(sorted(extra))}", code="invalid_spec")
         kwargs = dict(data)
-        for name in ("mods", "timepoints", "instruments"):
+        for name in ("mods", "timepoints", "instruments", "reverse_instruments"):
             if isinstance(kwargs.get(name), list):
                 kwargs[name] = tuple(kwargs[name])
         return cls(**kwargs)

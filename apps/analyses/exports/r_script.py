@@ -193,6 +193,18 @@ def _r_script(snap: _Snapshot, rows: Sequence[Mapping[str, Any]], data_file: str
                 )
             )
         r.add(f"dat <- escalc(measure = {_r_str(measure.code)}, {call_args}, data = dat{replace})")
+    reverse = [str(i) for i in spec.get("reverse_instruments") or []]
+    if reverse:
+        r.add(
+            *(
+                "# " + line
+                for line in _wrap(
+                    f"Sign alignment: on {', '.join(reverse)} a higher score means the opposite of the "
+                    "outcome's direction, so the platform reverses those rows' effects before pooling."
+                )
+            ),
+            f"if (!is.null(dat$instrument)) dat$yi <- ifelse(dat$instrument %in% {_r_vec(reverse)}, -dat$yi, dat$yi)",
+        )
     r.add(
         'cat(sprintf("escalc() beside the platform\'s effect sizes: largest difference %.3g (yi), %.3g (vi); ",',
         "            max(abs(dat$yi - es_platform$yi), 0, na.rm = TRUE),",

@@ -60,6 +60,7 @@ ERROR_CODES: dict[str, str] = {
     "invisible_character": "A label holds an invisible character (zero-width, text direction, formatting).",
     "duplicate_row": "The same study, instrument, time point and comparison appear twice (or look alike).",
     "formula_cell": "A cell holds a spreadsheet formula instead of a value.",
+    "out_of_scale_range": "A mean lies outside its instrument's range in the data dictionary.",
 }
 
 #: Codes of the notes returned in ``ParsedUpload.warnings`` (the upload is accepted).

@@ -42,6 +42,8 @@ class UploadSpec:
 
     ``instruments`` and ``timepoints`` list the allowed values; empty means any value is allowed.
     Iterables are accepted and frozen, so ``UploadSpec(..., instruments=["PHQ-9"])`` works too.
+    ``instrument_ranges`` gives, per instrument, the lowest and highest score its scale has (either
+    may be None): a mean outside them is refused.
 
     The limits bound the work one upload can cause, whatever its format:
 
@@ -61,6 +63,7 @@ class UploadSpec:
     instruments: frozenset[str] = field(default_factory=frozenset)
     timepoints: frozenset[str] = field(default_factory=frozenset)
     moderators: tuple[ModeratorSpec, ...] = ()
+    instrument_ranges: tuple[tuple[str, float | None, float | None], ...] = ()
     max_bytes: int = 5 * MIB
     max_rows: int = 10_000
     max_xlsx_uncompressed_bytes: int = 50 * MIB
@@ -73,6 +76,7 @@ class UploadSpec:
         object.__setattr__(self, "instruments", _frozen(self.instruments))
         object.__setattr__(self, "timepoints", _frozen(self.timepoints))
         object.__setattr__(self, "moderators", tuple(self.moderators))
+        object.__setattr__(self, "instrument_ranges", tuple(tuple(r) for r in self.instrument_ranges))
         # headers are matched by key, so "Age mean" and "age_mean" would be the same column
         names = [header_key(m.name) for m in self.moderators]
         if len(names) != len(set(names)):

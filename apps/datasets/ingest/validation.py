@@ -57,6 +57,8 @@ from .readers import RawRow, RawTable, is_blank
 from .spec import ColumnMapping, ParsedUpload, UploadSpec
 
 YEAR_RANGE = (1800, 2100)
+#: the statistics that are means on an instrument's scale (its range applies to them)
+_MEANS = ("m1i", "m2i", "mi")
 
 
 @dataclass
@@ -338,6 +340,7 @@ class _Validator:
             state = _RowState(values=dict.fromkeys(columns))
             self._identity(state, raw)
             self._statistics(state, raw)
+            self._scale_range(state, raw)
             self._moderators(state, raw)
             states.append((raw, state))
         self._extras(states)
@@ -483,6 +486,30 @@ class _Validator:
                 f"the {m.label} needs means greater than 0, but it is {shown}."
             )
         return None
+
+    def _scale_range(self, state: _RowState, raw: RawRow) -> None:
+        """Means within the range of the row's instrument, as the data dictionary declares it (an
+        EPDS mean of 38 on a 0-30 scale is a typo or another instrument)."""
+        ranges = {name: (low, high) for name, low, high in self.spec.instrument_ranges}
+        instrument = state.values.get("instrument")
+        if instrument not in ranges:
+            return
+        low, high = ranges[instrument]
+        for name in _MEANS:
+            value = state.stats.get(name)
+            if value is None or ((low is None or value >= low) and (high is None or value <= high)):
+                continue
+            col = self.by_target[name]
+            span = f"{format_number(low) if low is not None else 'any'} to {format_number(high) if high is not None else 'any'}"
+            self._error(
+                state,
+                "out_of_scale_range",
+                raw.number,
+                col,
+                self._cell(raw, col),
+                f"the mean {format_number(value)} is outside the {instrument} scale's range ({span}) in the "
+                "data dictionary; check the value and the instrument column.",
+            )
 
     def _statistics(self, state: _RowState, raw: RawRow) -> None:
         blank: set[str] = set()

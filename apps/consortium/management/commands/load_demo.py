@@ -115,6 +115,9 @@ class Command(BaseCommand):
                         "measure": o.measure,
                         "direction": o.direction,
                         "instruments": list(o.instruments),
+                        "instrument_scales": {
+                            name: demo.SCALES[name].entry() for name in o.instruments if name in demo.SCALES
+                        },
                         "timepoints": ["post", "6m", "12m"],
                         "moderators": demo.MODERATORS,
                     },
