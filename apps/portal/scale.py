@@ -33,6 +33,15 @@ def estimate_of(code: str, pooled: dict[str, Any] | None) -> dict[str, Any] | No
     return {"label": code, **{k: pooled.get(k) for k in ("estimate", "ci_lb", "ci_ub", "pi_lb", "pi_ub")}}
 
 
+def measure_title(outcome: Outcome) -> str:
+    """The outcome's measure as pages name it: a ratio measure by its ratio, with the scale it is
+    pooled on ("Risk ratio (RR), pooled on the log scale"), never as the log it is modelled as."""
+    measure = measures.REGISTRY.get(outcome.measure)
+    if measure is not None and measure.log_scale and measure.ratio_label:
+        return f"{measure.label[:1].upper()}{measure.label[1:]}, pooled on the log scale"
+    return outcome.get_measure_display()
+
+
 def favours(direction: str, pooled: dict[str, Any] | None) -> str:
     """Which arm the confidence interval favours, read with the direction the result was computed
     under (``labels_of(result)["direction"]``; on the scale the model works on, where no effect is

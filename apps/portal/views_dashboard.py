@@ -19,7 +19,7 @@ from apps.consortium import roles
 from apps.datasets.models import Dataset, DatasetVersion
 from apps.datasets.selectors import with_shown_versions
 from apps.portal.models import PortalVisit
-from apps.portal.scale import favours, headline, labels_of, level_of, ratio_of, regression_of
+from apps.portal.scale import favours, headline, labels_of, level_of, measure_title, ratio_of, regression_of
 from apps.portal.session_middleware import is_passive
 from apps.portal.views_live import live_states
 
@@ -54,6 +54,7 @@ def home(request: HttpRequest) -> HttpResponse:
                 if result
                 else "–",
                 "headline": headline(result) if result else None,
+                "measure_title": measure_title(analysis.outcome),
                 # a meta-regression has no pooled effect: its headline number is the intercept
                 "regression": regression,
                 "level": level_of(result) if result else "95%",

@@ -22,7 +22,15 @@ from apps.consortium import roles
 from apps.consortium.models import Outcome
 from apps.portal.figures import FIGURES, SORT_NAMES, SORTS, catalog
 from apps.portal.figures.data import Inputs, Scale, history_points, inputs_of
-from apps.portal.scale import estimate_of, headline, labels_of, level_of, ratio_of, regression_of
+from apps.portal.scale import (
+    estimate_of,
+    headline,
+    labels_of,
+    level_of,
+    measure_title,
+    ratio_of,
+    regression_of,
+)
 from apps.portal.views_figures import history_results
 from apps.portal.views_live import live_states
 
@@ -180,13 +188,6 @@ def _not_drawn(result: AnalysisResult) -> str:
     )
 
 
-def _measure_title(code: str, label: str) -> str:
-    """The measure as the page names it: a ratio measure by its ratio, with the scale it is pooled
-    on ("Risk ratio (RR), pooled on the log scale"), never as the log it is modelled as."""
-    scale = Scale.of(code)
-    return f"{scale.title}, pooled on the log scale" if scale.log else label
-
-
 @login_required
 def outcome_detail(request: HttpRequest, code: str) -> HttpResponse:
     outcome = get_object_or_404(Outcome, code=code)
@@ -236,7 +237,7 @@ def outcome_detail(request: HttpRequest, code: str) -> HttpResponse:
         "latest": latest,
         "failed": failed,
         "is_steering": roles.is_steering(request.user),
-        "measure_title": _measure_title(outcome.measure, outcome.get_measure_display()),
+        "measure_title": measure_title(outcome),
         "sort": sort,
         "sorts": SORT_NAMES,
     }

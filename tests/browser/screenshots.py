@@ -31,6 +31,7 @@ ROLES = {
         "/",
         "/outcomes/postnatal-depression/",
         "/outcomes/secure-attachment/",
+        "/outcomes/infant-social-emotional/",
         "/audit/",
         "/datasets/",
         "/releases/demo-2026.1/",
