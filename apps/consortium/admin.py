@@ -11,6 +11,7 @@ from django.contrib.auth.models import Group, User
 from django.core.exceptions import ValidationError
 
 from apps.audit.admin_mixins import AuditedAdmin
+from apps.audit.services import audit_record
 from apps.consortium.models import ApiClient, Centre, ConsortiumRole, Membership, Outcome
 from apps.consortium.services import (
     OUTCOME_FIELDS,
@@ -31,6 +32,18 @@ class AuditedUserAdmin(AuditedAdmin, UserAdmin):
     change is in the audit trail (``user.update``) with the fields it changed."""
 
     action_prefix = "user"
+
+    def user_change_password(self, request: Any, id: str, form_url: str = "") -> Any:
+        """The admin's own password form: a successful change (a redirect) is audited too (never
+        the password itself)."""
+        response = super().user_change_password(request, id, form_url)
+        if request.method == "POST" and response.status_code == 302:
+            user = User.objects.filter(pk=id).first()
+            if user is not None:
+                audit_record(
+                    actor=request.user, action="user.password", obj=user, after={"password": "(changed)"}
+                )
+        return response
 
 
 @admin.register(Group)

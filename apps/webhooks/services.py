@@ -365,6 +365,9 @@ def _result_view(result: AnalysisResult) -> dict[str, Any]:
         "input_fingerprint": result.input_fingerprint,
         "pooled": result.pooled,
         "error": result.error,
+        # what was analysed, as named when the result was computed (outcome, measure, direction,
+        # time point, instruments): a tool labels the numbers with these, never with today's names
+        "labels": result.labels,
     }
 
 

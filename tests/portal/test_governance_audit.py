@@ -101,3 +101,15 @@ def test_the_trail_shows_what_changed_names_objects_and_keeps_drafts_with_their_
     assert api["results"][0]["actor_username"] == "dm_b" and api["results"][0]["after"]["rows"] == len(
         SMD_ROWS
     )
+
+
+def test_a_password_set_in_the_admin_is_audited_without_the_password(cast: dict[str, Any]) -> None:
+    admin, member = cast["users"]["admin"], cast["users"]["member_a"]
+    answer = _client(admin).post(
+        f"/admin/auth/user/{member.pk}/password/",
+        {"password1": "a-long-new-pass-2026", "password2": "a-long-new-pass-2026"},
+    )
+    assert answer.status_code == 302
+    event = AuditEvent.objects.get(action="user.password", object_id=str(member.pk))
+    assert event.actor_username == "admin" and event.after == {"password": "(changed)"}
+    assert "a-long-new-pass-2026" not in str(event.after)
