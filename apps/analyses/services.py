@@ -551,6 +551,23 @@ def analysis_validate(*, outcome: Outcome, analysis: Analysis | None, data: dict
     return cleaned
 
 
+def analysis_data_plan(*, outcome: Outcome, settings: dict[str, Any]) -> Any:
+    """The model an analysis of ``outcome`` with ``settings`` (``ANALYSIS_FIELDS``, any subset;
+    defaults for the rest) would fit to the data it would run on now (the engine's ``ModelPlan``),
+    or None when there are no data or the engine refuses the data themselves (every setting then
+    fails alike, and the recompute says why)."""
+    from workers.metaanalysis.analysis import model_plan
+
+    probe = Analysis(outcome=outcome, **{k: v for k, v in settings.items() if k != "name"})
+    rows, _ = analysis_inputs(analysis=probe)
+    if not rows:
+        return None
+    try:
+        return model_plan(probe.engine_spec(), rows)
+    except EngineError:
+        return None
+
+
 def _check_against_data(outcome: Outcome, cleaned: dict[str, Any]) -> None:
     """Refuse settings that the outcome's submitted data cannot support, naming the field: the
     engine would refuse them at every recompute, and the analysis would have no estimate.
@@ -561,16 +578,11 @@ def _check_against_data(outcome: Outcome, cleaned: dict[str, Any]) -> None:
     accepts any valid setting; data submitted later that the settings cannot support make the
     recompute fail with the reason, shown beside the last good result.
     """
-    from workers.metaanalysis.analysis import all_rows_left_out, model_plan
+    from workers.metaanalysis.analysis import all_rows_left_out
 
-    probe = Analysis(outcome=outcome, **{k: v for k, v in cleaned.items() if k != "name"})
-    rows, _ = analysis_inputs(analysis=probe)
-    if not rows:
+    plan = analysis_data_plan(outcome=outcome, settings=cleaned)
+    if plan is None:
         return
-    try:
-        plan = model_plan(probe.engine_spec(), rows)
-    except EngineError:
-        return  # the data themselves are refused: every setting fails alike, the recompute says why
     method = Analysis.Method(cleaned["method"]).label
     if plan.k == 0:
         field = "timepoint" if any(o["code"] == "not_selected" for o in plan.omitted) else "instruments"

@@ -56,19 +56,10 @@ def favours(direction: str, pooled: dict[str, Any] | None) -> str:
 
 
 def labels_of(result: Any) -> dict[str, Any]:
-    """What a result was computed from, as named then (stored with it); a result stored without
-    them is read with its outcome's names of today."""
-    if result.labels:
-        return dict(result.labels)
-    outcome = result.analysis.outcome
-    return {
-        "outcome": outcome.name,
-        "outcome_code": outcome.code,
-        "measure": outcome.measure,
-        "direction": outcome.direction,
-        "timepoint": (result.spec or {}).get("timepoint"),
-        "instruments": [],
-    }
+    """What a result was computed from, as named then: stored with every result
+    (``apps.analyses.services.result_labels``; results older than that were given theirs when the
+    platform was upgraded)."""
+    return dict(result.labels)
 
 
 #: How a headline names the model a result's rows were pooled with.

@@ -24,12 +24,10 @@ from django.urls import reverse
 
 from apps.analyses.models import Analysis
 from apps.analyses.selectors import analysis_settings_preview
-from apps.analyses.services import analysis_inputs, analysis_update, analysis_validate
+from apps.analyses.services import analysis_data_plan, analysis_update, analysis_validate
 from apps.consortium import roles
 from apps.portal.forms import AnalysisSettingsForm
 from apps.portal.scale import estimate_of, level_of
-from workers.metaanalysis.analysis import model_plan
-from workers.metaanalysis.errors import EngineError
 
 
 def _digest(cleaned: dict[str, Any]) -> str:
@@ -37,19 +35,12 @@ def _digest(cleaned: dict[str, Any]) -> str:
 
 
 def _data_model(analysis: Analysis) -> dict[str, Any] | None:
-    """What the outcome's submitted data decide about the model under ``auto``: whether a study
-    reports several effects at the analysis's row selection (then only ML and REML and the z or t
+    """What the outcome's submitted data decide about the model under ``auto``, at the analysis's
+    row selection: whether a study reports several effects (then only ML and REML and the z or t
     test apply), and the engine's reason, for the form's hint."""
-    rows, _ = analysis_inputs(analysis=analysis)
-    if not rows:
-        return None
-    auto = Analysis(
-        **{**{f: getattr(analysis, f) for f in ("outcome_id", "timepoint", "instruments", "rho")}}
-    )
-    auto.outcome = analysis.outcome
-    try:
-        plan = model_plan(auto.engine_spec(), rows)
-    except EngineError:
+    selection = {f: getattr(analysis, f) for f in ("timepoint", "instruments", "rho")}
+    plan = analysis_data_plan(outcome=analysis.outcome, settings=selection)
+    if plan is None:
         return None
     return {
         "several": plan.dependence != "none",

@@ -20,12 +20,6 @@ from apps.datasets.models import Dataset, Study
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def demo_loaded(tmp_media: Any) -> None:
-    with open(os.devnull, "w") as out:
-        call_command("load_demo", stdout=out)
-
-
 def _login(username: str) -> Client:
     """Sign in through the sign-in page, as a person would (and as the lock-out sees it)."""
     client = Client()

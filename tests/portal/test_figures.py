@@ -5,35 +5,21 @@ from __future__ import annotations
 import csv
 import io
 import math
-import os
 import re
 import xml.etree.ElementTree as ET
 from typing import Any
 
 import pytest
-from django.contrib.auth import get_user_model
-from django.core.management import call_command
 from django.test import Client
 
 from apps.analyses.models import Analysis, AnalysisResult
 from apps.analyses.services import analysis_create, analysis_recompute, analysis_update
 from apps.consortium.models import Outcome
 from apps.portal.figures import catalog, store
+from tests.portal.conftest import signed_in
 
 pytestmark = pytest.mark.django_db
 SVG = "{http://www.w3.org/2000/svg}"
-
-
-@pytest.fixture
-def demo_loaded(tmp_media: Any) -> None:
-    with open(os.devnull, "w") as out:
-        call_command("load_demo", stdout=out)
-
-
-def _login(username: str) -> Client:
-    client = Client()
-    client.force_login(get_user_model().objects.get(username=username))
-    return client
 
 
 def _figures(html: str) -> dict[str, str]:
@@ -59,7 +45,7 @@ def _current(code: str) -> AnalysisResult:
 
 
 def test_every_figure_of_every_demo_outcome_renders_as_svg_png_and_csv(demo_loaded: None) -> None:
-    client = _login("steering")
+    client = signed_in("steering")
     seen = set()
     for outcome in Outcome.objects.all():
         html = client.get(f"/outcomes/{outcome.code}/").content.decode()
@@ -86,7 +72,7 @@ def test_forest_plot_lists_every_study_with_the_engines_numbers_and_weights_summ
     demo_loaded: None,
 ) -> None:
     result = _current("secure-attachment")
-    client = _login("steering")
+    client = signed_in("steering")
     svg = client.get(f"/results/{result.pk}/figures/forest.svg")
     texts = _texts(svg.content)
     es = result.blocks["effect_sizes"]
@@ -116,7 +102,7 @@ def test_dependent_effects_forest_has_studies_with_their_effects_and_the_models_
     demo_loaded: None,
 ) -> None:
     result = _current("postnatal-depression")
-    client = _login("steering")
+    client = signed_in("steering")
     rows = _csv(client, f"/results/{result.pk}/tables/forest.csv")
     studies = [r for r in rows if r["kind"] == "study"]
     assert len(studies) == result.pooled["n_studies"]
@@ -132,7 +118,7 @@ def test_dependent_effects_forest_has_studies_with_their_effects_and_the_models_
 
 def test_sorting_the_forest_plot_orders_its_studies(demo_loaded: None) -> None:
     result = _current("secure-attachment")
-    client = _login("steering")
+    client = signed_in("steering")
     by_effect = [
         r for r in _csv(client, f"/results/{result.pk}/tables/forest.csv?sort=effect") if r["kind"] == "study"
     ]
@@ -165,7 +151,7 @@ def test_funnel_plot_shows_trim_and_fill_studies_as_open_markers(demo_loaded: No
     result = _current("secure-attachment")
     k0 = result.blocks["trimfill"]["k0"]
     assert k0 > 0
-    svg = _login("steering").get(f"/results/{result.pk}/figures/funnel.svg").content
+    svg = signed_in("steering").get(f"/results/{result.pk}/figures/funnel.svg").content
     root = ET.fromstring(svg)
     groups = {g.get("id"): g for g in root.iter(f"{SVG}g")}
     assert len(list(groups["imputed"].iter(f"{SVG}use"))) == k0
@@ -178,7 +164,7 @@ def test_funnel_plot_shows_trim_and_fill_studies_as_open_markers(demo_loaded: No
 def test_baujat_coordinates_are_metafors(demo_loaded: None) -> None:
     """metafor's baujat(): x = (y_i - mu)^2 / (tau2 + v_i), y = (mu_(-i) - mu)^2 / se_(-i)^2."""
     result = _current("secure-attachment")
-    rows = _csv(_login("steering"), f"/results/{result.pk}/tables/baujat.csv")
+    rows = _csv(signed_in("steering"), f"/results/{result.pk}/tables/baujat.csv")
     fit, loo, es = result.blocks["fit"], result.blocks["leave1out"], result.blocks["effect_sizes"]
     mu, tau2 = fit["beta"][0], fit["tau2"]
     assert len(rows) == result.k
@@ -191,7 +177,7 @@ def test_baujat_coordinates_are_metafors(demo_loaded: None) -> None:
 
 def test_a_figure_is_drawn_once_and_then_served_from_the_store(demo_loaded: None, monkeypatch: Any) -> None:
     result = _current("secure-attachment")
-    client = _login("steering")
+    client = signed_in("steering")
     path = store.path_for(
         result.pk, "forest", "weight-rows", "svg"
     )  # drawn with the rows the steering group reads
@@ -244,20 +230,20 @@ def test_who_may_not_read_a_result_gets_404_for_its_figures_and_tables(demo_load
     unreleased = _unreleased_result()
     released = _current("secure-attachment")
     for username in ("member-north", "dm-north"):
-        client = _login(username)
+        client = signed_in(username)
         assert client.get(f"/results/{unreleased.pk}/figures/forest.svg").status_code == 404
         assert client.get(f"/results/{unreleased.pk}/figures/history.png").status_code == 404
         assert client.get(f"/results/{unreleased.pk}/tables/forest.csv").status_code == 404
         assert client.get(f"/outcomes/secure-attachment/?result={unreleased.pk}").status_code == 404
         assert client.get(f"/results/{released.pk}/figures/forest.svg").status_code == 200
-    steering = _login("steering")
+    steering = signed_in("steering")
     assert steering.get(f"/results/{unreleased.pk}/figures/forest.svg").status_code == 200
     anonymous = Client().get(f"/results/{released.pk}/figures/forest.svg")
     assert anonymous.status_code == 302 and "/accounts/login/" in anonymous["Location"]
 
 
 def test_unknown_figures_formats_and_orders_are_refused_with_4xx(demo_loaded: None) -> None:
-    client = _login("steering")
+    client = signed_in("steering")
     rr, smd = _current("secure-attachment"), _current("postnatal-depression")
     assert client.get(f"/results/{rr.pk}/figures/nope.svg").status_code == 404
     assert client.get(f"/results/{rr.pk}/figures/forest.gif").status_code == 404
@@ -275,7 +261,7 @@ def test_unknown_figures_formats_and_orders_are_refused_with_4xx(demo_loaded: No
 
 def test_subgroups_and_meta_regression_have_their_figures(demo_loaded: None) -> None:
     grouped = _unreleased_result()
-    client = _login("steering")
+    client = signed_in("steering")
     page = client.get(f"/outcomes/secure-attachment/?analysis={grouped.analysis_id}").content.decode()
     assert "subgroups" in _figures(page)
     texts = _texts(client.get(f"/results/{grouped.pk}/figures/forest.svg").content)
@@ -311,7 +297,7 @@ def test_history_shows_each_result_with_a_link_to_its_snapshot(demo_loaded: None
     analysis_update(actor=None, analysis=analysis, changes={"method": "DL"})
     second = analysis_recompute(analysis_id=analysis.pk)
     assert second is not None and second.status == "done"
-    client = _login("steering")
+    client = signed_in("steering")
     page = client.get("/outcomes/secure-attachment/").content.decode()
     history = _figures(page)["history"]
     assert history == f"/results/{second.pk}/figures/history.svg"
@@ -325,14 +311,14 @@ def test_history_shows_each_result_with_a_link_to_its_snapshot(demo_loaded: None
     earlier = client.get(f"/outcomes/secure-attachment/?result={first.pk}").content.decode()
     assert 'id="earlier-result"' in earlier and f"/results/{first.pk}/figures/forest.svg" in earlier
     # members read only released results: their history is the released one alone
-    member = _login("member-north")
+    member = signed_in("member-north")
     assert member.get(f"/results/{second.pk}/figures/history.svg").status_code == 404
     member_rows = _csv(member, f"/results/{first.pk}/tables/history.csv")
     assert [int(r["result"]) for r in member_rows] == [first.pk]
 
 
 def test_every_table_on_the_page_can_be_downloaded(demo_loaded: None) -> None:
-    client = _login("steering")
+    client = signed_in("steering")
     for code in ("secure-attachment", "postnatal-depression"):
         page = client.get(f"/outcomes/{code}/").content.decode()
         links = set(re.findall(r'href="(/results/\d+/tables/\w+\.csv[^"]*)"', page))
@@ -432,7 +418,7 @@ def test_a_multilevel_model_of_one_row_per_study_weighs_each_study_as_its_own(
 
 
 def test_the_page_names_the_model_and_the_tests_the_result_used(demo_loaded: None) -> None:
-    client = _login("steering")
+    client = signed_in("steering")
     che = client.get("/outcomes/postnatal-depression/").content.decode()
     line = che.split('id="analysis-line"')[1].split("</p>")[0]
     assert "cluster-robust (CR2) tests" in line and "z test" not in line
@@ -446,7 +432,7 @@ def test_the_page_names_the_model_and_the_tests_the_result_used(demo_loaded: Non
 def test_the_history_is_revalidated_and_a_gone_page_says_what_may_have_happened(demo_loaded: None) -> None:
     """The history's points follow the results a reader may see (a release, an embargo's end), so
     it is never served from a browser's cache unchecked; the figures of a result are."""
-    client = _login("member-north")
+    client = signed_in("member-north")
     result = _current("secure-attachment")
     assert client.get(f"/results/{result.pk}/figures/history.svg")["Cache-Control"] == "private, no-cache"
     assert "max-age=3600" in client.get(f"/results/{result.pk}/figures/forest.svg")["Cache-Control"]

@@ -5,33 +5,16 @@ never shown as an unlabelled log; an outcome edited after a release does not rel
 from __future__ import annotations
 
 import math
-import os
 import re
 from html import unescape
-from typing import Any
 
 import pytest
-from django.core.management import call_command
-from django.test import Client
 
 from apps.analyses.models import Analysis
 from apps.consortium.models import Outcome
+from tests.portal.conftest import signed_in
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def demo_loaded(tmp_media: Any) -> None:
-    with open(os.devnull, "w") as out:
-        call_command("load_demo", stdout=out)
-
-
-def _login(username: str) -> Client:
-    from django.contrib.auth import get_user_model
-
-    client = Client()
-    client.force_login(get_user_model().objects.get(username=username))
-    return client
 
 
 def _two(value: float) -> str:
@@ -42,7 +25,7 @@ def test_the_headline_names_time_point_instruments_model_tests_and_counts(demo_l
     result = Analysis.objects.get(outcome__code="postnatal-depression", is_default=True).current_result
     pooled = result.pooled
     assert pooled["dependence"] == "che" and pooled["inference"] == "CR2"
-    page = _login("steering").get("/outcomes/postnatal-depression/").content.decode()
+    page = signed_in("steering").get("/outcomes/postnatal-depression/").content.decode()
     headline = re.search(r'<p class="headline" id="headline">([^<]+)</p>', page)
     assert headline is not None
     *first, last = result.labels["instruments"]
@@ -58,7 +41,7 @@ def test_the_headline_names_time_point_instruments_model_tests_and_counts(demo_l
 def test_a_ratio_outcome_shows_no_unlabelled_log_value(demo_loaded: None) -> None:
     analysis = Analysis.objects.get(outcome__code="secure-attachment", is_default=True)
     result = analysis.current_result
-    client = _login("steering")
+    client = signed_in("steering")
     page = client.get("/outcomes/secure-attachment/").content.decode()
     assert "Risk ratio (RR), pooled on the log scale" in page and "Log risk ratio ·" not in page
     assert re.search(r'id="headline">RR \d\.\d\d \(95% CI', page)
@@ -85,7 +68,7 @@ def test_the_prediction_interval_shown_is_the_robust_one(demo_loaded: None) -> N
     assert pooled["pi_inference"] == "CR2"
     # wider than the model-based one: t with few robust df, and the CR2 SE
     assert pooled["pi_lb"] != pytest.approx(model_based["pi_lb"])
-    page = _login("steering").get("/outcomes/postnatal-depression/").content.decode()
+    page = signed_in("steering").get("/outcomes/postnatal-depression/").content.decode()
     assert f"{pooled['pi_lb']:.2f} to {pooled['pi_ub']:.2f}" in page
 
 
@@ -93,16 +76,16 @@ def test_editing_an_outcome_after_a_release_does_not_relabel_what_it_froze(demo_
     analysis = Analysis.objects.get(outcome__code="postnatal-depression", is_default=True)
     released = analysis.current_result
     assert released.labels["direction"] == "lower" and released.pooled["ci_ub"] < 0
-    member = _login("member-north")
+    member = signed_in("member-north")
 
     def favours() -> str:
-        home = _login("steering").get("/").content.decode()
+        home = signed_in("steering").get("/").content.decode()
         return (
             home.split('id="review-summary"')[1].split("/outcomes/postnatal-depression/")[1].split("</tr>")[0]
         )
 
     assert "favours intervention" in favours()
-    steering_api = _login("steering")
+    steering_api = signed_in("steering")
     changed = steering_api.patch(
         "/api/v1/outcomes/postnatal-depression/",
         {"direction": "higher", "name": "Maternal mood"},
@@ -150,5 +133,5 @@ def test_the_demo_keeps_every_mean_on_its_scale_and_aligns_asq_se(demo_loaded: N
         and not any(a for a, i in zip(es["aligned"], es["instrument"], strict=True) if i != "ASQ:SE")
     )
     assert result.pooled["estimate"] > 0  # the intervention helps, read the outcome's way
-    page = _login("steering").get("/outcomes/infant-social-emotional/").content.decode()
+    page = signed_in("steering").get("/outcomes/infant-social-emotional/").content.decode()
     assert 'id="sign-aligned"' in page and "ASQ:SE" in page.split('id="sign-aligned"')[1].split("</p>")[0]

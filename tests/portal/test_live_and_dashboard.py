@@ -3,7 +3,6 @@ about an idle timeout and a sign-in lock-out, as each role meets them."""
 
 from __future__ import annotations
 
-import os
 import re
 import time
 from datetime import timedelta
@@ -11,7 +10,6 @@ from typing import Any
 
 import pytest
 from django.contrib.sessions.models import Session
-from django.core.management import call_command
 from django.test import Client
 from django.utils import timezone
 from django.utils.html import escape
@@ -292,12 +290,6 @@ def test_a_release_under_embargo_reaches_a_member_only_when_it_ends(cast: dict[s
 
 
 # --- the review table --------------------------------------------------------------------------
-
-
-@pytest.fixture
-def demo_loaded(tmp_media: Any) -> None:
-    with open(os.devnull, "w") as out:
-        call_command("load_demo", stdout=out)
 
 
 def _review_row(html: str, name: str) -> str:
