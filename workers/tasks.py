@@ -7,7 +7,7 @@ from typing import Any
 from celery import shared_task
 from django.db import InterfaceError, OperationalError
 
-from apps.analyses import releases, services
+from apps.analyses import outbox, releases, services
 from apps.webhooks import services as webhooks
 
 # Transient failures worth retrying: the connection to the database was lost, refused or timed out
@@ -39,12 +39,12 @@ def recompute_analysis(analysis_id: int) -> int | None:
 
 @shared_task(name="workers.tasks.relay_outbox", acks_late=True, ignore_result=True)
 def relay_outbox() -> int:
-    return services.outbox_publish_pending()
+    return outbox.outbox_publish_pending()
 
 
 @shared_task(name="workers.tasks.sweep_stale", acks_late=True, ignore_result=True)
 def sweep_stale() -> int:
-    return len(services.analyses_requeue_stale())
+    return len(outbox.analyses_requeue_stale())
 
 
 @shared_task(

@@ -4,8 +4,8 @@ from django.contrib import admin
 
 from apps.analyses.models import Analysis, AnalysisResult, OutboxEvent, Release
 from apps.analyses.services import ANALYSIS_FIELDS, analysis_create, analysis_update, analysis_validate
+from apps.common.admin import ReadOnlyAdmin
 from apps.consortium.admin import ServiceValidatedForm
-from apps.datasets.admin import ReadOnlyAdmin
 
 
 class AnalysisForm(ServiceValidatedForm):

@@ -10,7 +10,7 @@ from django.db import models, transaction
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
-from apps.audit.models import WriteOnce
+from apps.common.models import WriteOnce
 from apps.consortium.models import Outcome
 from workers.metaanalysis.analysis import AnalysisSpec, spec_hash
 

@@ -25,8 +25,8 @@ from django.utils import timezone
 from apps.analyses.models import Analysis, AnalysisResult, Release, ReleaseResult
 from apps.analyses.signals import release_published, result_released
 from apps.audit.services import audit_record
+from apps.common.text import clean_text
 from apps.consortium import roles
-from apps.consortium.validators import clean_text
 
 #: a name that reads well in a citation and in a URL: "2026.1", "2026-interim", "v3"
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,39}$")

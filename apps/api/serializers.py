@@ -15,15 +15,13 @@ from apps.analyses.services import ANALYSIS_FIELDS
 from apps.api.models import ApiToken
 from apps.api.tokens import token_is_live
 from apps.audit.models import AuditEvent
-from apps.consortium.models import Centre, Outcome
-from apps.consortium.services import OUTCOME_FIELDS
-from apps.consortium.validators import (
-    MODERATOR_NAME,
+from apps.common.text import (
     MULTILINE_TEXT_PATTERN,
-    OUTCOME_CODE,
     PLAIN_TEXT_PATTERN,
     clean_text,
 )
+from apps.consortium.models import MODERATOR_NAME, OUTCOME_CODE, Centre, Outcome
+from apps.consortium.services import OUTCOME_FIELDS
 from apps.datasets.models import Dataset, DatasetVersion
 
 

@@ -21,8 +21,8 @@ from knox.settings import CONSTANTS
 
 from apps.api.models import ApiToken
 from apps.audit.services import audit_record
+from apps.common.text import clean_text
 from apps.consortium import roles
-from apps.consortium.validators import clean_text
 
 __all__ = ["allowed_scopes", "token_create", "token_install", "token_revoke", "tokens_end", "tokens_of"]
 

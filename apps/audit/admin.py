@@ -1,7 +1,7 @@
 from django.contrib import admin
 
 from apps.audit.models import AuditEvent
-from apps.datasets.admin import ReadOnlyAdmin
+from apps.common.admin import ReadOnlyAdmin
 
 
 @admin.register(AuditEvent)

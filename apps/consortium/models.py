@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from django.conf import settings
 from django.db import models
 from guardian.models import GroupObjectPermissionBase, UserObjectPermissionBase
@@ -10,6 +12,10 @@ from workers.metaanalysis import measures
 
 #: The measures an outcome may use, with their display names, from the engine's registry.
 MEASURE_CHOICES = [(code, measures.get(code).title) for code in measures.OUTCOME_MEASURES]
+
+#: An outcome's code (in URLs and file names) and a moderator's name (a column header).
+OUTCOME_CODE = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
+MODERATOR_NAME = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
 
 
 class Centre(models.Model):

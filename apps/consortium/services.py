@@ -12,9 +12,9 @@ from guardian.shortcuts import assign_perm, remove_perm
 
 from apps.analyses.services import analyses_request_recompute, analysis_create_default
 from apps.audit.services import audit_record
+from apps.common.text import FieldChecks, clean_name_list, clean_text
 from apps.consortium import roles
-from apps.consortium.models import MEASURE_CHOICES, Centre, Membership, Outcome
-from apps.consortium.validators import MODERATOR_NAME, OUTCOME_CODE, FieldChecks, clean_name_list, clean_text
+from apps.consortium.models import MEASURE_CHOICES, MODERATOR_NAME, OUTCOME_CODE, Centre, Membership, Outcome
 from apps.datasets.ingest.naming import header_key
 from workers.metaanalysis.spec import LATEST
 

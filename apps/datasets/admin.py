@@ -1,21 +1,7 @@
-from typing import Any
-
 from django.contrib import admin
 
+from apps.common.admin import ReadOnlyAdmin
 from apps.datasets.models import Dataset, DatasetVersion, Study
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    """Data changes go through uploads (validated, versioned, audited), never through admin edits."""
-
-    def has_add_permission(self, request: Any) -> bool:
-        return False
-
-    def has_change_permission(self, request: Any, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: Any, obj: Any = None) -> bool:
-        return False
 
 
 @admin.register(Dataset)

@@ -7,7 +7,7 @@ from typing import Any
 from django.conf import settings
 from django.db import models
 
-from apps.audit.models import WriteOnce
+from apps.common.models import WriteOnce
 from apps.consortium.models import Centre, Outcome
 
 

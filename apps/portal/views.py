@@ -22,9 +22,9 @@ from django.views.decorators.http import require_POST
 from apps.analyses.selectors import upload_preview_report
 from apps.audit.models import AuditEvent
 from apps.audit.selectors import audit_events_shown, audit_object_names, changed_only
+from apps.common.text import clean_text
 from apps.consortium import roles
 from apps.consortium.models import Centre, Outcome
-from apps.consortium.validators import clean_text
 from apps.datasets.ingest import UploadRejected
 from apps.datasets.models import Dataset, DatasetVersion, StagedUpload
 from apps.datasets.selectors import dataset_version_diff, with_shown_versions

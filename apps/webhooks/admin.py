@@ -2,7 +2,7 @@ from typing import Any
 
 from django.contrib import admin
 
-from apps.datasets.admin import ReadOnlyAdmin
+from apps.common.admin import ReadOnlyAdmin
 from apps.webhooks.models import Webhook, WebhookAttempt, WebhookDelivery
 
 

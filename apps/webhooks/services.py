@@ -44,11 +44,11 @@ from django.utils import timezone
 
 from apps.analyses.models import Analysis, AnalysisResult, Release
 from apps.audit.services import audit_record
+from apps.common.text import FieldChecks, clean_text
 from apps.config.celery import configured_app
 from apps.config.publisher import publish_soon
 from apps.consortium import roles
 from apps.consortium.models import ApiClient
-from apps.consortium.validators import FieldChecks, clean_text
 from apps.webhooks import delivery as wire
 from apps.webhooks import events
 from apps.webhooks.models import Webhook, WebhookAttempt, WebhookDelivery

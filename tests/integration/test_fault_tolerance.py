@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from django.db import close_old_connections, connection
 
-from apps.analyses import services
+from apps.analyses import outbox, services
 from apps.analyses.models import Analysis, AnalysisResult, OutboxEvent
 from apps.analyses.services import analysis_inputs, analysis_recompute
 from apps.consortium import demo
@@ -125,7 +125,7 @@ def test_broker_outage_delays_but_never_fails_or_drops_uploads(
     # and whether the broker took it. (The worker process's relay publishes on its own.)
     broker_down = threading.Event()
     attempts: list[tuple[int, bool, bool]] = []  # (thread, broker was down, published)
-    original_send = services._send
+    original_send = outbox._send
 
     def recording_send(analysis_id: int) -> None:
         down = broker_down.is_set()
@@ -136,7 +136,7 @@ def test_broker_outage_delays_but_never_fails_or_drops_uploads(
             raise
         attempts.append((threading.get_ident(), down, True))
 
-    monkeypatch.setattr(services, "_send", recording_send)
+    monkeypatch.setattr(outbox, "_send", recording_send)
 
     statuses: list[int] = []
     # For each upload while the broker was down: (status, recompute requested exactly once, its

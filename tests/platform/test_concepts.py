@@ -161,7 +161,7 @@ def test_imports_run_from_the_workers_to_the_apps_never_back() -> None:
     }
     assert importers == set()
     assert "apps.analyses" in _imports(ROOT / "workers/tasks.py")
-    assert "apps.config.celery" in _imports(ROOT / "apps/analyses/services.py")
+    assert "apps.config.celery" in _imports(ROOT / "apps/analyses/outbox.py")
 
 
 def test_plots_draw_intervals_at_the_analysis_level() -> None:

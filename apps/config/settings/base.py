@@ -43,6 +43,7 @@ INSTALLED_APPS = [
     "guardian",
     "axes",
     "csp",
+    "apps.common",
     "apps.security",
     "apps.consortium",
     "apps.audit",

@@ -1,4 +1,4 @@
-"""Rules for the text of the data dictionary and of analysis settings.
+"""Rules for names and free text: the data dictionary, analysis settings, tokens, webhooks, releases.
 
 These names end up in spreadsheet templates (openpyxl refuses control characters: a stored one
 made the outcome's template a permanent 500), in upload matching and on every page. Control
@@ -9,7 +9,6 @@ allowed only in descriptions.
 
 from __future__ import annotations
 
-import re
 import unicodedata
 from collections.abc import Callable
 from typing import Any
@@ -17,8 +16,6 @@ from typing import Any
 from django.core.exceptions import ValidationError
 
 _MULTILINE_ALLOWED = {"\n", "\r", "\t"}
-MODERATOR_NAME = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
-OUTCOME_CODE = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 
 # The same rule as a pattern for the API schema: C0 and C1 controls and the format characters of
 # the Basic Multilingual Plane (zero-width, bidirectional and other invisible ones). ``clean_text``
