@@ -5,6 +5,8 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 MANAGE := $(BIN)/python manage.py
 REFERENCE ?= tests/metaanalysis/cases
+# options for one benchmark, e.g. `make bench-engine BENCH_ARGS="--quick --out /tmp/RESULTS.md"`
+BENCH_ARGS ?=
 
 .PHONY: run test install migrate demo lint typecheck validate bench bench-engine bench-dependent bench-e2e bench-security bench-api bench-portal screenshots check clean
 
@@ -56,25 +58,25 @@ validate: $(STAMP)
 bench: bench-engine bench-dependent bench-e2e bench-security bench-api bench-portal
 
 bench-engine: $(STAMP)
-	$(BIN)/python -m bench.engine_bench --out bench/RESULTS.md
+	$(BIN)/python -m bench.engine_bench --out bench/RESULTS.md $(BENCH_ARGS)
 
 bench-dependent: $(STAMP)
-	$(BIN)/python -m bench.dependent_bench --out bench/DEPENDENT.md
+	$(BIN)/python -m bench.dependent_bench --out bench/DEPENDENT.md $(BENCH_ARGS)
 
 bench-e2e: $(STAMP)
-	$(BIN)/python -m bench.e2e_bench --out bench/E2E.md
+	$(BIN)/python -m bench.e2e_bench --out bench/E2E.md $(BENCH_ARGS)
 
 bench-security: $(STAMP)
-	$(BIN)/python -m bench.security_bench --out bench/SECURITY.md
+	$(BIN)/python -m bench.security_bench --out bench/SECURITY.md $(BENCH_ARGS)
 
 screenshots: demo
 	$(BIN)/python -m tests.browser.screenshots --out screenshots
 
 bench-api: $(STAMP)
-	$(BIN)/python -m bench.api_bench --out bench/API.md
+	$(BIN)/python -m bench.api_bench --out bench/API.md $(BENCH_ARGS)
 
 bench-portal: $(STAMP)
-	$(BIN)/python -m bench.portal_bench --out bench/PORTAL.md
+	$(BIN)/python -m bench.portal_bench --out bench/PORTAL.md $(BENCH_ARGS)
 
 clean:
 	rm -rf var/ .pytest_cache .mypy_cache .ruff_cache

@@ -18,11 +18,11 @@ Usage: ``python -m bench.api_bench --out bench/API.md`` (``make bench-api``).
 from __future__ import annotations
 
 import argparse
+import functools
 import http.client
 import multiprocessing
 import os
 import platform
-import socket
 import statistics
 import subprocess
 import sys
@@ -31,6 +31,8 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from bench.harness import free_port, percentile, time_for
 
 ROOT = Path(__file__).resolve().parents[1]
 PG_ADMIN_URL = os.environ.get("BENCH_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/test")
@@ -130,12 +132,6 @@ def _prepare(env: dict[str, str]) -> dict[str, Any]:
     }
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _request(port: int, path: str, headers: dict[str, str]) -> tuple[int, int]:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
     try:
@@ -148,30 +144,19 @@ def _request(port: int, path: str, headers: dict[str, str]) -> tuple[int, int]:
 
 def _client(args: tuple[int, str, dict[str, str], float, float]) -> tuple[list[float], int, set[int]]:
     port, path, headers, warmup, seconds = args
-    end_warmup = time.perf_counter() + warmup
-    while time.perf_counter() < end_warmup:
-        _request(port, path, headers)
-    latencies: list[float] = []
-    size = 0
-    statuses: set[int] = set()
-    deadline = time.perf_counter() + seconds
-    while time.perf_counter() < deadline:
-        t0 = time.perf_counter()
-        status, size = _request(port, path, headers)
-        latencies.append(time.perf_counter() - t0)
-        statuses.add(status)
-    return latencies, size, statuses
+    answers, latencies = time_for(functools.partial(_request, port, path, headers), seconds, warmup=warmup)
+    return latencies, answers[-1][1] if answers else 0, {status for status, _ in answers}
 
 
 def _load(port: int, path: str, headers: dict[str, str]) -> dict[str, Any]:
     with multiprocessing.get_context("fork").Pool(CLIENTS) as pool:
         parts = pool.map(_client, [(port, path, headers, WARMUP_SECONDS, SECONDS)] * CLIENTS)
-    latencies = sorted(x for part, _, _ in parts for x in part)
+    latencies = [x for part, _, _ in parts for x in part]
     statuses = set().union(*(s for _, _, s in parts))
     return {
         "rps": len(latencies) / SECONDS,
         "p50": statistics.median(latencies) * 1000,
-        "p99": latencies[int(0.99 * (len(latencies) - 1))] * 1000,
+        "p99": percentile(latencies, 99) * 1000,
         "bytes": parts[0][1],
         "statuses": statuses,
     }
@@ -180,9 +165,9 @@ def _load(port: int, path: str, headers: dict[str, str]) -> dict[str, Any]:
 def run(out: Path) -> str:
     env = _environment()
     ids = _prepare(env)
-    from apps.consortium import demo
+    from apps.demo import synthetic as demo
 
-    port = _free_port()
+    port = free_port()
     gunicorn = str(Path(sys.executable).with_name("gunicorn"))
     server = subprocess.Popen(  # noqa: S603
         [gunicorn, "apps.config.wsgi:application", "--workers", "2", "--bind", f"127.0.0.1:{port}"],

@@ -27,6 +27,8 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 
+from bench.harness import cpu_model, percentile
+
 ROOT = Path(__file__).resolve().parents[1]
 PG_ADMIN_URL = os.environ.get("BENCH_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/test")
 DB_NAME = "bench_platform"
@@ -94,11 +96,6 @@ def _start_worker() -> subprocess.Popen[bytes]:
     return proc
 
 
-def _pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
-
-
 def run(out: Path, n_latency: int, n_burst: int) -> str:
     _prepare_environment()
     import django
@@ -111,8 +108,8 @@ def run(out: Path, n_latency: int, n_burst: int) -> str:
 
     from apps.analyses import services
     from apps.analyses.models import Analysis, AnalysisResult
-    from apps.consortium import demo
     from apps.datasets.models import Dataset
+    from apps.demo import synthetic as demo
 
     call_command("migrate", verbosity=0)
     call_command("load_demo", stdout=open(os.devnull, "w"))  # noqa: SIM115
@@ -123,7 +120,7 @@ def run(out: Path, n_latency: int, n_burst: int) -> str:
         commit_times.append(time.perf_counter())  # runs in on_commit: the upload has just committed
         original_publish(event_ids=event_ids)
 
-    services.outbox_publish_soon = timed_publish  # type: ignore[assignment]
+    services.outbox_publish_soon = timed_publish
     worker = _start_worker()
     try:
         steering = APIClient()
@@ -136,7 +133,7 @@ def run(out: Path, n_latency: int, n_burst: int) -> str:
                 c.force_login(User.objects.get(username=f"dm-{d.centre.code}"))
                 clients[d.centre.code] = c
         analyses = {a.outcome_id: a.pk for a in Analysis.objects.filter(is_default=True)}
-        state = {d.pk: [dict(r) for r in d.current_version.rows] for d in datasets}
+        state = {d.pk: [dict(r) for r in d.current_version.rows] for d in datasets if d.current_version}
 
         def upload(i: int, client: APIClient | None = None) -> tuple[int, int]:
             d = datasets[i % len(datasets)]
@@ -202,14 +199,7 @@ def run(out: Path, n_latency: int, n_burst: int) -> str:
         os.killpg(worker.pid, signal.SIGTERM)
         worker.wait(timeout=30)
 
-    cpu = next(
-        (
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")
-        ),
-        platform.processor(),
-    )
+    cpu = cpu_model()
     lines = [
         "# End-to-end benchmark",
         "",
@@ -222,7 +212,7 @@ def run(out: Path, n_latency: int, n_burst: int) -> str:
         "| measure | value | goal |",
         "| --- | ---: | ---: |",
         f"| commit -> result readable through the API, p50 ({n_latency} uploads) | {statistics.median(latencies):.0f} ms | < 250 ms |",
-        f"| commit -> result readable through the API, p95 | {_pct(latencies, 95):.0f} ms | < 1,000 ms |",
+        f"| commit -> result readable through the API, p95 | {percentile(latencies, 95):.0f} ms | < 1,000 ms |",
         f"| commit -> result readable through the API, max | {max(latencies):.0f} ms | |",
         f"| burst of {n_burst} uploads from {BURST_CLIENTS} concurrent clients: time to send | {t_sent - t_send:.1f} s | |",
         f"| burst: first upload -> every analysis current | {t_current - t_send:.1f} s | |",

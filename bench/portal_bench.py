@@ -17,16 +17,18 @@ Usage: ``python -m bench.portal_bench --out bench/PORTAL.md`` (``make bench-port
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import platform
 import re
 import statistics
 import sys
 import tempfile
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from bench.harness import percentile, time_repeated
 
 ROOT = Path(__file__).resolve().parents[1]
 PG_ADMIN_URL = os.environ.get("BENCH_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/test")
@@ -38,7 +40,7 @@ FIGURE_REPEATS = 10
 GOALS = {77: 100.0, BIG_K: 500.0}
 
 
-def _prepare() -> dict[str, Any]:
+def _prepare() -> dict[int, str]:
     """Recreate the database, load the demo and the large outcome; the outcomes to measure."""
     import psycopg
 
@@ -108,13 +110,10 @@ def _prepare() -> dict[str, Any]:
     return {77: "postnatal-depression", BIG_K: "big"}
 
 
-def _ms(t0: float) -> float:
-    return (time.perf_counter() - t0) * 1000
-
-
-def _p95(values: list[float]) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
+def _requests(client: Any, path: str, n: int) -> tuple[list[Any], list[float]]:
+    """n requests for ``path``: the responses and the milliseconds each took."""
+    responses, seconds = time_repeated(functools.partial(client.get, path), n)
+    return responses, [t * 1000 for t in seconds]
 
 
 def run(out: Path, repeats: int) -> str:
@@ -128,30 +127,20 @@ def run(out: Path, repeats: int) -> str:
     figures = []
     for k, code in outcomes.items():
         url = f"/outcomes/{code}/"
-        t0 = time.perf_counter()
-        resp = client.get(url)
-        first = _ms(t0)
+        [resp], [first] = _requests(client, url, 1)
         assert resp.status_code == 200, resp.status_code
-        times = []
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            assert client.get(url).status_code == 200
-            times.append(_ms(t0))
+        again, times = _requests(client, url, repeats)
+        assert all(r.status_code == 200 for r in again)
         html = resp.content.decode()
-        pages.append((k, code, first, statistics.median(times), _p95(times), len(resp.content)))
+        pages.append((k, code, first, statistics.median(times), percentile(times, 95), len(resp.content)))
         for src, name in re.findall(r'<img src="(/results/\d+/figures/(\w+)\.svg)"', html):
             for fmt in ("svg", "png"):
                 path = src.replace(".svg", f".{fmt}")
-                t0 = time.perf_counter()
-                drawn = client.get(path)
-                first_fig = _ms(t0)
+                [drawn], [first_fig] = _requests(client, path, 1)
                 assert drawn.status_code == 200, (path, drawn.status_code)
-                again = []
-                for _ in range(FIGURE_REPEATS):
-                    t0 = time.perf_counter()
-                    assert client.get(path).content == drawn.content
-                    again.append(_ms(t0))
-                figures.append((k, name, fmt, first_fig, statistics.median(again), len(drawn.content)))
+                stored, later = _requests(client, path, FIGURE_REPEATS)
+                assert all(f.content == drawn.content for f in stored)
+                figures.append((k, name, fmt, first_fig, statistics.median(later), len(drawn.content)))
     previews = _previews(outcomes, repeats, {k: median for k, _, _, median, _, _ in pages})
     page_rows = [
         f"| {code} | {k:,} | {first:.1f} | {median:.1f} | {p95:.1f} | {size:,} | "
@@ -247,16 +236,12 @@ def _previews(outcomes: dict[int, str], repeats: int, page_ms: dict[int, float])
             "/upload/", {"centre": dataset.centre.code, "outcome": code, "file": upload, "reason": "bench"}
         )
         assert staged.status_code == 302, staged.content[:500]
-        times = []
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            page = client.get(staged["Location"])
-            times.append(_ms(t0))
-            assert page.status_code == 200 and b'id="pooled-effect"' in page.content
+        previews, times = _requests(client, staged["Location"], repeats)
+        assert all(p.status_code == 200 and b'id="pooled-effect"' in p.content for p in previews)
         median = statistics.median(times)
         analyses = Analysis.objects.filter(outcome__code=code).count()
         lines.append(
-            f"| {code} | {k:,} | {len(rows):,} | {analyses} | {median:.1f} | {_p95(times):.1f} | "
+            f"| {code} | {k:,} | {len(rows):,} | {analyses} | {median:.1f} | {percentile(times, 95):.1f} | "
             f"{median / page_ms[k]:.1f}× |"
         )
     return lines

@@ -17,11 +17,11 @@ Usage: ``python -m bench.security_bench --out bench/SECURITY.md`` (``make bench-
 from __future__ import annotations
 
 import argparse
+import functools
 import http.client
 import os
 import platform
 import re
-import socket
 import statistics
 import subprocess
 import sys
@@ -34,17 +34,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from bench.harness import free_port, percentile, time_repeated
+
 ROOT = Path(__file__).resolve().parents[1]
 PASSWORD = "bench-password-7d1e"  # noqa: S105  (a throwaway database of the benchmark)
 TOKEN = "bench0token0data0manager000000000000001"  # noqa: S105
 MIB = 1024 * 1024
 CACHE_URL = os.environ.get("BENCH_CACHE_URL", "redis://127.0.0.1:6379/13")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _prepare() -> dict[str, str]:
@@ -88,7 +84,7 @@ Token.objects.create(user=dm, key="{TOKEN}")
 
 class Server:
     def __init__(self, env: dict[str, str]) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         gunicorn = str(Path(sys.executable).with_name("gunicorn"))
         self.proc = subprocess.Popen(  # noqa: S603
             [
@@ -241,8 +237,18 @@ def memory_rows(server: Server) -> list[list[str]]:
     return rows
 
 
-def workbook_rows() -> list[list[str]]:
+def _refusal_code(content: bytes, spec: Any) -> str:
+    """The code the reader refuses a workbook with ("" when it reads it)."""
     from apps.datasets.ingest import UploadRejected, parse_upload
+
+    try:
+        parse_upload(content, filename="wide.xlsx", spec=spec)
+    except UploadRejected as exc:
+        return str(exc.errors[0].code)
+    return ""
+
+
+def workbook_rows() -> list[list[str]]:
     from apps.datasets.ingest.spec import UploadSpec
     from bench.payloads import wide_workbook
 
@@ -253,15 +259,9 @@ def workbook_rows() -> list[list[str]]:
         ("no dimension", wide_workbook(declare=False)),
         ("dimension lies (A1:I4)", wide_workbook(declared_ref="A1:I4")),
     ]:
-        times, code = [], ""
         tracemalloc.start()
-        for _ in range(3):
-            t0 = time.perf_counter()
-            try:
-                parse_upload(content, filename="wide.xlsx", spec=spec)
-            except UploadRejected as exc:
-                code = exc.errors[0].code
-            times.append(time.perf_counter() - t0)
+        codes, times = time_repeated(functools.partial(_refusal_code, content, spec), 3)
+        code = codes[-1]
         peak = tracemalloc.get_traced_memory()[1] / MIB
         tracemalloc.stop()
         rows.append(
@@ -292,12 +292,9 @@ def _csrf_login(server: Server, username: str, password: str) -> int:
 
 
 def _latencies(server: Server, n: int) -> list[float]:
-    out = []
-    for _ in range(n):
-        t0 = time.perf_counter()
-        server.request("GET", "/static/portal/site.css")
-        out.append((time.perf_counter() - t0) * 1000)
-    return out
+    """Milliseconds of each of n requests for a static file."""
+    _, seconds = time_repeated(functools.partial(server.request, "GET", "/static/portal/site.css"), n)
+    return [t * 1000 for t in seconds]
 
 
 def sign_in_rows(server: Server) -> tuple[list[list[str]], dict[str, int]]:
@@ -323,11 +320,11 @@ def sign_in_rows(server: Server) -> tuple[list[list[str]], dict[str, int]]:
     right = _csrf_login(server, "admin", PASSWORD)
     base = statistics.median(idle)
     rows = [
-        ["idle", f"{base:.1f}", f"{sorted(idle)[int(0.95 * len(idle))]:.1f}", "1.0"],
+        ["idle", f"{base:.1f}", f"{percentile(idle, 95):.1f}", "1.0"],
         [
             "8 parallel wrong sign-ins",
             f"{statistics.median(attacked):.1f}",
-            f"{sorted(attacked)[int(0.95 * len(attacked))]:.1f}",
+            f"{percentile(attacked, 95):.1f}",
             f"{statistics.median(attacked) / base:.1f}",
         ],
     ]

@@ -8,7 +8,7 @@ from celery import shared_task
 from django.db import InterfaceError, OperationalError
 
 from apps.analyses import outbox, releases, services
-from apps.webhooks import services as webhooks
+from apps.webhooks.services import dispatch as webhooks
 
 # Transient failures worth retrying: the connection to the database was lost, refused or timed out
 # (OperationalError, InterfaceError). Not their parent DatabaseError: an integrity, data or

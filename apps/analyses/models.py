@@ -10,9 +10,10 @@ from django.db import models, transaction
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
+from apps.analyses import visibility
 from apps.common.models import WriteOnce
 from apps.consortium.models import Outcome
-from workers.metaanalysis.analysis import AnalysisSpec, spec_hash
+from workers.metaanalysis.spec import SETTINGS, AnalysisSpec, spec_hash
 
 
 class AnalysisQuerySet(models.QuerySet["Analysis"]):
@@ -100,6 +101,12 @@ class Analysis(models.Model):
     def __str__(self) -> str:
         return f"{self.outcome.code}: {self.name}"
 
+    @property
+    def is_regression(self) -> bool:
+        """A meta-regression (it has moderators): its headline is the intercept, the effect where
+        every moderator is 0, never a pooled effect."""
+        return bool(self.mods)
+
     def spec(self) -> dict[str, Any]:
         """The specification under the engine's names (the form stored with each result). The
         instruments whose effects are sign-aligned come from the data dictionary
@@ -111,22 +118,13 @@ class Analysis(models.Model):
         }
 
     def _spec_fields(self) -> dict[str, Any]:
+        """The outcome's measure and time points, and each of the engine's settings
+        (``spec.SETTINGS``) from the field of that name: a blank column is None, a number a float."""
+        settings = {name: _engine_value(getattr(self, name)) for name in SETTINGS}
         return {
             "measure": self.outcome.measure,
-            "method": self.method,
-            "test": self.test,
-            "level": float(self.level),
-            "mods": list(self.mods),
-            "subgroup": self.subgroup or None,
-            "cumulative_order": self.cumulative_order or None,
-            "sensitivity": self.sensitivity,
-            "bias": self.bias,
-            "dependence": self.dependence,
-            "rho": float(self.rho),
-            "robust": self.robust,
-            "timepoint": self.timepoint or None,
+            **settings,
             "timepoints": list(self.outcome.timepoints or ()),
-            "instruments": list(self.instruments),
         }
 
     def engine_spec(self) -> AnalysisSpec:
@@ -178,24 +176,33 @@ class Analysis(models.Model):
         return "current"
 
 
-class AnalysisResultQuerySet(models.QuerySet["AnalysisResult"]):
-    def visible_to(self, user: Any) -> AnalysisResultQuerySet:
-        """Steering group and administrators see every result; everyone else, the results of
-        releases whose embargo has ended (see :meth:`released`)."""
-        from apps.consortium import roles
+def _engine_value(value: Any) -> Any:
+    if value == "":
+        return None
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    return list(value) if isinstance(value, list | tuple) else value
 
-        if not (user.is_authenticated and user.is_active):
+
+class AnalysisResultQuerySet(models.QuerySet["AnalysisResult"]):
+    def visible_to(self, user: Any, at: Any = None) -> AnalysisResultQuerySet:
+        """The results ``user`` may see (``apps.analyses.visibility``); with ``at``, those they
+        could see at that moment (stored by then, released by then)."""
+        reader = visibility.reader_of(user)
+        if reader is visibility.Reader.NOTHING:
             return self.none()
-        if roles.reads_unreleased_results(user):
-            return self.all()
-        return self.released()
+        if reader is visibility.Reader.EVERYTHING:
+            return self.all() if at is None else self.filter(created_at__lte=at)
+        return self.released(at)
 
     def released(self, at: Any = None) -> AnalysisResultQuerySet:
         """Results in at least one release readable ``at`` (now by default). ``Exists`` rather than
         a join: a result frozen by two releases is one row, and the filter composes with others."""
         return self.filter(
             Exists(
-                ReleaseResult.objects.filter(result=OuterRef("pk"), release__in=Release.objects.readable(at))
+                ReleaseResult.objects.filter(
+                    visibility.release_readable(at, prefix="release__"), result=OuterRef("pk")
+                )
             )
         )
 
@@ -242,7 +249,7 @@ class AnalysisResult(models.Model):
     started_at = models.DateTimeField()
     finished_at = models.DateTimeField()
     compute_ms = models.FloatField()
-    # What the API serves, rendered once when the result is stored (``apps.analyses.documents``):
+    # What the API serves, rendered once when the result is stored (``apps.api.documents``):
     # a result never changes, so reads send these bytes as they are, with ``etag`` as their ETag.
     summary_json = models.TextField(blank=True, editable=False)
     detail_json = models.TextField(blank=True, editable=False)
@@ -261,14 +268,16 @@ class AnalysisResult(models.Model):
         return f"{self.analysis} #{self.seq} ({self.status})"
 
     def save(self, *args: Any, **kwargs: Any) -> None:
-        """Store the row, then its API documents (they cite the row's id, known only after the
-        insert). Every way of creating a result passes here, so none is served without them."""
-        from apps.analyses.documents import documents_store
-
-        with transaction.atomic():  # no reader sees the row without its documents
+        """Store the row in a transaction of its own (or the caller's), so that what the receivers
+        of its ``post_save`` write commits with it: the API app renders the result's documents
+        there (``apps.api.documents``), and no reader sees the row without them."""
+        with transaction.atomic():
             super().save(*args, **kwargs)
-            if not self.detail_json:
-                documents_store(self)
+
+    @property
+    def is_regression(self) -> bool:
+        """Computed as a meta-regression (``Analysis.is_regression``, by the stored specification)."""
+        return bool((self.spec or {}).get("mods"))
 
     @property
     def pooled(self) -> dict[str, Any] | None:
@@ -309,20 +318,18 @@ def pooled_of(blocks: dict[str, Any]) -> dict[str, Any] | None:
 
 class ReleaseQuerySet(models.QuerySet["Release"]):
     def readable(self, at: Any = None) -> ReleaseQuerySet:
-        """Releases members and API clients may read ``at`` (now by default): no embargo, or an
-        embargo that has ended."""
-        at = at or timezone.now()
-        return self.filter(models.Q(embargo_until__isnull=True) | models.Q(embargo_until__lte=at))
+        """Releases members and API clients may read ``at`` (now by default)."""
+        return self.filter(visibility.release_readable(at))
 
-    def visible_to(self, user: Any) -> ReleaseQuerySet:
-        """The steering group and administrators see every release, embargoed ones too."""
-        from apps.consortium import roles
-
-        if not (user.is_authenticated and user.is_active):
+    def visible_to(self, user: Any, at: Any = None) -> ReleaseQuerySet:
+        """The releases ``user`` may see (``apps.analyses.visibility``); the steering group and
+        administrators see every release, embargoed ones too. With ``at``: as they could then."""
+        reader = visibility.reader_of(user)
+        if reader is visibility.Reader.NOTHING:
             return self.none()
-        if roles.reads_unreleased_results(user):
-            return self.all()
-        return self.readable()
+        if reader is visibility.Reader.EVERYTHING:
+            return self.all() if at is None else self.filter(published_at__lte=at)
+        return self.readable(at)
 
 
 class Release(WriteOnce, models.Model):
@@ -358,7 +365,8 @@ class Release(WriteOnce, models.Model):
 
     @property
     def is_readable(self) -> bool:
-        return self.embargo_until is None or self.embargo_until <= timezone.now()
+        """Whether members and API clients may read it now."""
+        return visibility.release_is_readable(self)
 
 
 class ReleaseResult(WriteOnce, models.Model):

@@ -1,28 +1,26 @@
-"""The outbox relay for recompute requests: publish pending ``OutboxEvent`` rows to the broker,
-with backoff while it is down, and re-request analyses whose request was lost on the way.
+"""The outbox relay for recompute requests: publish pending ``OutboxEvent`` rows to the broker
+(through ``apps.common.relay``), with backoff while it is down, and re-request analyses whose
+request was lost on the way.
 
 Steps 2 and 4 of the flow described in ``apps.analyses.services``.
 """
 
 from __future__ import annotations
 
-import logging
-from datetime import timedelta
+from datetime import datetime, timedelta
 from functools import partial
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
 from apps.analyses.models import Analysis, OutboxEvent
+from apps.common.relay import backoff_seconds, relay_round
 from apps.config.celery import configured_app
 from apps.config.publisher import publish_soon
 
-logger = logging.getLogger(__name__)
-
 RECOMPUTE_TASK = "workers.tasks.recompute_analysis"
-_BACKOFF_MAX_SECONDS = 60
 
 
 def outbox_publish_soon(*, event_ids: list[int]) -> None:
@@ -35,48 +33,54 @@ def _send(analysis_id: int) -> None:
     configured_app().send_task(RECOMPUTE_TASK, args=[analysis_id], retry=False)
 
 
+def _per_analysis(events: list[OutboxEvent]) -> list[tuple[int, list[OutboxEvent]]]:
+    """One message per analysis, covering all its pending events: the worker always computes the
+    latest request."""
+    by_analysis: dict[int, list[OutboxEvent]] = {}
+    for event in events:
+        by_analysis.setdefault(event.analysis_id, []).append(event)
+    return list(by_analysis.items())
+
+
+def _published(events: list[OutboxEvent]) -> None:
+    OutboxEvent.objects.filter(pk__in=[e.pk for e in events]).update(
+        published_at=timezone.now(), attempts=F("attempts") + 1
+    )
+
+
+def _postponed(events: list[OutboxEvent], exc: Exception, *, now: datetime) -> None:
+    """The broker refused the analysis's message: try its events again after a backoff (doubling
+    with each attempt, at most OUTBOX_BACKOFF_MAX_SECONDS)."""
+    attempts = max(e.attempts for e in events) + 1
+    delay = backoff_seconds(attempts, first=1, maximum=settings.OUTBOX_BACKOFF_MAX_SECONDS)
+    OutboxEvent.objects.filter(pk__in=[e.pk for e in events]).update(
+        attempts=F("attempts") + 1,
+        next_attempt_at=now + timedelta(seconds=delay),
+        last_error=f"{type(exc).__name__}: {exc}"[:2000],
+    )
+
+
 def outbox_publish_pending(*, event_ids: list[int] | None = None, limit: int = 500) -> int:
     """Publish pending outbox events (all that are due, or the given ones); return how many were sent.
 
-    Events are coalesced per analysis: one task per analysis covers all its pending events, because
-    the worker always computes the latest request.
+    Events are coalesced per analysis: one task per analysis covers all its pending events. A
+    broker error postpones that analysis's events and leaves the rest pending (``apps.common.relay``).
     """
     now = timezone.now()
-    with transaction.atomic():
-        pending = OutboxEvent.objects.filter(published_at__isnull=True)
-        if event_ids is not None:
-            pending = pending.filter(pk__in=event_ids)
-        else:
-            pending = pending.exclude(next_attempt_at__gt=now)
-        if connection.vendor == "postgresql":
-            pending = pending.select_for_update(skip_locked=True)
-        events = list(pending.order_by("id")[:limit])
-        by_analysis: dict[int, list[OutboxEvent]] = {}
-        for event in events:
-            by_analysis.setdefault(event.analysis_id, []).append(event)
-        sent = 0
-        for analysis_id, group in by_analysis.items():
-            ids = [e.pk for e in group]
-            try:
-                _send(analysis_id)
-            except Exception as exc:
-                attempts = max(e.attempts for e in group) + 1
-                delay = min(_BACKOFF_MAX_SECONDS, 2 ** min(attempts, 6))
-                OutboxEvent.objects.filter(pk__in=ids).update(
-                    attempts=F("attempts") + 1,
-                    next_attempt_at=now + timedelta(seconds=delay),
-                    last_error=f"{type(exc).__name__}: {exc}"[:2000],
-                )
-                logger.warning(
-                    "Broker unavailable for analysis %s (%s); retry in %ss", analysis_id, exc, delay
-                )
-                # The broker is down for every other event as well: stop here, keep the rest pending.
-                break
-            OutboxEvent.objects.filter(pk__in=ids).update(
-                published_at=timezone.now(), attempts=F("attempts") + 1
-            )
-            sent += len(ids)
-    return sent
+    pending = OutboxEvent.objects.filter(published_at__isnull=True)
+    if event_ids is not None:
+        pending = pending.filter(pk__in=event_ids)
+    else:
+        pending = pending.exclude(next_attempt_at__gt=now)
+    return relay_round(
+        pending.order_by("id"),
+        messages=_per_analysis,
+        send=_send,
+        mark_sent=_published,
+        mark_failed=partial(_postponed, now=now),
+        limit=limit,
+        what="analysis",
+    )
 
 
 def analyses_requeue_stale(*, lease_seconds: int | None = None) -> list[int]:

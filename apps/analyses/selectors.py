@@ -4,40 +4,62 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.db.models import OuterRef, Subquery
+
+from apps.analyses import visibility
 from apps.analyses.models import Analysis, AnalysisResult, Release, ReleaseResult, pooled_of
 
 
-def analysis_result_shown(*, user: Any, analysis: Analysis) -> AnalysisResult | None:
-    """The result to show for ``analysis`` to ``user``.
+def results_shown(
+    *, user: Any, analysis_ids: list[int] | None = None
+) -> list[tuple[Analysis, int | None, int | None]]:
+    """For each analysis ``user`` may see (of ``analysis_ids``, or all): the id of the result a page shows
+    with numbers, and the id of a failure shown beside it (or None for either).
 
-    The analysis's current result when the user may see it (even a failed one: it says why the
-    estimate is missing); otherwise the newest finished result the user may see (members see
-    released results only, so an unreleased current result falls back to the last released one).
+    The shown result is the analysis's current result when the user may see it and it has an
+    estimate; otherwise the newest good result the user may see (members see released results
+    only, so an unreleased current result falls back to the last released one). When the current
+    result the user may see failed or waits for data, the numbers are the last good result's (a
+    failed recompute never hides them) and the failure says why they are not newer.
+
+    Two queries whatever the number of analyses, reading only ids and statuses (never a result's
+    blocks): an open tab asks every few seconds (``apps.portal.views_live``).
     """
-    visible = AnalysisResult.objects.visible_to(user).filter(analysis=analysis)
-    if analysis.current_result_id is not None:
-        current = visible.filter(pk=analysis.current_result_id).first()
-        if current is not None:
-            return current
-    return visible.filter(status=AnalysisResult.Status.DONE).order_by("-seq").first()
+    # no default ordering in the subqueries: the result's ("analysis", then the analysis's own)
+    # would join analyses_analysis again inside them, and OuterRef would read that join instead
+    visible = AnalysisResult.objects.visible_to(user).order_by()
+    done = AnalysisResult.Status.DONE
+    rows = Analysis.objects.visible_to(user)
+    if analysis_ids is not None:
+        rows = rows.filter(pk__in=analysis_ids)
+    rows = rows.select_related("outcome").annotate(
+        current_visible=Subquery(visible.filter(pk=OuterRef("current_result_id")).values("pk")[:1]),
+        current_status=Subquery(visible.filter(pk=OuterRef("current_result_id")).values("status")[:1]),
+        newest_done=Subquery(
+            visible.filter(analysis=OuterRef("pk"), status=done).order_by("-seq").values("pk")[:1]
+        ),
+    )
+    picked: list[tuple[Analysis, int | None, int | None]] = []
+    for row in rows:
+        current = row.current_visible
+        if current is not None and row.current_status != done:
+            picked.append((row, row.newest_done, current))
+        else:
+            picked.append((row, current or row.newest_done, None))
+    return picked
 
 
 def analysis_results_shown(
     *, user: Any, analysis: Analysis
 ) -> tuple[AnalysisResult | None, AnalysisResult | None]:
-    """What a page shows for ``analysis``: the result with numbers, and a failure to report beside
-    it. When the newest result the user may see failed, the numbers are the last good result's (a
-    failed recompute never hides them) and the failure says why they are not newer."""
-    shown = analysis_result_shown(user=user, analysis=analysis)
-    if shown is None or shown.status == AnalysisResult.Status.DONE:
-        return shown, None
-    good = (
-        AnalysisResult.objects.visible_to(user)
-        .filter(analysis=analysis, status=AnalysisResult.Status.DONE)
-        .order_by("-seq")
-        .first()
-    )
-    return good, shown
+    """What a page shows for ``analysis`` (:func:`results_shown`): the result with numbers, and a
+    failure to report beside it."""
+    picked = results_shown(user=user, analysis_ids=[analysis.pk])
+    if not picked:
+        return None, None
+    _, shown, failed = picked[0]
+    found = AnalysisResult.objects.in_bulk([pk for pk in (shown, failed) if pk is not None])
+    return found.get(shown) if shown else None, found.get(failed) if failed else None
 
 
 def release_names(*, user: Any, result_ids: list[int]) -> dict[int, list[str]]:
@@ -155,9 +177,8 @@ def analyses_preview(
     input give no estimate says why.
     """
     from apps.analyses.services import analysis_inputs
-    from apps.consortium import roles
 
-    if not roles.reads_unreleased_results(user):
+    if not visibility.reads_unreleased(user):
         return []
     out = []
     for analysis in (
@@ -165,7 +186,7 @@ def analyses_preview(
     ):
         current = analysis.current_result
         # a meta-regression has no pooled effect (its headline is the intercept): said, not shown
-        regression = bool(analysis.mods)
+        regression = analysis.is_regression
         inputs, _ = analysis_inputs(analysis=analysis, replacing={centre.pk: rows})
         after, error = pooled_preview(spec=analysis.engine_spec(), rows=inputs)
         out.append(
@@ -205,7 +226,7 @@ def analysis_settings_preview(*, analysis: Analysis, cleaned: dict[str, Any]) ->
         "before_result": current,
         "after": after,
         "error": error,
-        "regression": bool(cleaned.get("mods")) or bool(analysis.mods),
+        "regression": bool(cleaned.get("mods")) or analysis.is_regression,
     }
 
 

@@ -19,10 +19,10 @@ The flow, and why it cannot lose work:
 from __future__ import annotations
 
 import logging
-import math
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from functools import partial
 from typing import Any
 
 from django.conf import settings
@@ -39,9 +39,9 @@ from apps.common.text import FieldChecks, clean_text
 from apps.consortium import roles
 from apps.consortium.models import Centre, Outcome
 from apps.datasets.models import Dataset
-from workers.metaanalysis import ENGINE_VERSION
+from workers.metaanalysis import ENGINE_VERSION, spec
 from workers.metaanalysis.analysis import run_analysis
-from workers.metaanalysis.errors import EngineError
+from workers.metaanalysis.errors import EngineError, InvalidInputError
 from workers.metaanalysis.spec import LATEST
 
 logger = logging.getLogger(__name__)
@@ -61,8 +61,14 @@ def analyses_request_recompute(*, outcome: Outcome) -> list[OutboxEvent]:
 
 
 def on_outcome_data_changed(*, outcome: Outcome, **_: Any) -> None:
-    """Receiver of ``apps.datasets.signals.outcome_data_changed`` (connected in ``AnalysesConfig``)."""
+    """Receiver of ``apps.datasets.signals.outcome_data_changed`` and of
+    ``apps.consortium.signals.outcome_changed`` (connected in ``AnalysesConfig``)."""
     analyses_request_recompute(outcome=outcome)
+
+
+def on_outcome_created(*, outcome: Outcome, **_: Any) -> None:
+    """Receiver of ``apps.consortium.signals.outcome_created``: the outcome's default analysis."""
+    analysis_create_default(outcome=outcome)
 
 
 def analysis_request_recompute_many(*, analysis_ids: Iterable[int]) -> list[OutboxEvent]:
@@ -231,8 +237,6 @@ def analysis_recompute(*, analysis_id: int) -> AnalysisResult | None:
                 )
                 logger.info("Analysis %s request %s: inputs unchanged, no new result.", analysis_id, seq)
                 continue
-            if settings.RECOMPUTE_FAULT_DELAY_MS:
-                time.sleep(settings.RECOMPUTE_FAULT_DELAY_MS / 1000)
             t0 = time.perf_counter()
             status, report, error = _compute(analysis, rows)
             compute_ms = (time.perf_counter() - t0) * 1000
@@ -324,23 +328,24 @@ def analysis_create_default(*, outcome: Outcome) -> Analysis:
 
 # --- specifications ---------------------------------------------------------------------------
 
-ANALYSIS_FIELDS = (
-    "name",
-    "method",
-    "test",
-    "level",
-    "mods",
-    "subgroup",
-    "cumulative_order",
-    "sensitivity",
-    "bias",
-    "dependence",
-    "rho",
-    "robust",
-    "timepoint",
-    "instruments",
-)
-_MAX_MODS = 10
+#: What an analysis's settings hold: its name and the engine's settings (``spec.SETTINGS``).
+ANALYSIS_FIELDS = ("name", *spec.SETTINGS)
+
+
+def _engine_rule(check: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """One of the engine's setting rules (``workers.metaanalysis.spec``), its refusal as a form's."""
+
+    def fn(value: Any) -> Any:
+        try:
+            return check(value)
+        except InvalidInputError as exc:
+            raise ValidationError(_sentence(exc.message)) from None
+
+    return fn
+
+
+def _sentence(message: str) -> str:
+    return message[:1].upper() + message[1:] + ("" if message.endswith(".") else ".")
 
 
 def analysis_validate(*, outcome: Outcome, analysis: Analysis | None, data: dict[str, Any]) -> dict[str, Any]:
@@ -356,35 +361,15 @@ def analysis_validate(*, outcome: Outcome, analysis: Analysis | None, data: dict
     moderators = {m["name"]: m.get("kind", "categorical") for m in outcome.moderators}
     checks = FieldChecks(merged)
 
-    def choice(values: list[str]) -> Any:
-        def fn(value: Any) -> str:
-            if value not in values:
-                raise ValidationError(f"Choose one of {', '.join(values)}.")
-            return str(value)
-
-        return fn
-
-    def level(value: Any) -> float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise ValidationError("The confidence level is a number, e.g. 95.")
-        if not 50 <= value < 100:
-            raise ValidationError("The confidence level is a percentage between 50 and 100.")
-        return float(value)
-
     def mods(value: Any) -> list[str]:
-        if not isinstance(value, list) or not all(isinstance(m, str) for m in value):
-            raise ValidationError("Moderators are a list of column names.")
-        if len(value) > _MAX_MODS:
-            raise ValidationError(f"A meta-regression takes at most {_MAX_MODS} moderators.")
-        if len(set(value)) != len(value):
-            raise ValidationError("A moderator is listed twice.")
-        unknown = [m for m in value if m not in moderators]
+        names = list(_engine_rule(spec.check_mods)(value))
+        unknown = [name for name in names if name not in moderators]
         if unknown:
             raise ValidationError(
                 f"{', '.join(map(repr, unknown))} {'is' if len(unknown) == 1 else 'are'} not recorded for "
                 f"this outcome; its moderators are: {', '.join(moderators) or 'none'}."
             )
-        return list(value)
+        return names
 
     def column(kinds: tuple[str, ...], extra: tuple[str, ...] = ()) -> Any:
         def fn(value: Any) -> str:
@@ -402,27 +387,16 @@ def analysis_validate(*, outcome: Outcome, analysis: Analysis | None, data: dict
 
         return fn
 
-    def flag(value: Any) -> bool:
-        if not isinstance(value, bool):
-            raise ValidationError("Give true or false.")
-        return value
-
     checks.check("name", lambda v: clean_text(v, field="The name", max_length=200))
-    checks.check("method", choice(list(Analysis.Method.values)))
-    checks.check("test", choice(list(Analysis.Test.values)))
-    checks.check("level", level)
+    for name in ("method", "test", "dependence"):
+        checks.check(name, _engine_rule(partial(spec.check_choice, name)))
+    checks.check("level", _engine_rule(spec.check_level))
     checks.check("mods", mods)
     checks.check("subgroup", column(("categorical", "numeric")))
     checks.check("cumulative_order", column(("numeric",), extra=("year",)))
-    checks.check("sensitivity", flag)
-    checks.check("bias", flag)
-    checks.check("dependence", choice(list(Analysis.Dependence.values)))
-    checks.check("robust", flag)
-
-    def rho(value: Any) -> float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not -1 < value < 1:
-            raise ValidationError("rho is a correlation between -1 and 1, e.g. 0.6.")
-        return float(value)
+    for name in ("sensitivity", "bias", "robust"):
+        checks.check(name, _engine_rule(partial(spec.check_flag, name)))
+    checks.check("rho", _engine_rule(spec.check_rho))
 
     def timepoint(value: Any) -> str:
         if value is None or value == "":
@@ -449,17 +423,13 @@ def analysis_validate(*, outcome: Outcome, analysis: Analysis | None, data: dict
             )
         return list(value)
 
-    checks.check("rho", rho)
     checks.check("timepoint", timepoint)
     checks.check("instruments", instruments)
     cleaned = checks.result()
-    if cleaned.get("dependence") in ("multilevel", "che"):
-        if cleaned.get("method") not in ("ML", "REML"):
-            raise ValidationError({"method": f"The {cleaned['dependence']} model is fitted by ML or REML."})
-        if cleaned.get("test") == "knha":
-            raise ValidationError(
-                {"test": "Knapp-Hartung is for one-level models; use the z or t test (or robust tests)."}
-            )
+    try:
+        spec.check_model(dependence=cleaned["dependence"], method=cleaned["method"], test=cleaned["test"])
+    except InvalidInputError as exc:
+        raise ValidationError({exc.column or "method": _sentence(exc.message)}) from None
     _check_against_data(outcome, cleaned)
     return cleaned
 
@@ -500,22 +470,23 @@ def _check_against_data(outcome: Outcome, cleaned: dict[str, Any]) -> None:
     if plan.k == 0:
         field = "timepoint" if any(o["code"] == "not_selected" for o in plan.omitted) else "instruments"
         raise ValidationError({field: f"With these settings: {all_rows_left_out(plan.omitted)}"})
-    if plan.dependence in ("multilevel", "che"):
-        if cleaned["method"] not in ("ML", "REML"):
+    try:
+        spec.check_model(dependence=plan.dependence, method=cleaned["method"], test=cleaned["test"])
+    except InvalidInputError as exc:
+        if exc.column == "method":
             raise ValidationError(
                 {
                     "method": f"{method} cannot be used here: {plan.reason}. That model is fitted by "
                     "ML or REML; choose one of them, or pool each study's rows first (several effects "
                     "per study: aggregate)."
                 }
-            )
-        if cleaned["test"] == "knha":
-            raise ValidationError(
-                {
-                    "test": f"Knapp-Hartung cannot be used here: {plan.reason}. Knapp-Hartung is for "
-                    "one-level models; use the z or t test (the robust tests apply either way)."
-                }
-            )
+            ) from None
+        raise ValidationError(
+            {
+                "test": f"Knapp-Hartung cannot be used here: {plan.reason}. Knapp-Hartung is for "
+                "one-level models; use the z or t test (the robust tests apply either way)."
+            }
+        ) from None
     if plan.dependence == "none" and plan.largest_study > 1 and not cleaned["robust"]:
         raise ValidationError(
             {

@@ -8,4 +8,5 @@ class ApiConfig(AppConfig):
     def ready(self) -> None:
         # a password change or deactivation ends the person's API tokens
         # and the OpenAPI schema knows the token and password schemes
-        from apps.api import schema, signals  # noqa: F401
+        # and every new result gets its API documents when it is stored
+        from apps.api import documents, schema, signals  # noqa: F401

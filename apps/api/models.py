@@ -12,6 +12,8 @@ from django.conf import settings
 from django.db import models
 from knox.models import AbstractAuthToken
 
+from apps.consortium.models import Scope
+
 
 class ApiToken(AbstractAuthToken):
     """A named, scoped, expiring API token (``Authorization: Token <secret>``).
@@ -20,14 +22,8 @@ class ApiToken(AbstractAuthToken):
     listings and URLs; the secret itself is never stored.
     """
 
-    class Scope(models.TextChoices):
-        RESULTS_READ = "results:read", "Read analyses and the results you may see"
-        DATASETS_READ = "datasets:read", "Read the datasets you may see"
-        DATASETS_WRITE = (
-            "datasets:write",
-            "Upload, submit, withdraw and restore datasets of centres you manage",
-        )
-        ANALYSES_WRITE = "analyses:write", "Change analyses and the data dictionary (steering group)"
+    #: the one list of scopes (``apps.consortium.models.Scope``)
+    Scope = Scope
 
     name = models.CharField(max_length=100)
     scopes = models.JSONField(default=list)

@@ -9,9 +9,9 @@ from django.core.validators import RegexValidator
 from django.urls import reverse
 from rest_framework import serializers
 
-from apps.analyses.documents import SUMMARY_FIELDS
 from apps.analyses.models import Analysis, AnalysisResult, Release
 from apps.analyses.services import ANALYSIS_FIELDS
+from apps.api.documents import SUMMARY_FIELDS
 from apps.api.models import ApiToken
 from apps.api.tokens import token_is_live
 from apps.audit.models import AuditEvent
@@ -319,7 +319,7 @@ class UploadPreviewSerializer(serializers.Serializer):
 
 
 class AnalysisResultSummarySerializer(serializers.ModelSerializer):
-    """Describes the stored summary (``apps.analyses.documents.result_summary``) for the schema;
+    """Describes the stored summary (``apps.api.documents.result_summary``) for the schema;
     reads send the stored JSON, and a test checks the two agree."""
 
     url = serializers.CharField(read_only=True)
@@ -336,7 +336,7 @@ class ResultBlockIndexSerializer(serializers.Serializer):
 
 
 class AnalysisResultSerializer(AnalysisResultSummarySerializer):
-    """Describes the stored detail (``apps.analyses.documents.result_detail``)."""
+    """Describes the stored detail (``apps.api.documents.result_detail``)."""
 
     blocks = serializers.DictField(child=ResultBlockIndexSerializer(), read_only=True)
 

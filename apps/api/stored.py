@@ -1,5 +1,5 @@
 """Responses made of stored bytes: results are immutable, so the API sends what was rendered when
-they were stored (``apps.analyses.documents``) and answers conditional requests without a body.
+they were stored (``apps.api.documents``) and answers conditional requests without a body.
 
 Every response carries ``ETag`` and ``Last-Modified``; ``If-None-Match`` / ``If-Modified-Since``
 that match give 304. ``Cache-Control: private, no-cache`` because what one may read depends on who
@@ -18,7 +18,7 @@ from django.http import HttpResponse
 from django.utils.cache import get_conditional_response, patch_vary_headers
 from django.utils.http import http_date
 
-from apps.analyses.documents import summaries_page
+from apps.api.documents import summaries_page
 
 JSON = "application/json"
 #: below this a gzip header and a round trip cost more than the bytes they save

@@ -36,7 +36,7 @@ def allowed_scopes(user: Any) -> list[str]:
     client = roles.api_client_of(user)
     if client is not None:
         # a service account reads, within what an administrator granted it
-        return [s for s in (Scope.RESULTS_READ, Scope.DATASETS_READ) if client.has_scope(s)]
+        return [s for s in client.READ_SCOPES if client.has_scope(s)]
     scopes = [Scope.RESULTS_READ, Scope.DATASETS_READ]
     if roles.centres_changeable(user).exists():
         scopes.append(Scope.DATASETS_WRITE)

@@ -3,16 +3,16 @@
 from django.urls import include, path
 from rest_framework.routers import DefaultRouter
 
-from apps.api import views, views_releases, views_tokens
+from apps.api.views import analyses, audit, consortium, datasets, releases, results, tokens
 
 router = DefaultRouter()
-router.register("centres", views.CentreViewSet, basename="centre")
-router.register("outcomes", views.OutcomeViewSet, basename="outcome")
-router.register("datasets", views.DatasetViewSet, basename="dataset")
-router.register("analyses", views.AnalysisViewSet, basename="analysis")
-router.register("results", views.AnalysisResultViewSet, basename="result")
-router.register("releases", views_releases.ReleaseViewSet, basename="release")
-router.register("audit", views.AuditEventViewSet, basename="audit")
-router.register("tokens", views_tokens.ApiTokenViewSet, basename="token")
+router.register("centres", consortium.CentreViewSet, basename="centre")
+router.register("outcomes", consortium.OutcomeViewSet, basename="outcome")
+router.register("datasets", datasets.DatasetViewSet, basename="dataset")
+router.register("analyses", analyses.AnalysisViewSet, basename="analysis")
+router.register("results", results.AnalysisResultViewSet, basename="result")
+router.register("releases", releases.ReleaseViewSet, basename="release")
+router.register("audit", audit.AuditEventViewSet, basename="audit")
+router.register("tokens", tokens.ApiTokenViewSet, basename="token")
 
 urlpatterns = [*router.urls, path("", include("apps.webhooks.urls"))]

@@ -84,39 +84,29 @@ def _configure() -> None:
         accept_content=["json"],
         worker_hijack_root_logger=False,
         beat_schedule={
-            "outbox-relay": {
-                "task": "workers.tasks.relay_outbox",
-                "schedule": float(settings.OUTBOX_RELAY_INTERVAL_SECONDS),
-                "options": {"expires": float(settings.OUTBOX_RELAY_INTERVAL_SECONDS) * 5},
-            },
-            "recompute-sweep": {
-                "task": "workers.tasks.sweep_stale",
-                "schedule": float(settings.RECOMPUTE_SWEEP_INTERVAL_SECONDS),
-                "options": {"expires": float(settings.RECOMPUTE_SWEEP_INTERVAL_SECONDS) * 2},
-            },
+            # a relay tick that waits too long is dropped (the next one does its work); a sweep is
+            # dropped after two intervals, an hourly job after an hour
+            "outbox-relay": _every("relay_outbox", settings.OUTBOX_RELAY_INTERVAL_SECONDS, expires_after=5),
+            "recompute-sweep": _every("sweep_stale", settings.RECOMPUTE_SWEEP_INTERVAL_SECONDS),
             # webhook deliveries: the same relay interval; the sweep re-queues expired attempt leases
-            "webhooks-relay": {
-                "task": "workers.tasks.relay_webhooks",
-                "schedule": float(settings.OUTBOX_RELAY_INTERVAL_SECONDS),
-                "options": {"expires": float(settings.OUTBOX_RELAY_INTERVAL_SECONDS) * 5},
-            },
+            "webhooks-relay": _every(
+                "relay_webhooks", settings.OUTBOX_RELAY_INTERVAL_SECONDS, expires_after=5
+            ),
             # embargoed releases are announced within a minute of the embargo's end
-            "releases-announce": {
-                "task": "workers.tasks.announce_releases",
-                "schedule": 60.0,
-                "options": {"expires": 120.0},
-            },
-            "webhooks-sweep": {
-                "task": "workers.tasks.sweep_webhooks",
-                "schedule": float(settings.WEBHOOKS_SWEEP_INTERVAL_SECONDS),
-                "options": {"expires": float(settings.WEBHOOKS_SWEEP_INTERVAL_SECONDS) * 2},
-            },
+            "releases-announce": _every("announce_releases", 60),
+            "webhooks-sweep": _every("sweep_webhooks", settings.WEBHOOKS_SWEEP_INTERVAL_SECONDS),
             # expired upload previews and expired sessions
-            "housekeeping": {
-                "task": "workers.tasks.housekeeping",
-                "schedule": 3600.0,
-                "options": {"expires": 3600.0},
-            },
+            "housekeeping": _every("housekeeping", 3600, expires_after=1),
         },
         beat_schedule_filename=str(settings.VAR_DIR / "celerybeat-schedule"),
     )
+
+
+def _every(task: str, seconds: float, *, expires_after: float = 2) -> dict[str, object]:
+    """A periodic run of ``workers.tasks.<task>`` every ``seconds``; a run still queued after
+    ``expires_after`` intervals is dropped (a later one does the same work)."""
+    return {
+        "task": f"workers.tasks.{task}",
+        "schedule": float(seconds),
+        "options": {"expires": float(seconds) * expires_after},
+    }

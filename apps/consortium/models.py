@@ -87,12 +87,24 @@ class ConsortiumRole(models.Model):
         return f"{self.user} ({self.get_role_display()})"
 
 
+class Scope(models.TextChoices):
+    """What an API token may do; a service account (``ApiClient``) holds only the read scopes."""
+
+    RESULTS_READ = "results:read", "Read analyses and the results you may see"
+    DATASETS_READ = "datasets:read", "Read the datasets you may see"
+    DATASETS_WRITE = (
+        "datasets:write",
+        "Upload, submit, withdraw and restore datasets of centres you manage",
+    )
+    ANALYSES_WRITE = "analyses:write", "Change analyses and the data dictionary (steering group)"
+
+
 class ApiClient(models.Model):
     """A token-holding service account (an external tool) with read-only scopes."""
 
-    class Scope(models.TextChoices):
-        RESULTS_READ = "results:read", "Read released results"
-        DATASETS_READ = "datasets:read", "Read submitted datasets"
+    Scope = Scope
+    #: the scopes an administrator may grant a service account: reading, never writing
+    READ_SCOPES = (Scope.RESULTS_READ, Scope.DATASETS_READ)
 
     user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_client")
     name = models.CharField(max_length=200)
@@ -129,6 +141,7 @@ class Outcome(models.Model):
         blank=True,
         help_text='Recorded moderator columns: [{"name": ..., "kind": "numeric"|"categorical"}]',
     )
+    # Written out like every model field (as in AnalysisResult): a migration records each one.
     instrument_scales = models.JSONField(
         default=dict,
         blank=True,

@@ -6,10 +6,9 @@ answer the questions every queryset and view asks, in one place.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from django.contrib.auth.models import AnonymousUser
-from django.db.models import Exists
 from guardian.shortcuts import get_objects_for_user
 
 from apps.consortium.models import ApiClient, Centre, ConsortiumRole
@@ -38,12 +37,6 @@ def is_steering(user: AnyUser) -> bool:
     if known is not None:
         return bool(known)
     return ConsortiumRole.objects.filter(user=user, role=ConsortiumRole.Role.STEERING).exists()
-
-
-def steering_exists(user_ref: Any) -> Exists:
-    """An ``Exists`` expression for "this user has the steering role", to annotate a query that
-    loads the user (token authentication loads user and role in one query)."""
-    return Exists(ConsortiumRole.objects.filter(user=user_ref, role=ConsortiumRole.Role.STEERING))
 
 
 def remember_steering(user: AnyUser, value: bool) -> None:
@@ -98,8 +91,3 @@ def can_change_centre(user: AnyUser, centre: Centre) -> bool:
 def reads_all_submitted_data(user: AnyUser) -> bool:
     """Steering group, administrators and API clients with the datasets scope."""
     return is_steering(user) or has_scope(user, ApiClient.Scope.DATASETS_READ)
-
-
-def reads_unreleased_results(user: AnyUser) -> bool:
-    """Steering group and administrators see results before release; everyone else only released ones."""
-    return is_steering(user)

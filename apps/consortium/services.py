@@ -10,13 +10,12 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from guardian.shortcuts import assign_perm, remove_perm
 
-from apps.analyses.services import analyses_request_recompute, analysis_create_default
 from apps.audit.services import audit_record
 from apps.common.text import FieldChecks, clean_name_list, clean_text
-from apps.consortium import roles
+from apps.consortium import roles, signals
 from apps.consortium.models import MEASURE_CHOICES, MODERATOR_NAME, OUTCOME_CODE, Centre, Membership, Outcome
-from apps.datasets.ingest.naming import header_key
 from workers.metaanalysis.spec import LATEST
+from workers.metaanalysis.tables import header_key
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import User
@@ -267,7 +266,7 @@ def outcome_create(*, actor: User | None, data: dict[str, Any]) -> Outcome:
     """Add an outcome to the data dictionary, with its default analysis."""
     _assert_steering(actor)
     outcome = Outcome.objects.create(**outcome_validate(outcome=None, data=data))
-    analysis_create_default(outcome=outcome)
+    signals.outcome_created.send(sender=Outcome, outcome=outcome)
     audit_record(actor=actor, action="outcome.create", obj=outcome, after=outcome_snapshot(outcome))
     return outcome
 
@@ -288,5 +287,5 @@ def outcome_update(*, actor: User | None, outcome: Outcome, changes: dict[str, A
     audit_record(
         actor=actor, action="outcome.update", obj=outcome, before=before, after=outcome_snapshot(outcome)
     )
-    analyses_request_recompute(outcome=outcome)
+    signals.outcome_changed.send(sender=Outcome, outcome=outcome)
     return outcome

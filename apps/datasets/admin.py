@@ -3,6 +3,8 @@ from django.contrib import admin
 from apps.common.admin import ReadOnlyAdmin
 from apps.datasets.models import Dataset, DatasetVersion, Study
 
+# One registration a model, as in every app's admin: each names the columns its own model shows.
+
 
 @admin.register(Dataset)
 class DatasetAdmin(ReadOnlyAdmin):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 from django.conf import settings
 from django.db import models
@@ -10,21 +10,31 @@ from django.db import models
 from apps.common.models import WriteOnce
 from apps.consortium.models import Centre, Outcome
 
+_Q = TypeVar("_Q", bound=models.QuerySet[Any])
+
+
+def _readable(queryset: _Q, user: Any, *, centre: str, shared: models.Q) -> _Q:
+    """The rows of ``queryset`` that ``user`` may read: none for an anonymous or inactive user,
+    all for an administrator, their centres' (``centre`` is the path to a row's centre) and, for
+    readers of all submitted data (steering group, API clients with the datasets scope), the
+    ``shared`` ones besides."""
+    from apps.consortium import roles
+
+    if not (user.is_authenticated and user.is_active):
+        return queryset.none()
+    if roles.is_administrator(user):
+        return queryset.all()
+    own = models.Q(**{f"{centre}__in": roles.centres_viewable(user)})
+    if roles.reads_all_submitted_data(user):
+        return queryset.filter(own | shared)
+    return queryset.filter(own)
+
 
 class DatasetQuerySet(models.QuerySet["Dataset"]):
     def visible_to(self, user: Any) -> DatasetQuerySet:
         """Datasets the user may read: their centres' (drafts too) and, for readers of all
-        submitted data (steering group, API clients with the datasets scope), every non-draft one."""
-        from apps.consortium import roles
-
-        if not (user.is_authenticated and user.is_active):
-            return self.none()
-        if roles.is_administrator(user):
-            return self.all()
-        own = models.Q(centre__in=roles.centres_viewable(user))
-        if roles.reads_all_submitted_data(user):
-            return self.filter(own | ~models.Q(status=Dataset.Status.DRAFT))
-        return self.filter(own)
+        submitted data, every non-draft one."""
+        return _readable(self, user, centre="centre", shared=~models.Q(status=Dataset.Status.DRAFT))
 
     def changeable_by(self, user: Any) -> DatasetQuerySet:
         from apps.consortium import roles
@@ -32,24 +42,13 @@ class DatasetQuerySet(models.QuerySet["Dataset"]):
         return self.filter(centre__in=roles.centres_changeable(user))
 
 
-# visible_to reads like DatasetQuerySet's (anonymous, administrator, own centres, shared): the
-# same roles, but a version adds its own rule (submitted_at), so each queryset states it whole.
 class DatasetVersionQuerySet(models.QuerySet["DatasetVersion"]):
     def visible_to(self, user: Any) -> DatasetVersionQuerySet:
         """Versions the user may read: every version of their centres' datasets; of other visible
         datasets, only versions that were submitted. A draft that was replaced before submission
         (its rows, reason and author) stays with its centre."""
-        from apps.consortium import roles
-
-        if not (user.is_authenticated and user.is_active):
-            return self.none()
-        if roles.is_administrator(user):
-            return self.all()
-        own = models.Q(dataset__centre__in=roles.centres_viewable(user))
-        if roles.reads_all_submitted_data(user):
-            shared = models.Q(submitted_at__isnull=False) & ~models.Q(dataset__status=Dataset.Status.DRAFT)
-            return self.filter(own | shared)
-        return self.filter(own)
+        submitted = models.Q(submitted_at__isnull=False) & ~models.Q(dataset__status=Dataset.Status.DRAFT)
+        return _readable(self, user, centre="dataset__centre", shared=submitted)
 
 
 class Study(models.Model):

@@ -211,6 +211,7 @@ def dataset_version_create(
 STAGED_UPLOAD_LIFETIME = timedelta(hours=24)
 
 
+# The keywords of dataset_version_create: the same validated upload, kept as a preview instead.
 def staged_upload_create(
     *,
     actor: User,

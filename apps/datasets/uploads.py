@@ -67,28 +67,34 @@ def upload_target(*, user: User, centre_code: str, outcome_code: str) -> tuple[C
     return centre, outcome
 
 
-def upload_parse(
-    *,
-    user: User,
-    centre_code: str,
-    outcome_code: str,
-    file: IO[bytes] | None,
-    filename: str,
-    content_type: str | None,
-    rows: Any,
-    content: bytes | None = None,
-) -> tuple[Centre, Outcome, ParsedUpload, bytes | None]:
+@dataclass(frozen=True)
+class UploadRequest:
+    """An upload as it was sent: who sends it, for which centre and outcome (by code), and the
+    file (with its name and type), its bytes or its rows (JSON)."""
+
+    user: User
+    centre_code: str
+    outcome_code: str
+    file: IO[bytes] | None = None
+    filename: str = ""
+    content_type: str | None = None
+    rows: Any = None
+    content: bytes | None = None
+
+
+def upload_parse(upload: UploadRequest) -> tuple[Centre, Outcome, ParsedUpload, bytes | None]:
     """Resolve the target (visibility, then permission) and validate the upload completely;
     ``UploadRejected`` lists every problem. Stores nothing."""
-    centre, outcome = upload_target(user=user, centre_code=centre_code, outcome_code=outcome_code)
-    if file is not None:
-        content = file.read()
+    centre, outcome = upload_target(
+        user=upload.user, centre_code=upload.centre_code, outcome_code=upload.outcome_code
+    )
+    content = upload.file.read() if upload.file is not None else upload.content
     spec = upload_spec_for(outcome)
-    if rows is not None:
-        parsed = parse_json_rows(rows, spec=spec)
+    if upload.rows is not None:
+        parsed = parse_json_rows(upload.rows, spec=spec)
     else:
         assert content is not None
-        parsed = parse_upload(content, filename=filename, spec=spec, content_type=content_type)
+        parsed = parse_upload(content, filename=upload.filename, spec=spec, content_type=upload.content_type)
     # last, on a valid file: what the rest of the platform has to say about its rows (the analyses:
     # rows that none of them would read), as warnings; the file is accepted either way
     answers: list[tuple[Any, Any]] = upload_checked.send(
@@ -100,19 +106,7 @@ def upload_parse(
     return centre, outcome, parsed, content
 
 
-def upload_receive(
-    *,
-    user: User,
-    centre_code: str,
-    outcome_code: str,
-    content: bytes | None = None,
-    file: IO[bytes] | None = None,
-    filename: str = "",
-    content_type: str | None = None,
-    rows: Any = None,
-    reason: str = "",
-    submit: bool = False,
-) -> UploadOutcome:
+def upload_receive(upload: UploadRequest, *, reason: str = "", submit: bool = False) -> UploadOutcome:
     """Validate and store an upload; raises ``UploadRejected`` with every error, changing nothing.
 
     With ``submit`` the new version is also submitted, in the same transaction, so it enters the
@@ -125,61 +119,34 @@ def upload_receive(
     A ``file`` is read only after the permission checks, so a refused upload costs no more than
     its (already size-checked) request.
     """
-    centre, outcome, parsed, content = upload_parse(
-        user=user,
-        centre_code=centre_code,
-        outcome_code=outcome_code,
-        content=content,
-        file=file,
-        filename=filename,
-        content_type=content_type,
-        rows=rows,
-    )
+    centre, outcome, parsed, content = upload_parse(upload)
     with transaction.atomic():
         version, created = dataset_version_create(
-            actor=user,
+            actor=upload.user,
             centre=centre,
             outcome=outcome,
             parsed=parsed,
             content=content,
-            filename=filename or "rows.json",
+            filename=upload.filename or "rows.json",
             reason=reason,
         )
         if submit:
             dataset_set_status(
-                actor=user, dataset=version.dataset, status=Dataset.Status.SUBMITTED, reason=reason
+                actor=upload.user, dataset=version.dataset, status=Dataset.Status.SUBMITTED, reason=reason
             )
     return UploadOutcome(version=version, created=created, parsed=parsed)
 
 
-def upload_preview(
-    *,
-    user: User,
-    centre_code: str,
-    outcome_code: str,
-    file: IO[bytes],
-    filename: str = "",
-    content_type: str | None = None,
-    reason: str = "",
-) -> StagedUpload:
+def upload_preview(upload: UploadRequest, *, reason: str = "") -> StagedUpload:
     """Validate an upload like :func:`upload_receive` (same refusals, in the same order) and keep
     it as a preview for its data manager to confirm or discard; no version is stored."""
-    centre, outcome, parsed, content = upload_parse(
-        user=user,
-        centre_code=centre_code,
-        outcome_code=outcome_code,
-        content=None,
-        file=file,
-        filename=filename,
-        content_type=content_type,
-        rows=None,
-    )
+    centre, outcome, parsed, content = upload_parse(upload)
     return staged_upload_create(
-        actor=user,
+        actor=upload.user,
         centre=centre,
         outcome=outcome,
         parsed=parsed,
         content=content,
-        filename=filename,
+        filename=upload.filename,
         reason=reason,
     )

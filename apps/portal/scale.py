@@ -1,11 +1,58 @@
-"""The estimate on the outcome's own scale: ratio measures are pooled as logs, readers want the ratio."""
+"""The estimate on the outcome's own scale: ratio measures are pooled as logs, readers want the
+ratio. :class:`Scale` is a measure's axis in the figures; :func:`estimate_of` and :func:`ratio_of`
+give a pooled estimate as pages show it; both back-transform with the measure registry's
+``back_transform``."""
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
 from typing import Any
 
 from apps.consortium.models import Outcome
 from workers.metaanalysis import measures
+
+
+@dataclass(frozen=True)
+class Scale:
+    """The axis of a measure: ratio measures are modelled as logs, drawn on a log axis whose ticks
+    and text read as ratios."""
+
+    measure: str
+    log: bool
+    ratio: str | None
+    title: str
+
+    @classmethod
+    def of(cls, code: str) -> Scale:
+        known = measures.REGISTRY.get(code)
+        if known is None:
+            return cls(code, False, None, code)
+        title = known.label[:1].upper() + known.label[1:]
+        if known.log_scale and known.ratio_label:
+            return cls(code, True, known.ratio_label, title)
+        return cls(code, False, None, title)
+
+    def shown(self, v: float) -> float:
+        """``v`` as readers read it (a ratio for ratio measures): the registry's back-transformation."""
+        known = measures.REGISTRY.get(self.measure)
+        return v if known is None else known.back_transform(v)
+
+    def fmt(self, v: float | None, digits: int = 2) -> str:
+        if v is None or not math.isfinite(v):
+            return "NA"
+        return f"{self.shown(v):.{digits}f}"
+
+    def interval(self, est: float | None, lb: float | None, ub: float | None) -> str:
+        return f"{self.fmt(est)} ({self.fmt(lb)} to {self.fmt(ub)})"
+
+    @property
+    def short(self) -> str:
+        return self.ratio or self.measure
+
+    @property
+    def axis_label(self) -> str:
+        return f"{self.title}, log scale" if self.log else self.title
 
 
 def ratio_of(code: str, pooled: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -134,6 +181,8 @@ def regression_of(result: Any) -> dict[str, Any] | None:
     Its headline "estimate" is the intercept, the effect where every moderator is 0: the page must
     not present it as a pooled effect.
     """
+    if not result.is_regression:
+        return None
     summary = result.blocks.get("summary") or {}
     fit = result.blocks.get(summary.get("fit_block") or "fit") or {}
     names = fit.get("coef_names") or []

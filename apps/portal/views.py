@@ -19,6 +19,7 @@ from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadReque
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
+from apps.analyses import visibility
 from apps.analyses.selectors import upload_preview_report
 from apps.audit.models import AuditEvent
 from apps.audit.selectors import audit_events_shown, audit_object_names, changed_only
@@ -34,7 +35,7 @@ from apps.datasets.services import (
     staged_upload_confirm,
     staged_upload_discard,
 )
-from apps.datasets.uploads import upload_preview
+from apps.datasets.uploads import UploadRequest, upload_preview
 from apps.portal.scale import ratio_of
 
 
@@ -170,7 +171,8 @@ def upload(request: HttpRequest) -> HttpResponse:
         "selected": {"centre": request.GET.get("centre"), "outcome": request.GET.get("outcome")},
     }
     if request.method == "POST":
-        # Refused before the body is parsed: no temporary file for someone who may upload nowhere.
+        # Refused before the file is read: someone who may upload nowhere is told so at once (the
+        # body itself was parsed already, by the CSRF check, which reads the form's token).
         if not centres:
             raise PermissionDenied("Only a centre's data managers may upload its data.")
         f = request.FILES.get("file")
@@ -199,15 +201,15 @@ def upload(request: HttpRequest) -> HttpResponse:
             ]
             return render(request, "portal/upload.html", context, status=400)
         try:
-            staged = upload_preview(
+            sent = UploadRequest(
                 user=request.user,  # type: ignore[arg-type]
                 centre_code=request.POST.get("centre", ""),
                 outcome_code=request.POST.get("outcome", ""),
                 file=f,
                 filename=f.name or "",
                 content_type=f.content_type,
-                reason=reason,
             )
+            staged = upload_preview(sent, reason=reason)
         except Centre.DoesNotExist as exc:
             raise Http404("No such centre.") from exc
         except UploadRejected as exc:
@@ -300,7 +302,7 @@ def upload_preview_view(request: HttpRequest, key: str) -> HttpResponse:
             **report,
             "rows_total": len(staged.rows),
             "rows_shown": min(len(staged.rows), PREVIEW_ROWS_SHOWN),
-            "is_steering": roles.reads_unreleased_results(request.user),
+            "is_steering": visibility.reads_unreleased(request.user),
             # the scale rows are shown on: a ratio measure's ratio, else the measure itself
             "scale": (ratio_of(code, {"estimate": 0, "ci_lb": 0, "ci_ub": 0}) or {}).get("label", code),
             "ratio_scale": ratio_of(code, {"estimate": 0, "ci_lb": 0, "ci_ub": 0}) is not None,

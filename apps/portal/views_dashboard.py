@@ -7,12 +7,12 @@ import json
 from datetime import datetime
 from typing import Any
 
-from django.db.models import Exists, Max, OuterRef
+from django.db.models import Max
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.utils import timezone
 
-from apps.analyses.models import Analysis, AnalysisResult, OutboxEvent, Release, ReleaseResult
+from apps.analyses.models import Analysis, AnalysisResult, OutboxEvent, Release
 from apps.analyses.selectors import analysis_results_shown, release_names
 from apps.audit.models import AuditEvent
 from apps.consortium import roles
@@ -117,13 +117,17 @@ def changes_since(*, user: Any, since: datetime, cards: list[dict[str, Any]]) ->
     makes it readable to them (and of the release itself), of dataset versions and withdrawals of
     the datasets they may read, and of no failed recompute (failures are never released).
     """
-    reads_unreleased = roles.reads_unreleased_results(user)
+    seen_then = AnalysisResult.objects.visible_to(user, at=since)
     results = []
     for card in cards:
         after = card["result"]
-        if after is None or _visible_from(after, reads_unreleased) <= since:
+        if after is None or seen_then.filter(pk=after.pk).exists():
             continue
-        before = _shown_at(card["analysis"], since, reads_unreleased)
+        before = (
+            seen_then.filter(analysis=card["analysis"], status=AnalysisResult.Status.DONE)
+            .order_by("-seq")
+            .first()
+        )
         results.append(
             {
                 "card": card,
@@ -164,13 +168,12 @@ def changes_since(*, user: Any, since: datetime, cards: list[dict[str, Any]]) ->
         }
         for w in withdrawn_rows
     ]
-    new_releases = Release.objects.visible_to(user).select_related("published_by")
-    if reads_unreleased:
-        new_releases = new_releases.filter(published_at__gt=since)
-    else:  # readable now; new to a member if published, or out of embargo, since
-        new_releases = new_releases.filter(published_at__gt=since) | new_releases.filter(
-            embargo_until__gt=since
-        )
+    # new to the reader: visible now, not then (published since, or out of embargo since)
+    new_releases = (
+        Release.objects.visible_to(user)
+        .exclude(pk__in=Release.objects.visible_to(user, at=since).values("pk"))
+        .select_related("published_by")
+    )
     failures = (
         AnalysisResult.objects.visible_to(user)
         .filter(status__in=[AnalysisResult.Status.FAILED, AnalysisResult.Status.EMPTY], created_at__gt=since)
@@ -189,34 +192,6 @@ def changes_since(*, user: Any, since: datetime, cards: list[dict[str, Any]]) ->
     }
     changes["any"] = any(changes[k] for k in ("results", "versions", "withdrawn", "releases", "failures"))
     return changes
-
-
-def _visible_from(result: AnalysisResult, reads_unreleased: bool) -> datetime:
-    """When ``result`` became visible to a reader: when it was stored, for readers of unreleased
-    results; otherwise when the first release holding it became readable."""
-    if reads_unreleased:
-        return result.created_at
-    moments = [
-        max(published, embargo or published)
-        for published, embargo in ReleaseResult.objects.filter(
-            result=result, release__in=Release.objects.readable()
-        ).values_list("release__published_at", "release__embargo_until")
-    ]
-    return min(moments, default=result.created_at)
-
-
-def _shown_at(analysis: Analysis, at: datetime, reads_unreleased: bool) -> AnalysisResult | None:
-    """The newest good result of ``analysis`` the reader could see at ``at`` (the visibility rules
-    of ``AnalysisResult.objects.visible_to``, applied at that time)."""
-    done = AnalysisResult.objects.filter(analysis=analysis, status=AnalysisResult.Status.DONE)
-    if reads_unreleased:
-        done = done.filter(created_at__lte=at)
-    else:
-        readable_then = Release.objects.readable(at).filter(published_at__lte=at)
-        done = done.filter(
-            Exists(ReleaseResult.objects.filter(result=OuterRef("pk"), release__in=readable_then))
-        )
-    return done.order_by("-seq").first()
 
 
 def _estimate(outcome: Any, result: Any) -> dict[str, Any] | None:

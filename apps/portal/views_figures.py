@@ -16,14 +16,17 @@ from collections.abc import Callable
 from typing import Any
 
 from django.contrib.auth.decorators import login_required
+from django.db.models import QuerySet
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest, HttpResponseNotModified
 from django.views.decorators.http import require_GET
 
 from apps.analyses.models import AnalysisResult
 from apps.analyses.selectors import result_rows_readable
+from apps.datasets.ingest import neutralise
 from apps.portal.figures import FIGURES, FORMATS, SORTS, TABLES_ONLY, catalog, draw, store
-from apps.portal.figures.data import Inputs, Scale, history_points, inputs_of
-from apps.portal.scale import labels_of
+from apps.portal.figures.data import Inputs, inputs_of
+from apps.portal.figures.history import history_points
+from apps.portal.scale import Scale, labels_of
 
 CONTENT_TYPES = {"svg": "image/svg+xml", "png": "image/png", "csv": "text/csv; charset=utf-8"}
 
@@ -51,15 +54,19 @@ def _full(result: AnalysisResult) -> AnalysisResult:
     return AnalysisResult.objects.select_related("analysis__outcome").get(pk=result.pk)
 
 
-def history_results(user: Any, result: AnalysisResult) -> list[AnalysisResult]:
-    """The results of ``result``'s analysis up to it that ``user`` may read: its history figure
-    (their headline and provenance; not their documents)."""
-    return list(
+def _history_of(user: Any, result: AnalysisResult) -> QuerySet[AnalysisResult]:
+    """The results of ``result``'s analysis up to it that ``user`` may read, oldest first."""
+    return (
         AnalysisResult.objects.visible_to(user)
         .filter(analysis_id=result.analysis_id, seq__lte=result.seq, status=AnalysisResult.Status.DONE)
-        .defer("notes", "omitted", "studies", "summary_json", "detail_json")
         .order_by("seq")
     )
+
+
+def history_results(user: Any, result: AnalysisResult) -> list[AnalysisResult]:
+    """The results ``result``'s history figure shows (their headline and provenance; not their
+    documents)."""
+    return list(_history_of(user, result).defer("notes", "omitted", "studies", "summary_json", "detail_json"))
 
 
 def history_key(ids: list[int]) -> str:
@@ -68,17 +75,21 @@ def history_key(ids: list[int]) -> str:
 
 
 def _history_ids(user: Any, result: AnalysisResult) -> list[int]:
-    return list(
-        AnalysisResult.objects.visible_to(user)
-        .filter(analysis_id=result.analysis_id, seq__lte=result.seq, status=AnalysisResult.Status.DONE)
-        .order_by("seq")
-        .values_list("pk", flat=True)
-    )
+    return list(_history_of(user, result).values_list("pk", flat=True))
 
 
-def _sort(request: HttpRequest) -> str | None:
+def _requested(
+    request: HttpRequest, pk: int, *, known: bool, unknown: str
+) -> tuple[AnalysisResult, str] | HttpResponse:
+    """The result a figure or table request names and the forest plot's order (``?sort=``), checked
+    in this order: a name or format not ``known`` is a 404 (``unknown`` says which), an order not in
+    SORTS a 400, a result the reader may not read a 404."""
+    if not known:
+        raise Http404(unknown)
     sort = request.GET.get("sort", "input")
-    return sort if sort in SORTS else None
+    if sort not in SORTS:
+        return HttpResponseBadRequest(f"sort must be one of: {', '.join(SORTS)}.", content_type="text/plain")
+    return _result(request, pk), sort
 
 
 def _option(name: str, sort: str, readable: bool) -> str:
@@ -134,12 +145,10 @@ def _serve(
 @login_required
 def result_figure(request: HttpRequest, pk: int, name: str, fmt: str) -> HttpResponse:
     """Figure ``name`` of result ``pk`` as SVG or PNG (``?sort=`` orders the forest plot's studies)."""
-    if name not in FIGURES or fmt not in FORMATS:
-        raise Http404("No such figure.")
-    sort = _sort(request)
-    if sort is None:
-        return HttpResponseBadRequest(f"sort must be one of: {', '.join(SORTS)}.", content_type="text/plain")
-    result = _result(request, pk)
+    found = _requested(request, pk, known=name in FIGURES and fmt in FORMATS, unknown="No such figure.")
+    if isinstance(found, HttpResponse):
+        return found
+    result, sort = found
     outcome = result.analysis.outcome
     if name == "history":
 
@@ -181,6 +190,8 @@ def csv_bytes(table: catalog.Table) -> bytes:
     return buf.getvalue().encode()
 
 
+# Not the analysis export's cell rule (apps.analyses.exports.rows): a figure's table shows the
+# numbers as the figure drew them, nan and inf included, where an export leaves such a cell empty.
 def _cell(value: Any) -> Any:
     if value is None:
         return ""
@@ -188,21 +199,17 @@ def _cell(value: Any) -> Any:
         return "TRUE" if value else "FALSE"
     if isinstance(value, float):
         return repr(value)
-    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
-        return "'" + value
-    return value
+    return neutralise(value) if isinstance(value, str) else value
 
 
 @require_GET
 @login_required
 def result_table(request: HttpRequest, pk: int, name: str) -> HttpResponse:
     """Table ``name`` of result ``pk`` as CSV: the numbers behind a figure, or a table of the page."""
-    if name not in FIGURES and name not in TABLES_ONLY:
-        raise Http404("No such table.")
-    sort = _sort(request)
-    if sort is None:
-        return HttpResponseBadRequest(f"sort must be one of: {', '.join(SORTS)}.", content_type="text/plain")
-    result = _result(request, pk)
+    found = _requested(request, pk, known=name in FIGURES or name in TABLES_ONLY, unknown="No such table.")
+    if isinstance(found, HttpResponse):
+        return found
+    result, sort = found
     if name == "history":
         return _serve(
             request,

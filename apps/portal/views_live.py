@@ -13,8 +13,8 @@ conditional GET every five seconds is one short request that nginx and gunicorn 
 other, answered with 304 almost always; a recompute takes longer than that anyway.
 
 The answer is what the dashboard itself would show, so it tells a member nothing the dashboard
-does not: results come from ``AnalysisResult.objects.visible_to`` and are picked by the rules of
-``apps.analyses.selectors.analysis_results_shown`` (an unreleased result changes neither a
+does not: the results are picked by ``apps.analyses.selectors.results_shown``, as the dashboard's
+are (an unreleased result changes neither a
 member's result id nor their fingerprint). The poll never renews the session: an open tab must
 not keep its session alive past the idle timeout (see ``apps.portal.session_middleware``).
 """
@@ -26,12 +26,11 @@ import json
 from typing import Any
 
 from django.conf import settings
-from django.db.models import OuterRef, Subquery
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils.http import parse_etags, quote_etag
 
 from apps.analyses.models import Analysis, AnalysisResult
-from apps.analyses.selectors import release_names
+from apps.analyses.selectors import release_names, results_shown
 from apps.api.throttling import LiveRateThrottle
 from apps.portal.session_middleware import idle_seconds_left, mark_passive
 
@@ -52,32 +51,7 @@ def live_states(*, user: Any, analysis_ids: list[int] | None = None) -> list[dic
     Two queries whatever the number of analyses, reading only ids, sequence numbers and statuses
     (never a result's blocks): an open tab asks every few seconds.
     """
-    # no default ordering in the subqueries: the result's ("analysis", then the analysis's own)
-    # would join analyses_analysis again inside them, and OuterRef would read that join instead
-    visible = AnalysisResult.objects.visible_to(user).order_by()
-    done = AnalysisResult.Status.DONE
-    analyses = (
-        Analysis.objects.visible_to(user)
-        .select_related("outcome")
-        .annotate(
-            # the rules of analysis_result_shown: the current result when visible, else the newest
-            # visible finished one; when the shown one failed, the newest visible good one beside it
-            current_visible=Subquery(visible.filter(pk=OuterRef("current_result_id")).values("pk")[:1]),
-            current_status=Subquery(visible.filter(pk=OuterRef("current_result_id")).values("status")[:1]),
-            newest_done=Subquery(
-                visible.filter(analysis=OuterRef("pk"), status=done).order_by("-seq").values("pk")[:1]
-            ),
-        )
-    )
-    if analysis_ids is not None:
-        analyses = analyses.filter(pk__in=analysis_ids)
-    picked: list[tuple[Analysis, int | None, int | None]] = []
-    for row in analyses:
-        current = row.current_visible
-        if current is not None and row.current_status != done:
-            picked.append((row, row.newest_done, current))
-        else:
-            picked.append((row, current or row.newest_done, None))
+    picked = results_shown(user=user, analysis_ids=analysis_ids)
     ids = {pk for _, shown, failed in picked for pk in (shown, failed) if pk is not None}
     seqs, statuses = {}, {}
     for pk, seq, status in (

@@ -21,8 +21,10 @@ from apps.analyses.selectors import analysis_results_shown, release_names, resul
 from apps.consortium import roles
 from apps.consortium.models import Outcome
 from apps.portal.figures import FIGURES, SORT_NAMES, SORTS, catalog
-from apps.portal.figures.data import Inputs, Scale, history_points, inputs_of
+from apps.portal.figures.data import Inputs, inputs_of
+from apps.portal.figures.history import history_points
 from apps.portal.scale import (
+    Scale,
     estimate_of,
     headline,
     labels_of,
@@ -171,15 +173,24 @@ def _dependence_label(pooled: dict[str, Any] | None) -> str:
 def _not_drawn(result: AnalysisResult) -> str:
     """Why the Baujat and cumulative plots are missing where a reader would look for them: they
     are computed for models of independent rows only (the engine's leave-one-out of rows assumes
-    them), so a model of several effects per study has the leave-one-study-out influence instead."""
+    them), so a model of several effects per study has the leave-one-study-out influence instead;
+    and a result stored before the engine kept Baujat's coordinates has no Baujat plot until the
+    analysis is recomputed."""
     blocks = result.blocks
+    dependence = (blocks.get("model") or {}).get("dependence")
+    if dependence in (None, "none") or blocks.get("leave1out"):
+        if blocks.get("leave1out") and not blocks.get("baujat"):
+            return (
+                "No Baujat plot: this result was stored before the engine kept Baujat's coordinates; "
+                "recomputing the analysis adds them."
+            )
+        return ""
     missing = [
         name
-        for name, block in (("cumulative meta-analysis", "cumulative"), ("Baujat plot", "leave1out"))
+        for name, block in (("cumulative meta-analysis", "cumulative"), ("Baujat plot", "baujat"))
         if not blocks.get(block)
     ]
-    dependence = (blocks.get("model") or {}).get("dependence")
-    if not missing or dependence in (None, "none"):
+    if not missing:
         return ""
     return (
         f"No {' and no '.join(missing)}: these take one effect per study, and this result's model "

@@ -48,7 +48,7 @@ def _row(planned: Any) -> dict[str, Any]:
         "after": shown(planned.result),
         "kept": planned.kept,
         "reason": planned.reason,
-        "regression": bool(analysis.mods),
+        "regression": analysis.is_regression,
     }
 
 
@@ -142,7 +142,7 @@ def release_detail(request: HttpRequest, name: str) -> HttpResponse:
                 "estimate": estimate_of(entry.analysis.outcome.measure, result.pooled),
                 "pooled": result.pooled,
                 "level": level_of(result),
-                "regression": bool(result.spec.get("mods")),
+                "regression": result.is_regression,
                 "headline": headline(result),
             }
         )

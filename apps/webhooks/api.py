@@ -1,47 +1,31 @@
 """The webhooks API, ``/api/v1/webhooks/``: each owner sees and changes their own webhooks only (anyone
-else's answer 404). Writes go through ``apps.webhooks.services``."""
+else's answer 404). Writes go through ``apps.webhooks.services.writes``; their refusals reach the client
+through ``apps.api.errors.exception_handler``."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any, cast
 
 import django_filters
 from django.contrib.auth.models import User
-from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
-from django.core.exceptions import ValidationError as DjangoValidationError
 from django.core.validators import RegexValidator
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import NotFound, PermissionDenied
 from rest_framework.generics import get_object_or_404
 from rest_framework.permissions import BasePermission, IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from apps.analyses.models import AnalysisResult
-from apps.api.errors import CONFLICT_RESPONSE, Conflict, service_errors
+from apps.api.errors import CONFLICT_RESPONSE
 from apps.api.filters import StrictChoiceFilter
 from apps.api.models import ApiToken
 from apps.api.permissions import TokenScopes
 from apps.api.serializers import StrictBooleanField, StrictCharField, StrictFloatField, plain_text
-from apps.webhooks import events, services
+from apps.webhooks import events
 from apps.webhooks.models import Webhook, WebhookAttempt, WebhookDelivery
-
-
-@contextmanager
-def _errors() -> Iterator[None]:
-    """A service's ValidationError is a 400 per field, PermissionDenied a 403, a webhook deleted
-    meanwhile a 404."""
-    try:
-        with service_errors():
-            yield
-    except DjangoPermissionDenied as exc:
-        raise PermissionDenied(str(exc)) from exc
-    except Webhook.DoesNotExist as exc:
-        raise NotFound() from exc
+from apps.webhooks.services import access, validation, writes
 
 
 @extend_schema_field(
@@ -50,15 +34,15 @@ def _errors() -> Iterator[None]:
         "format": "uri",
         "pattern": "^https?://",
         "minLength": 1,
-        "maxLength": services.URL_MAX_LENGTH,
+        "maxLength": validation.URL_MAX_LENGTH,
     }
 )
 class WebhookURLField(StrictCharField):
     """An http(s) URI of at most 2,000 characters. Whether the platform may call it (https in
-    production, a public address, no credentials) is for ``services.clean_url`` to say."""
+    production, a public address, no credentials) is for ``validation.clean_url`` to say."""
 
     def __init__(self, **kwargs: Any) -> None:
-        super().__init__(max_length=services.URL_MAX_LENGTH, trim_whitespace=False, **kwargs)
+        super().__init__(max_length=validation.URL_MAX_LENGTH, trim_whitespace=False, **kwargs)
         self.validators.append(RegexValidator(r"^https?://", message="Give an https:// URL."))
 
 
@@ -81,7 +65,7 @@ class WebhookSerializer(serializers.ModelSerializer):
     estimate_threshold = StrictFloatField(
         required=False,
         min_value=0,
-        max_value=services.ESTIMATE_THRESHOLD_MAX,
+        max_value=validation.ESTIMATE_THRESHOLD_MAX,
         help_text="estimate.moved: the change of the estimate, on the analysis scale, that counts (default 0.1).",
     )
     active = StrictBooleanField(required=False, help_text="false pauses the webhook; true restarts it.")
@@ -175,7 +159,7 @@ class MayHoldWebhooks(BasePermission):
     message = "Webhooks are for people and for API clients with the results:read scope."
 
     def has_permission(self, request: Any, view: Any) -> bool:
-        return services.owner_may_subscribe(request.user)
+        return access.owner_may_subscribe(request.user)
 
 
 class WebhookViewSet(
@@ -195,6 +179,8 @@ class WebhookViewSet(
     write_scope = ApiToken.Scope.RESULTS_READ
     http_method_names = ["get", "post", "patch", "delete", "head", "options"]
     filterset_class: type[django_filters.FilterSet] | None = None  # the delivery log sets its own
+    #: a ping while an earlier one is pending is a 409 (``apps.api.errors``)
+    conflict_actions = frozenset({"ping"})
 
     def get_queryset(self) -> Any:
         user = self.request.user
@@ -215,31 +201,27 @@ class WebhookViewSet(
         """Register a webhook. The answer holds its secret, shown this once."""
         serializer = self.get_serializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        with _errors():
-            webhook, _ = services.webhook_create(
-                actor=cast(User, request.user), data=dict(serializer.validated_data)
-            )
+        webhook, _ = writes.webhook_create(
+            actor=cast(User, request.user), data=dict(serializer.validated_data)
+        )
         return Response(WebhookWithSecretSerializer(webhook).data, status=status.HTTP_201_CREATED)
 
     def perform_update(self, serializer: serializers.BaseSerializer) -> None:
-        with _errors():
-            serializer.instance = services.webhook_update(
-                actor=cast(User, self.request.user),
-                webhook=cast(Webhook, serializer.instance),
-                changes=dict(serializer.validated_data),
-            )
+        serializer.instance = writes.webhook_update(
+            actor=cast(User, self.request.user),
+            webhook=cast(Webhook, serializer.instance),
+            changes=dict(serializer.validated_data),
+        )
 
     def perform_destroy(self, instance: Webhook) -> None:
-        with _errors():
-            services.webhook_delete(actor=cast(User, self.request.user), webhook=instance)
+        writes.webhook_delete(actor=cast(User, self.request.user), webhook=instance)
 
     @extend_schema(request=None, responses={200: WebhookWithSecretSerializer})
     @action(detail=True, methods=["post"], url_path="rotate-secret")
     def rotate_secret(self, request: Request, pk: str | None = None, version: str | None = None) -> Response:
         """A new secret, in force at once; the answer holds it, shown this once."""
         webhook = self.get_object()
-        with _errors():
-            webhook, _ = services.webhook_rotate_secret(actor=cast(User, request.user), webhook=webhook)
+        webhook, _ = writes.webhook_rotate_secret(actor=cast(User, request.user), webhook=webhook)
         return Response(WebhookWithSecretSerializer(webhook).data)
 
     @extend_schema(request=None, responses={202: WebhookDeliverySerializer, 409: CONFLICT_RESPONSE})
@@ -248,11 +230,7 @@ class WebhookViewSet(
         """Queue a ``ping`` delivery to the receiver (also while the webhook is paused); 409 while an
         earlier ping is still pending."""
         webhook = self.get_object()
-        with _errors():
-            try:
-                delivery = services.webhook_ping(actor=cast(User, request.user), webhook=webhook)
-            except DjangoValidationError as exc:
-                raise Conflict(" ".join(exc.messages)) from exc
+        delivery = writes.webhook_ping(actor=cast(User, request.user), webhook=webhook)
         return Response(WebhookDeliverySerializer(delivery).data, status=status.HTTP_202_ACCEPTED)
 
     @extend_schema(

@@ -8,19 +8,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from apps.webhooks import services
+from apps.webhooks.services import payloads
 
 
 def on_result_stored(*, result: Any, previous_id: int | None = None, **_: Any) -> None:
     """``apps.analyses.signals.result_stored``: an analysis has a new current result."""
-    services.deliveries_record_result(result=result, previous_id=previous_id)
+    payloads.deliveries_record_result(result=result, previous_id=previous_id)
 
 
 def on_result_released(*, result: Any, **_: Any) -> None:
     """``apps.analyses.signals.result_released``: members and partners may read ``result`` now."""
-    services.deliveries_record_result(result=result, previous_id=None, released=True)
+    payloads.deliveries_record_result(result=result, previous_id=None, released=True)
 
 
 def on_release_published(*, release: Any, **_: Any) -> None:
     """``apps.analyses.signals.release_published``: the steering group published ``release``."""
-    services.deliveries_record_release(release=release)
+    payloads.deliveries_record_release(release=release)

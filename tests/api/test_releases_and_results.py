@@ -12,11 +12,11 @@ import pytest
 from django.core.exceptions import ValidationError
 from django.utils import timezone
 
-from apps.analyses.documents import SUMMARY_FIELDS
 from apps.analyses.models import Analysis, AnalysisResult, Release, ReleaseResult
 from apps.analyses.releases import release_publish
 from apps.analyses.services import analysis_recompute, analysis_update
 from apps.api import serializers as s
+from apps.api.documents import SUMMARY_FIELDS
 from apps.audit.models import AuditEvent
 from tests.conftest import SMD_ROWS, api_client_for, publish, store_rows
 
@@ -180,7 +180,7 @@ def test_the_stored_detail_query_and_visible_to_agree(world: dict[str, Any]) -> 
     for unreleased, released, embargoed and formerly embargoed results."""
     from unittest.mock import patch
 
-    from apps.analyses.documents import stored_detail
+    from apps.api.documents import stored_detail
 
     steering, member = world["users"]["steering"], world["users"]["member_a"]
     unreleased = world["result"]

@@ -323,7 +323,7 @@ def test_boundary_values_the_checks_accept_give_effect_sizes(measure: str, row: 
 
 
 def test_demo_rows_of_the_platform_parse() -> None:
-    from apps.consortium import demo
+    from apps.demo import synthetic as demo
 
     specs = {
         o.code: UploadSpec(

@@ -1,4 +1,9 @@
-"""Real services for integration tests: a Celery worker process on Redis, over the test PostgreSQL."""
+"""Real services for integration tests: a Celery worker process on Redis, over the test PostgreSQL.
+
+Every test under tests/integration is marked ``integration`` (``-m "not integration"`` leaves them
+out), and the tests that start workers or a broker of their own live here: a test elsewhere that
+asks for one of those fixtures is refused at collection.
+"""
 
 from __future__ import annotations
 
@@ -19,8 +24,20 @@ from django.db import connection
 from apps.config.celery import WORKER_QUEUES
 from tests.conftest import require_services
 
-ROOT = Path(__file__).resolve().parents[2]
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
 CELERY = str(Path(sys.executable).with_name("celery"))
+#: The fixtures that start real processes (a worker, a Redis server).
+PROCESS_FIXTURES = frozenset({"worker_factory", "live_worker", "private_redis"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark what lives here ``integration``; refuse a test elsewhere that starts real processes."""
+    for item in items:
+        if HERE in item.path.parents:
+            item.add_marker(pytest.mark.integration)
+        elif PROCESS_FIXTURES & set(getattr(item, "fixturenames", ())):
+            raise pytest.UsageError(f"{item.nodeid} starts real processes: move it to tests/integration")
 
 
 def _database_url() -> str:
@@ -40,8 +57,16 @@ def purge_broker() -> None:
 class WorkerProcess:
     """A real ``celery worker`` (prefork pool) with an embedded beat running the relay and sweep."""
 
-    def __init__(self, tmp: Path, *, concurrency: int = 2, extra_env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        tmp: Path,
+        *,
+        concurrency: int = 2,
+        extra_env: dict[str, str] | None = None,
+        app: str = "workers.celery",
+    ) -> None:
         self.tmp = tmp
+        self.app = app
         self.concurrency = concurrency
         self.extra_env = extra_env or {}
         self.proc: subprocess.Popen[bytes] | None = None
@@ -63,7 +88,7 @@ class WorkerProcess:
             [
                 CELERY,
                 "-A",
-                "workers.celery",
+                self.app,
                 "worker",
                 "--beat",
                 "--schedule",
@@ -96,6 +121,12 @@ class WorkerProcess:
                 return self
             time.sleep(0.1)
         raise RuntimeError(f"worker did not become ready:\n{self.log.read_text()}")
+
+    def exited(self) -> bool:
+        """Whether the worker has ended without being stopped. kombu ends a worker that loses its
+        broker while a message is unacknowledged (giving it back needs the broker); the deployment
+        starts it again (compose: ``restart: unless-stopped``), and so do the outage tests."""
+        return self.proc is not None and self.proc.poll() is not None
 
     def children(self) -> list[int]:
         assert self.proc is not None
@@ -169,6 +200,15 @@ def wait_until(
     raise AssertionError(message)
 
 
+def all_analyses_current() -> bool:
+    """Whether every analysis has computed what was last requested of it."""
+    from django.db.models import F
+
+    from apps.analyses.models import Analysis
+
+    return not Analysis.objects.exclude(computed_seq=F("requested_seq")).exists()
+
+
 def recompute_state() -> dict[str, Any]:
     """Where each analysis stands and what is still waiting in the outbox: for timeout messages."""
     from django.db.models import Count, Max
@@ -190,15 +230,19 @@ def recompute_state() -> dict[str, Any]:
 
 
 def use_broker(url: str) -> None:
-    """Point this process's Celery app (the publisher) at ``url``, dropping pooled connections."""
+    """Point this process's Celery app (the publisher) at ``url``, dropping pooled connections: the
+    connection pools (kombu's, per broker address, which the app's pool is one of) and the app's
+    producer pool, which would otherwise keep publishing through a closed pool."""
+    from kombu import pools
+
     from apps.config.celery import configured_app
 
     app = configured_app()
     settings.CELERY_BROKER_URL = url
     app.conf.broker_url = url
-    if app._pool is not None:
-        app._pool.force_close_all()
-        app._pool = None
+    pools.reset()
+    app._pool = None
+    app.amqp._producer_pool = None
 
 
 class PrivateRedis:

@@ -9,13 +9,10 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-import pytest
 from django.core.management import call_command
 
 from apps.analyses.models import AnalysisResult, Release
 from apps.webhooks.models import Webhook
-
-pytestmark = pytest.mark.integration
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "api.md"
 

@@ -13,8 +13,6 @@ from tests.conftest import SMD_ROWS, api_client_for, dependent_trial_rows, make_
 from tests.integration.conftest import wait_until
 from workers.metaanalysis.analysis import AnalysisSpec, run_analysis
 
-pytestmark = pytest.mark.integration
-
 
 def _csv(rows: list[dict[str, Any]]) -> bytes:
     cols = ["study", "m1i", "sd1i", "n1i", "m2i", "sd2i", "n2i", "year"]

@@ -6,15 +6,12 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
 from django.db.models import F
 
 from apps.analyses.models import Analysis, AnalysisResult
 from apps.analyses.services import analysis_request_recompute_many
 from tests.conftest import SMD_ROWS, api_client_for, make_cast, store_rows
 from tests.integration.conftest import wait_until
-
-pytestmark = pytest.mark.integration
 
 
 def _state(client: Any, analysis: Analysis) -> dict[str, Any]:

@@ -232,7 +232,7 @@ def test_study_level_moderator_in_a_che_model():
         ({"dependence": "random"}, "unknown dependence model"),
         ({"rho": 1.0}, "rho must be a correlation"),
         ({"rho": "0.6"}, "rho must be a correlation"),
-        ({"dependence": "che", "method": "DL"}, "fitted by ML or REML"),
+        ({"dependence": "che", "method": "DL"}, "use ML or REML"),
         ({"dependence": "multilevel", "test": "knha"}, "z or t test"),
         ({"timepoint": "latest"}, "needs the time points in order"),
         ({"instruments": "BDI"}, "must be a list"),

@@ -1,6 +1,9 @@
-"""Every reference case (metafor 3.8-1 results) through run_analysis, every field of every block.
+"""Every reference case (metafor 3.8-1 results) through the validator, every field of every block.
 
-Parametrised over ``tests/metaanalysis/cases/*.json``, so new case files are picked up.
+Parametrised over ``tests/metaanalysis/cases/*.json`` (one model per case, as in
+shared/reference) and ``tests/metaanalysis/combined_cases/*.json`` (keys that call for several
+models at once, computed with ``combined_cases/make_cases.R``), so new case files are picked up.
+This is the one test of the numbers; ``test_validate.py`` tests the validator's own behaviour.
 """
 
 from __future__ import annotations
@@ -10,21 +13,19 @@ from pathlib import Path
 import pytest
 
 from tests.metaanalysis.conftest import case_files
-from workers.metaanalysis.analysis import run_analysis
-from workers.metaanalysis.validate import compare_block, load_case, spec_for
+from workers.metaanalysis.validate import load_case, run_case
 
+COMBINED_DIR = Path(__file__).parent / "combined_cases"
 CASES = case_files()
+COMBINED = sorted(COMBINED_DIR.glob("*.json"))
 
 
 def test_cases_are_present() -> None:
     assert len(CASES) >= 25
+    assert len(COMBINED) >= 3
 
 
-@pytest.mark.parametrize("path", CASES, ids=[p.stem for p in CASES])
+@pytest.mark.parametrize("path", CASES + COMBINED, ids=[p.stem for p in CASES + COMBINED])
 def test_reference_case(path: Path) -> None:
-    case = load_case(path)
-    report = run_analysis(spec_for(case), case["rows"]).to_dict()
-    diffs: list[str] = []
-    for name, expected in case["expected"].items():
-        diffs += compare_block(name, report["blocks"].get(name), expected)
+    diffs = run_case(load_case(path))
     assert not diffs, "\n".join(diffs)

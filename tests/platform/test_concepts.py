@@ -1,5 +1,8 @@
-"""Each concept has one home: the measures, the JSON form of engine values, the file reader, the
-specification's hash, and the direction of imports between the write services."""
+"""Each concept has one home: the measures, the JSON form of engine values, the file reader (the
+command line and an upload read a file alike), the specification's hash, the direction of imports
+between the apps and between the workers and the apps, and the signals that carry changes upwards
+(docs/architecture.md). The homes of the visibility rule, the settings' rules, the measure domains
+and the HTTP errors have their own scans beside this file."""
 
 from __future__ import annotations
 
@@ -124,10 +127,42 @@ def test_the_command_line_and_an_upload_read_a_file_alike(tmp_path: Path) -> Non
     assert "ambiguous" in err.getvalue()
 
 
+def test_the_json_form_of_engine_values_is_one_function() -> None:
+    from workers.metaanalysis import fit_result, jsonable, rma
+
+    assert rma.jsonable is fit_result.jsonable is jsonable.to_jsonable
+
+
+def test_the_platform_hashes_a_specification_as_the_engine_does() -> None:
+    """A stored result's ``spec_hash`` is the engine's hash of its ``spec``: a partner can
+    reproduce it outside the platform."""
+    from apps.analyses.models import Analysis
+    from apps.consortium.models import Outcome
+    from workers.metaanalysis.spec import AnalysisSpec, spec_hash
+
+    outcome = Outcome(code="o", name="O", measure="SMD", timepoints=["post", "6m"], instruments=[])
+    analysis = Analysis(outcome=outcome, name="A", level=90, timepoint="post", mods=[])
+    assert (
+        analysis.spec_hash()
+        == spec_hash(analysis.spec())
+        == AnalysisSpec.from_dict(analysis.spec()).spec_hash()
+    )
+    assert AnalysisSpec.from_dict(analysis.spec()).to_dict() == analysis.spec()
+
+
 def _imports(path: Path) -> set[str]:
-    """Every module a file imports, at its top or inside a function."""
+    """Every module a file imports, at its top or inside a function (not for type checking only)."""
     names: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text())):
+    tree = ast.parse(path.read_text())
+    typing_only = {
+        id(inner)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
+        for inner in ast.walk(node)
+    }
+    for node in ast.walk(tree):
+        if id(node) in typing_only:
+            continue
         if isinstance(node, ast.Import):
             names.update(a.name for a in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
@@ -135,11 +170,55 @@ def _imports(path: Path) -> set[str]:
     return names
 
 
-def test_datasets_never_import_analyses() -> None:
-    """Analyses depend on datasets; a data change reaches them by a signal (apps.datasets.signals)."""
-    for path in sorted((ROOT / "apps/datasets").rglob("*.py")):
-        bad = {n for n in _imports(path) if n.startswith("apps.analyses")}
-        assert not bad, (path, bad)
+#: Which apps each app may import (docs/architecture.md, "Layers"): the floor first. ``config``
+#: (settings, the Celery app) and ``common`` (shared small pieces) are open to all but import no app.
+MAY_IMPORT: dict[str, set[str]] = {
+    "common": set(),
+    "config": {"common"},
+    "audit": {"common"},
+    "consortium": {"common", "audit"},
+    "datasets": {"common", "audit", "consortium"},
+    "security": {"common", "audit", "datasets"},
+    "analyses": {"common", "config", "audit", "consortium", "datasets"},
+    "api": {"common", "config", "audit", "consortium", "datasets", "analyses", "security"},
+    "webhooks": {"common", "config", "audit", "consortium", "datasets", "analyses", "api"},
+    "portal": {"common", "config", "audit", "consortium", "datasets", "analyses", "api", "security"},
+    "demo": {"common", "config", "audit", "consortium", "datasets", "analyses", "api", "webhooks"},
+}
+
+#: Modules that read other apps' objects to name them, above their own app's floor, and why.
+READERS_ABOVE_THEIR_APP = {
+    # the audit page names each event's object: a centre, an outcome, a dataset, an analysis
+    "apps/audit/selectors.py": {"consortium", "datasets", "analyses"},
+}
+
+
+def import_violations() -> dict[str, set[str]]:
+    """For each module under apps/, the apps it imports that its app may not."""
+    found = {}
+    for path in sorted((ROOT / "apps").rglob("*.py")):
+        if "migrations" in path.parts:
+            continue
+        rel = path.relative_to(ROOT).as_posix()
+        app = path.relative_to(ROOT / "apps").parts[0]
+        if app not in MAY_IMPORT:
+            continue
+        allowed = MAY_IMPORT[app] | {app} | READERS_ABOVE_THEIR_APP.get(rel, set())
+        used = {n.split(".")[1] for n in _imports(path) if n.startswith("apps.") and n.count(".") >= 1}
+        if used - allowed:
+            found[rel] = used - allowed
+    return found
+
+
+def test_every_app_is_in_the_layers() -> None:
+    apps = {p.name for p in (ROOT / "apps").iterdir() if (p / "__init__.py").exists()}
+    assert apps == set(MAY_IMPORT)
+
+
+def test_imports_run_down_the_layers_only() -> None:
+    """The consortium is the floor (a new outcome reaches the analyses by a signal); datasets never
+    import analyses (a data change reaches them by a signal); nothing imports the demo."""
+    assert import_violations() == {}
 
 
 def test_a_data_change_requests_recomputes_through_the_signal() -> None:
@@ -149,6 +228,15 @@ def test_a_data_change_requests_recomputes_through_the_signal() -> None:
 
     sync_receivers, _ = outcome_data_changed._live_receivers(Dataset)
     assert on_outcome_data_changed in sync_receivers
+
+
+def test_a_data_dictionary_change_reaches_the_analyses_through_signals() -> None:
+    from apps.analyses.services import on_outcome_created, on_outcome_data_changed
+    from apps.consortium.models import Outcome
+    from apps.consortium.signals import outcome_changed, outcome_created
+
+    assert on_outcome_created in outcome_created._live_receivers(Outcome)[0]
+    assert on_outcome_data_changed in outcome_changed._live_receivers(Outcome)[0]
 
 
 def test_imports_run_from_the_workers_to_the_apps_never_back() -> None:

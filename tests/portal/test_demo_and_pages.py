@@ -13,9 +13,9 @@ from django.core.management import call_command
 from django.test import Client
 
 from apps.analyses.models import Analysis
-from apps.consortium import demo
 from apps.consortium.models import Centre, Membership, Outcome
 from apps.datasets.models import Dataset, Study
+from apps.demo import synthetic as demo
 
 pytestmark = pytest.mark.django_db
 

@@ -438,3 +438,71 @@ def test_the_history_is_revalidated_and_a_gone_page_says_what_may_have_happened(
     assert "max-age=3600" in client.get(f"/results/{result.pk}/figures/forest.svg")["Cache-Control"]
     gone = client.get("/upload/" + "0" * 32 + "/")
     assert gone.status_code == 404 and "an upload preview ends when it is confirmed" in gone.content.decode()
+
+
+def test_a_result_stored_before_the_engine_kept_the_figure_blocks_is_drawn_without_them(
+    demo_loaded: None,
+) -> None:
+    """Weights, Baujat's coordinates and Egger's line are the engine's blocks: a result stored
+    without them gets its figures without them, each saying so, and nothing is recomputed."""
+    from apps.portal.figures import draw
+    from apps.portal.views_outcome import _not_drawn
+
+    stored = _current("secure-attachment")
+    blocks = {k: v for k, v in stored.blocks.items() if k not in ("weights", "baujat")}
+    blocks["funnel"] = {k: v for k, v in blocks["funnel"].items() if k != "egger_line"}
+    kept = ("analysis", "spec", "studies", "dataset_versions", "labels")
+    older = AnalysisResult(blocks=blocks, **{name: getattr(stored, name) for name in kept})
+    inp = _inputs(older)
+    assert "baujat" not in catalog.available(inp) and "funnel" in catalog.available(inp)
+    assert "recomputing the analysis adds them" in _not_drawn(older)
+    forest = catalog.table(inp, "forest")
+    weights = [row[forest.columns.index("weight_percent")] for row in forest.rows if row[1] == "study"]
+    assert weights and all(w is None for w in weights)
+    texts = " ".join(_texts(draw.save(catalog.build(inp, "forest"), "svg", "t")))
+    assert "the model's weights are not stored for this result" in texts
+    texts = " ".join(_texts(draw.save(catalog.build(inp, "funnel"), "svg", "t")))
+    assert "Egger's line is not drawn: this result was stored before the engine kept it" in texts
+    assert "Egger's regression line" not in texts
+
+
+def test_the_figures_compute_no_statistics_of_their_own() -> None:
+    """The figures adapt the engine's blocks: no module of apps/portal/figures imports a model fit
+    (``rma``, ``rma.mv``), the sensitivity analyses or the bias tests."""
+    import ast
+    from pathlib import Path
+
+    fits = ("rma", "multilevel", "sensitivity", "bias", "weights", "egger_line", "one_level", "dependent")
+    folder = Path(__file__).resolve().parents[2] / "apps" / "portal" / "figures"
+    for path in sorted(folder.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("workers.metaanalysis"):
+                module = (node.module or "").split(".")
+                assert not set(module[2:3]) & set(fits), (path.name, node.module)
+
+
+@pytest.mark.django_db
+def test_a_multilevel_meta_regression_draws_its_forest_without_study_weights(
+    cast: dict[str, Any], tmp_media: Any
+) -> None:
+    """A multilevel model with moderators has no row-sum weights (metafor: only for intercept-only
+    models), so its forest has no study weights, and says so."""
+    from tests.conftest import SMD_ROWS, store_rows
+
+    rows = [dict(r, study=f"Trial {i}", year=2000 + i) for i, r in enumerate(SMD_ROWS * 2)]
+    store_rows(centre=cast["centre_a"], outcome=cast["outcome"], rows=rows, submit=True)
+    analysis = Analysis.objects.get(outcome=cast["outcome"], is_default=True)
+    analysis_update(
+        actor=cast["users"]["steering"],
+        analysis=analysis,
+        changes={"dependence": "multilevel", "mods": ["year"]},
+    )
+    result = analysis_recompute(analysis_id=analysis.pk)
+    assert result is not None and result.status == "done"
+    assert result.blocks["multilevel_weights"]["study_weight"] is None
+    client = Client()
+    client.force_login(cast["users"]["steering"])
+    table = _csv(client, f"/results/{result.pk}/tables/forest.csv")
+    assert [r["weight_percent"] for r in table if r["kind"] == "study"] == [""] * 8
+    texts = " ".join(_texts(client.get(f"/results/{result.pk}/figures/forest.svg").content))
+    assert "the model's weights are not stored for this result" in texts

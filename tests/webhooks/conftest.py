@@ -18,10 +18,6 @@ from typing import Any
 
 import pytest
 
-# The integration fixtures (a real worker on Redis over the test PostgreSQL), shared with
-# tests/integration.
-from tests.integration.conftest import live_worker, private_redis, services, worker_factory  # noqa: F401
-
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs" / "webhooks.md"
 
@@ -152,6 +148,6 @@ def docs_verify() -> Callable[..., bool]:
 
 def subscribe(owner: Any, url: str, events: list[str], **fields: Any) -> tuple[Any, str]:
     """A webhook of ``owner``'s through the service (private addresses must be allowed for a local URL)."""
-    from apps.webhooks.services import webhook_create
+    from apps.webhooks.services.writes import webhook_create
 
     return webhook_create(actor=owner, data={"url": url, "events": events, **fields})

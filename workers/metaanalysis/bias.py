@@ -12,7 +12,7 @@ import math
 from typing import Any
 
 import numpy as np
-from scipy import special, stats
+from scipy import special
 
 from .design import check_rank
 from .errors import ConvergenceError, EngineError, InsufficientDataError
@@ -50,6 +50,9 @@ class EggerResult(EngineResult):
     limit_estimate, limit_ci_lb, limit_ci_ub : float
         The intercept (the estimate as the standard error goes to 0) with its CI; only for
         models without moderators, NaN otherwise.
+    slope : float
+        The standard-error coefficient: with the limit estimate, the line the funnel plot draws
+        (``egger_line.egger_line``).
     na_reasons : dict
         Why a field is NaN.
     """
@@ -60,6 +63,7 @@ class EggerResult(EngineResult):
     limit_estimate: float
     limit_ci_lb: float
     limit_ci_ub: float
+    slope: float
     na_reasons: dict[str, str]
 
 
@@ -126,6 +130,7 @@ def egger(fit: FitResult) -> EggerResult:
         limit_estimate=est,
         limit_ci_lb=lb,
         limit_ci_ub=ub,
+        slope=float(res.beta[j]),
         na_reasons=reasons,
     )
 
@@ -205,6 +210,9 @@ def rank_test(fit: FitResult) -> RankResult:
     :data:`EXACT_KENDALL_MAX_N` the normal approximation is used even without ties (R's exact
     routine overflows beyond n = 170 and returns 0 or NaN there; that is not reproduced).
     """
+    # scipy.stats takes longer to import than most analyses take to run: only this test needs it
+    from scipy import stats
+
     y, v = fit.yi, fit.vi
     n = y.size
     reasons: dict[str, str] = {}

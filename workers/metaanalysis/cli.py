@@ -19,43 +19,37 @@ Exit status: 0 on success; 2 for unusable input (unreadable file, unknown measur
 missing column, values that are not numbers or outside their domain), with a one-line message on
 standard error; 1 when the engine cannot analyse valid input (too few studies, a singular
 moderator matrix, an estimator that did not converge), with the engine's message and code.
+
+This module holds the options and the exit codes; reading the CSV into rows is
+:mod:`workers.metaanalysis.cli_csv`'s job, the text report :mod:`workers.metaanalysis.report`'s
+(imported only for ``--format text``).
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import json
-import math
 import sys
-from collections.abc import Iterable, Sequence
-from pathlib import Path
+from collections.abc import Sequence
 from typing import Any, NoReturn, TextIO
 
-from . import ENGINE_VERSION, input_forms, tables
-from .effect_sizes import MEASURE_COLUMNS
+from . import ENGINE_VERSION
+from .cli_csv import CliInputError, join_problems, read_table, rows_from_frame
 from .errors import EngineError, InvalidInputError
 from .estimators import METHODS, TESTS
-from .measures import OUTCOME_MEASURES, REGISTRY
-from .report import format_report
-from .results import to_jsonable
-from .spec import DEPENDENCE_MODELS
+from .jsonable import to_jsonable
+from .measures import OUTCOME_MEASURES
+from .spec import DEPENDENCE_MODELS, check_level
 from .text import row_label
+
+__all__ = ["build_parser", "describe_engine_error", "main", "read_table", "rows_from_frame"]
 
 #: Exit status for input the tool cannot use (argparse uses the same).
 EXIT_BAD_INPUT = 2
 #: Exit status for valid input the engine cannot analyse.
 EXIT_ENGINE_ERROR = 1
 
-#: Problems listed in the one-line message before "and N more".
-MAX_LISTED_PROBLEMS = 10
-
 PROG = "metaengine"
-
-
-class CliInputError(Exception):
-    """Input the tool cannot use; ``main`` prints the message and exits with status 2."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -79,9 +73,10 @@ def _level(text: str) -> float:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not (math.isfinite(value) and 0 < value < 100):
-        raise argparse.ArgumentTypeError(f"must be a percentage between 0 and 100, got {text}")
-    return value
+    try:
+        return check_level(value)
+    except InvalidInputError as exc:
+        raise argparse.ArgumentTypeError(exc.message) from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -181,273 +176,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-# ----------------------------------------------------------------------------------------------
-# reading the CSV
-# ----------------------------------------------------------------------------------------------
-
-
-def _read_text(source: str, encoding: str, stdin: TextIO | None) -> str:
-    if source == "-":
-        stream = stdin if stdin is not None else sys.stdin
-        text = stream.read()
-        return text.removeprefix("\ufeff")
-    try:
-        return Path(source).read_text(encoding=encoding)
-    except FileNotFoundError:
-        raise CliInputError(f"cannot read {source}: no such file") from None
-    except IsADirectoryError:
-        raise CliInputError(f"cannot read {source}: it is a directory") from None
-    except UnicodeDecodeError as exc:
-        raise CliInputError(
-            f"cannot read {source}: not valid {encoding} text ({exc.reason} at byte {exc.start}); "
-            "try --encoding latin-1"
-        ) from None
-    except LookupError:
-        raise CliInputError(f"unknown encoding {encoding!r}") from None
-    except OSError as exc:
-        raise CliInputError(f"cannot read {source}: {exc.strerror or exc}") from None
-
-
-def detect_delimiter(text: str, measure: str | None = None, extra: Iterable[str] = ()) -> str:
-    """Guess the field delimiter of CSV text as an upload does.
-
-    The delimiter giving the most recognised header names (the measure's columns, ``study`` and
-    the ``extra`` columns the analysis names), then the most regular rows
-    (:func:`tables.detect_delimiter`): unlike character frequencies, decimal commas cannot fool it.
-    """
-    names = ["study", *extra]
-    if measure is not None:
-        names += _numeric_names(measure)
-    return tables.detect_delimiter(text, {tables.header_key(n) for n in names})
-
-
-def read_table(
-    source: str,
-    *,
-    sep: str | None = None,
-    encoding: str = "utf-8-sig",
-    stdin: TextIO | None = None,
-    measure: str | None = None,
-    extra: Iterable[str] = (),
-) -> Any:
-    """Read the study table of a CSV file with pandas.
-
-    Parameters
-    ----------
-    source : str
-        Path of the file, or ``"-"`` for standard input.
-    sep : str, optional
-        Field delimiter; detected with :func:`detect_delimiter` when not given.
-    encoding : str, default "utf-8-sig"
-        Text encoding (UTF-8 with or without a byte-order mark).
-    stdin : file-like, optional
-        Stream read for ``"-"`` (default ``sys.stdin``).
-    measure : str, optional
-        Effect-size measure: its columns are read as text, for :func:`rows_from_frame` to read
-        their numbers as an upload does, and they help detect the delimiter.
-    extra : iterable of str
-        Further column names the analysis uses (moderators), which help detect the delimiter.
-
-    Returns
-    -------
-    pandas.DataFrame
-        One row per study, header names stripped of surrounding blanks. Empty cells and ``NA``
-        are missing values.
-
-    Raises
-    ------
-    CliInputError
-        The file cannot be read or parsed, or holds no rows.
-    """
-    import pandas as pd  # the engine itself does not need pandas; only the CLI reads files
-
-    text = _read_text(source, encoding, stdin)
-    name = "standard input" if source == "-" else source
-    if not text.strip():
-        raise CliInputError(f"{name} is empty")
-    extra = list(extra)
-    delimiter = sep if sep is not None else detect_delimiter(text, measure, extra)
-    if delimiter in ("\\t", "tab"):
-        delimiter = "\t"
-    as_text = dict.fromkeys(_numeric_names(measure), str) if measure is not None else None
-    try:
-        frame = pd.read_csv(
-            io.StringIO(text), sep=delimiter, engine="python", skipinitialspace=True, dtype=as_text
-        )
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, csv.Error, ValueError) as exc:
-        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CliInputError(f"cannot parse {name} as CSV: {detail}") from None
-    frame.columns = [str(c).strip() for c in frame.columns]
-    if len(frame) == 0:
-        raise CliInputError(f"{name} has a header but no rows")
-    # as an upload: a comma-separated file is taken to use decimal points unless its numbers prove
-    # otherwise; any other file must prove its decimal mark before "1,234" or "1.234" is read
-    frame.attrs["default_decimal"] = "." if delimiter == "," else None
-    return frame
-
-
-# ----------------------------------------------------------------------------------------------
-# building the engine's rows
-# ----------------------------------------------------------------------------------------------
-
-
-def measure_columns(measure: str) -> list[str | tuple[str, ...]]:
-    """The columns ``measure`` reads: a name, or a tuple of alternatives (one must be present)."""
-    cols: list[str | tuple[str, ...]] = list(MEASURE_COLUMNS[measure])
-    if REGISTRY[measure].family == "generic":
-        cols.append("ni")  # optional sample sizes, used by the fail-safe N and funnel
-    return cols
-
-
-def _numeric_names(measure: str) -> list[str]:
-    """Every column the measure's input forms read (raw inputs first), as numbers."""
-    names: list[str] = []
-    for spec in measure_columns(measure):
-        names.extend(spec if isinstance(spec, tuple) else (spec,))
-    names += [c for form in REGISTRY[measure].forms for c in form.columns if c not in names]
-    return names
-
-
-def _check_columns(frame: Any, measure: str, extra: Iterable[tuple[str, str]]) -> None:
-    present = set(frame.columns)
-    have = ", ".join(map(str, frame.columns))
-    if not input_forms.offered_forms(REGISTRY[measure], present):
-        # no input form is complete: name the first raw column the file lacks, and the other forms
-        for spec in MEASURE_COLUMNS[measure]:
-            options = spec if isinstance(spec, tuple) else (spec,)
-            if not any(o in present for o in options):
-                need = " or ".join(repr(o) for o in options)
-                others = [f for f in REGISTRY[measure].forms if f.code != "raw"]
-                if others and REGISTRY[measure].family != "generic":
-                    need += f" (or {input_forms.describe_forms(others)})"
-                raise CliInputError(f"measure {measure} needs column {need}; the file has: {have}")
-    for option, column in extra:
-        if column not in present:
-            raise CliInputError(f"{option} column {column!r} is not in the file; the file has: {have}")
-
-
-def _to_python(value: Any) -> Any:
-    """A pandas cell as a plain Python value; missing values become ``None``."""
-    if value is None:
-        return None
-    if hasattr(value, "item") and not isinstance(value, str):
-        value = value.item()  # numpy scalar
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    if type(value).__name__ in ("NAType", "NaTType"):
-        return None
-    if isinstance(value, str):
-        value = value.strip()
-        return value if value else None
-    return value
-
-
-def _number(value: Any, decimal_mark: str | None) -> float | str | None:
-    """A cell as a number read as an upload reads it; the reason as text when it is not one."""
-    value = _to_python(value)
-    if value is None or isinstance(value, int | float):
-        return value
-    number = tables.classify(str(value))
-    if number.kind == "invalid":
-        return "is not a number"
-    resolved = tables.resolve(number, decimal_mark)
-    if resolved is None:
-        return (
-            f"is ambiguous ({number.value:g} or {number.alternative:g}) and no other number in the "
-            "file shows which decimal mark it uses"
-        )
-    return resolved
-
-
-def _decimal_mark(frame: Any, names: Iterable[str]) -> str | None:
-    texts = (str(v).strip() for name in names for v in frame[name].tolist() if isinstance(v, str))
-    return tables.detect_decimal_mark(texts, frame.attrs.get("default_decimal", "."))
-
-
-def rows_from_frame(
-    frame: Any,
-    measure: str,
-    *,
-    mods: Sequence[str] = (),
-    subgroup: str | None = None,
-    order: str | None = None,
-) -> list[dict[str, Any]]:
-    """Turn the CSV table into the row mappings :func:`run_analysis` takes.
-
-    Parameters
-    ----------
-    frame : pandas.DataFrame
-        The table from :func:`read_table`.
-    measure : str
-        Effect-size measure; its columns must be present and hold numbers.
-    mods, subgroup, order : column names
-        Further columns the analysis uses; they must be present.
-
-    Returns
-    -------
-    list of dict
-        One mapping per row with every column of the file (missing cells ``None``) and a
-        ``study`` label ("Study i" where the file has no ``study`` column or the cell is empty).
-
-    Raises
-    ------
-    CliInputError
-        A column is missing, or a cell of a measure column is not a number (all such cells are
-        listed, up to :data:`MAX_LISTED_PROBLEMS`).
-    """
-    import pandas as pd
-
-    extra = [("--mods", m) for m in mods]
-    if subgroup:
-        extra.append(("--subgroup", subgroup))
-    if order:
-        extra.append(("--order", order))
-    _check_columns(frame, measure, extra)
-
-    labels = None
-    if "study" in frame.columns:
-        labels = [
-            str(v).strip() if _to_python(v) is not None else f"Study {i + 1}"
-            for i, v in enumerate(frame["study"].tolist())
-        ]
-    problems: list[str] = []
-    frame = frame.copy()
-    numeric = [n for n in _numeric_names(measure) if n in frame.columns and frame[n].dtype.kind not in "iuf"]
-    others = [n for n in {*mods, *(c for c in (subgroup, order) if c)} if frame[n].dtype.kind == "O"]
-    mark = _decimal_mark(frame, [*numeric, *others])
-    for name in numeric:
-        values = [_number(v, mark) for v in frame[name].tolist()]
-        for i, v in enumerate(values):
-            if isinstance(v, str):
-                problems.append(
-                    f"{row_label(i, labels)}, column {name}: {str(frame[name].iloc[i]).strip()!r} {v}"
-                )
-        frame[name] = pd.Series([v if isinstance(v, float | int) else None for v in values], dtype=float)
-    for name in others:
-        # a moderator whose every value is a number written as text (decimal commas) is numeric,
-        # not a factor
-        values = [_number(v, mark) for v in frame[name].tolist()]
-        texts = [v for v in frame[name].tolist() if isinstance(v, str)]
-        if texts and not any(isinstance(v, str) for v in values):
-            frame[name] = pd.Series(values, dtype=float)
-    if problems:
-        raise CliInputError(_join_problems("values that are not numbers", problems))
-
-    rows: list[dict[str, Any]] = []
-    names = list(frame.columns)
-    for i, values in enumerate(frame.itertuples(index=False, name=None)):
-        row = {name: _to_python(v) for name, v in zip(names, values, strict=True)}
-        row["study"] = labels[i] if labels is not None else f"Study {i + 1}"
-        rows.append(row)
-    return rows
-
-
-def _join_problems(what: str, problems: Sequence[str]) -> str:
-    shown = "; ".join(problems[:MAX_LISTED_PROBLEMS])
-    more = len(problems) - MAX_LISTED_PROBLEMS
-    return f"{what}: {shown}" + (f"; and {more} more" if more > 0 else "")
-
-
 def describe_engine_error(exc: EngineError, labels: Sequence[str] | None = None) -> str:
     """One line for an engine error: code, message, and every problem with row and column.
 
@@ -474,7 +202,7 @@ def describe_engine_error(exc: EngineError, labels: Sequence[str] | None = None)
             if p.column is not None:
                 where.append(f"column {p.column}")
             items.append((", ".join(where) + ": " if where else "") + p.message)
-        return f"[{exc.code}] " + _join_problems("invalid values", items)
+        return f"[{exc.code}] " + join_problems("invalid values", items)
     place = ""
     if exc.row is not None:
         place = f" ({row_label(exc.row, labels)}" + (f", column {exc.column})" if exc.column else ")")
@@ -521,7 +249,7 @@ def main(
     mods = tuple(name for group in args.mods for name in group)
     rows: list[dict[str, Any]] = []
     try:
-        frame = read_table(
+        table = read_table(
             args.csv,
             sep=args.sep,
             encoding=args.encoding,
@@ -529,7 +257,7 @@ def main(
             measure=args.measure,
             extra=[*mods, *(c for c in (args.subgroup, args.order) if c)],
         )
-        rows = rows_from_frame(frame, args.measure, mods=mods, subgroup=args.subgroup, order=args.order)
+        rows = rows_from_frame(table, args.measure, mods=mods, subgroup=args.subgroup, order=args.order)
         spec = AnalysisSpec(
             measure=args.measure,
             method=args.method,
@@ -561,6 +289,8 @@ def main(
     if args.format == "json":
         out.write(json.dumps(to_jsonable(report), indent=2, allow_nan=False) + "\n")
     else:
+        from .report import format_report
+
         out.write(format_report(report, rows))
     if "summary" not in (report.get("blocks") or {}):
         # the engine reports a model it cannot fit as a note, not an exception; the output above

@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from .block_names import block_names
 from .errors import EngineError
 from .fit_result import EngineResult, FitResult, jsonable
 from .multilevel.aggregate import aggregate
@@ -38,6 +39,7 @@ from .notes import Notes, add_block, safe
 from .predict import predict, robust_prediction_interval
 from .rma import rma
 from .spec import RHO_SENSITIVITY, AnalysisSpec
+from .weights import multilevel_weights
 
 __all__ = [
     "Clustered",
@@ -91,28 +93,6 @@ def resolve_dependence(spec: AnalysisSpec, studies: Sequence[str]) -> tuple[str,
     return "none", "every study has one row: the rows are independent studies"
 
 
-def block_names(dependence: str) -> dict[str, str]:
-    """The blocks holding the fit, the prediction and each robust test of a dependence model."""
-    suffix = "_vcalc" if dependence == "che" else ""
-    if dependence in ("multilevel", "che"):
-        return {
-            "fit": f"multilevel_fit{suffix}",
-            "predict": f"predict{suffix}",
-            "confint": f"multilevel_confint{suffix}",
-            "CR1": f"robust_cr1{suffix}",
-            "CR2": f"robust_cr2{suffix}",
-        }
-    if dependence == "aggregate":
-        return {"fit": "aggregated_fit", "predict": "predict", "confint": "confint"}
-    return {
-        "fit": "fit",
-        "predict": "predict",
-        "confint": "confint",
-        "CR1": "robust_cr1",
-        "CR2": "robust_cr2",
-    }
-
-
 def rma_robust_blocks(fit: FitResult, data: Clustered, blocks: dict[str, Any], notes: Notes) -> None:
     """CR1 and CR2 tests of an ``rma`` fit whose rows cluster in studies."""
     wm = working_model_of_rma(fit, data.studies)
@@ -153,6 +133,7 @@ def dependent_blocks(dependence: str, data: Clustered, blocks: dict[str, Any], n
     blocks[names["fit"]] = fit
     for msg in fit.notes:
         notes.add(names["fit"], "fit_note", msg)
+    blocks[names["weights"]] = multilevel_weights(fit)
     if fit.p == 1:
         blocks[names["predict"]] = predict(fit)
     else:

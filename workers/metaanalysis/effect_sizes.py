@@ -12,8 +12,9 @@ record which (see :mod:`workers.metaanalysis.measures` and
 :mod:`workers.metaanalysis.input_forms`). The kernels are in :mod:`workers.metaanalysis.kernels`.
 
 Input problems that metafor refuses with an error (negative counts, events above the group
-size, |r| > 1, ...) raise :class:`InvalidStudyDataError`, listing every offending row and column
-at once so that a data manager can fix a file in one pass.
+size, |r| > 1, ...: the ``escalc`` limits of :mod:`workers.metaanalysis.domains`) raise
+:class:`InvalidStudyDataError`, listing every offending row and column at once so that a data
+manager can fix a file in one pass.
 
 Rows are numbered from 0 in the order given (the caller maps them to spreadsheet lines).
 """
@@ -26,8 +27,9 @@ from typing import Any
 
 import numpy as np
 
-from . import input_forms
+from . import domains, input_forms
 from .errors import EngineError, InvalidInputError
+from .jsonable import ResultBase
 from .kernels import (
     KERNELS,
     ZERO_CELL_RULES,
@@ -38,7 +40,6 @@ from .kernels import (
     form_kernel,
 )
 from .measures import REGISTRY
-from .results import ResultBase
 
 __all__ = [
     "MEASURE_COLUMNS",
@@ -238,12 +239,10 @@ def read_study_table(measure: str, data: Mapping[str, Any]) -> StudyTable:
 
     Notes
     -----
-    The checks and the derived columns are those of metafor 3.8-1 ``escalc()``: counts must be
-    non-negative and ``ai <= n1i``; person-times, group and sample sizes positive; SDs
-    non-negative; ``|ri| <= 1``; a given ``n1i`` must equal ``ai + bi``. They apply to every
-    value given, whichever form its row is computed from. Beyond metafor, a given ``vi`` or
-    ``sei`` must be non-negative (metafor silently turns a negative ``vi`` into ``NA``; a
-    negative variance in an upload is a data error) and infinite values are refused.
+    The checks and the derived columns are metafor 3.8-1 ``escalc()``'s, as the ``escalc``
+    limits and the totals of :mod:`workers.metaanalysis.domains` state them (beyond metafor, a
+    negative ``vi`` or ``sei`` is refused: metafor silently turns it into ``NA``). They apply to
+    every value given, whichever form its row is computed from; infinite values are refused too.
     """
     if measure not in MEASURE_COLUMNS:
         known = ", ".join(MEASURE_COLUMNS)
@@ -276,9 +275,7 @@ def read_study_table(measure: str, data: Mapping[str, Any]) -> StudyTable:
         cols.setdefault(name, np.full(n_rows, np.nan))
 
     with np.errstate(invalid="ignore"):  # comparisons with NaN (missing) are simply False
-        _check_domain(m.family, cols, problems)
-        for name, what in (("vi", "a sampling variance"), ("sei", "a standard error")):
-            _problem_rows(cols[name] < 0, f"{name} ({what}) is negative", name, problems)
+        _check_domain(measure, cols, problems)
 
     if problems:
         raise InvalidStudyDataError(problems)
@@ -294,69 +291,67 @@ def read_study_table(measure: str, data: Mapping[str, Any]) -> StudyTable:
     )
 
 
-def _check_domain(family: str, cols: dict[str, np.ndarray], problems: list[EngineError]) -> None:
-    """Refuse the values metafor's ``escalc()`` refuses for this family; derive table columns.
+def _check_domain(measure: str, cols: dict[str, np.ndarray], problems: list[EngineError]) -> None:
+    """Refuse the values metafor's ``escalc()`` refuses (the limits of :mod:`.domains`) and derive
+    the parts of the totals (``bi = n1i - ai`` where ``bi`` is missing).
 
-    Each family's domain rules are written out (alike in shape from one family to the next): the
-    columns and the words of each message are what the user reads. Every column is present
-    (``NaN`` where the data do not give it), and comparisons with ``NaN`` are ``False``.
+    Every column is present (``NaN`` where the data do not give it), and comparisons with ``NaN``
+    are ``False``. The counts are checked before the totals are derived, so that a derived part
+    below 0 is reported once, as events above the total.
     """
-    if family == "table":
-        # sign checks on the given values first: a derived bi = n1i - ai below 0 is reported
-        # once, as ai > n1i
-        for name in ("ai", "bi", "ci", "di"):
-            _problem_rows(cols[name] < 0, f"{name} (a count) is negative", name, problems)
-        _derive_from_total(cols, "bi", "n1i", "ai", problems)
-        _derive_from_total(cols, "di", "n2i", "ci", problems)
-    elif family == "person_time":
-        for name in ("x1i", "x2i"):
-            _problem_rows(cols[name] < 0, f"{name} (a count) is negative", name, problems)
-        for name in ("t1i", "t2i"):
-            _problem_rows(cols[name] <= 0, f"{name} (person-time) must be positive", name, problems)
-    elif family == "means":
-        for name in ("sd1i", "sd2i"):
-            _problem_rows(cols[name] < 0, f"{name} (a standard deviation) is negative", name, problems)
-        for name in ("n1i", "n2i"):
-            _problem_rows(cols[name] <= 0, f"{name} (a group size) must be positive", name, problems)
-    elif family == "change":
-        for name in ("sd1i", "sd2i"):
-            if name in cols:  # SMCR reads no post-test SD
-                _problem_rows(cols[name] < 0, f"{name} (a standard deviation) is negative", name, problems)
-        _problem_rows(np.abs(cols["ri"]) > 1, "ri (a correlation) must lie in [-1, 1]", "ri", problems)
-        _problem_rows(cols["ni"] <= 0, "ni (a sample size) must be positive", "ni", problems)
-    elif family == "mean":
-        _problem_rows(cols["sdi"] < 0, "sdi (a standard deviation) is negative", "sdi", problems)
-        _problem_rows(cols["ni"] <= 0, "ni (a sample size) must be positive", "ni", problems)
-    elif family == "correlation":
-        _problem_rows(np.abs(cols["ri"]) > 1, "ri (a correlation) must lie in [-1, 1]", "ri", problems)
-        _problem_rows(cols["ni"] <= 0, "ni (a sample size) must be positive", "ni", problems)
-    elif family == "proportion":
-        for name in ("xi", "mi"):
-            _problem_rows(cols[name] < 0, f"{name} (a count) is negative", name, problems)
-        _derive_from_total(cols, "mi", "ni", "xi", problems)
-        cols["ni"] = cols["xi"] + cols["mi"]
-        _problem_rows(cols["ni"] <= 0, "ni (a sample size) must be positive", "ni", problems)
+    domain = domains.of(measure)
+    _refuse_outside(domain.counts, cols, problems)
+    for total in domain.totals:
+        _derive_from_total(cols, total, problems)
+    _refuse_outside(domain.after_counts, cols, problems)
+
+
+def _refuse_outside(
+    columns: Sequence[domains.ColumnDomain], cols: dict[str, np.ndarray], problems: list[EngineError]
+) -> None:
+    """A problem for every value of ``columns`` outside metafor's limit."""
+    for column in columns:
+        assert column.escalc is not None
+        _problem_rows(
+            column.escalc.breaks(cols[column.column]), column.escalc_message, column.column, problems
+        )
 
 
 def _derive_from_total(
-    cols: dict[str, np.ndarray], part: str, total: str, events: str, problems: list[EngineError]
+    cols: dict[str, np.ndarray], total: domains.Total, problems: list[EngineError]
 ) -> None:
-    """Fill ``part`` (e.g. ``bi``) from ``total - events`` where it is missing (metafor's ``replmiss``).
+    """Fill the part (e.g. ``bi``) from ``total - events`` where it is missing (metafor's
+    ``replmiss``), then the total from ``events + part``, as metafor does.
 
     A total that contradicts a given part is an error, as in metafor; so is a total below the
     event count, reported on the event column (the derived part would be negative).
     """
-    given_total = cols[total]
-    derived = given_total - cols[events]
-    given = cols[part]
+    given_total = cols[total.total]
+    derived = given_total - cols[total.events]
+    given = cols[total.part]
     _problem_rows(
-        ~np.isnan(given) & ~np.isnan(derived) & (given != derived),
-        f"{total} is not equal to {events} + {part}",
-        total,
-        problems,
+        ~np.isnan(given) & ~np.isnan(derived) & (given != derived), total.mismatch, total.total, problems
     )
-    cols[part] = np.where(np.isnan(given), derived, given)
-    _problem_rows(cols[events] > given_total, f"{events} is larger than {total}", events, problems)
+    cols[total.part] = np.where(np.isnan(given), derived, given)
+    _problem_rows(cols[total.events] > given_total, total.excess, total.events, problems)
+    cols[total.total] = cols[total.events] + cols[total.part]
+
+
+def unaccepted_values(table: StudyTable) -> list[EngineError]:
+    """The values of a valid study table that a stored row may not hold (see :mod:`.domains`):
+    a standard deviation, variance or standard error of 0, |r| = 1, a sample size below the
+    measure's minimum, a mean of 0 or less for the ratio of means, a fractional count."""
+    problems: list[EngineError] = []
+    with np.errstate(invalid="ignore"):  # comparisons with NaN (missing) are simply False
+        for column in domains.of(table.measure).columns.values():
+            values = table.columns[column.column]
+            if column.whole:
+                _problem_rows(domains.not_whole(values), column.whole_message, column.column, problems)
+            if column.accepted is not None:
+                _problem_rows(
+                    column.accepted.breaks(values), column.accepted_message, column.column, problems
+                )
+    return problems
 
 
 # --------------------------------------------------------------------------------------------

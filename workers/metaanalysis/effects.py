@@ -19,10 +19,11 @@ from .effect_sizes import (
     InvalidStudyDataError,
     compute_effect_sizes,
     read_study_table,
+    unaccepted_values,
 )
 from .errors import EngineError
+from .jsonable import ResultBase
 from .measures import OUTCOME_MEASURES, REGISTRY
-from .results import ResultBase
 
 #: Measures a consortium outcome can use (PETO and IRD are computed but not offered as outcomes).
 MEASURES: tuple[str, ...] = OUTCOME_MEASURES
@@ -75,11 +76,16 @@ def escalc(
 
 
 def check_rows(measure: str, data: Mapping[str, Any]) -> list[EngineError]:
-    """Every domain violation in ``data`` at once (empty when the values can be analysed)."""
+    """Every value in ``data`` a stored row may not hold, at once (empty when the rows may be stored).
+
+    First the values metafor's ``escalc()`` refuses (:func:`read_study_table`); when there are
+    none, the values outside the platform's narrower domain (:func:`unaccepted_values`): both are
+    the limits of :mod:`workers.metaanalysis.domains`, which the upload validator checks too.
+    """
     try:
-        read_study_table(measure, data)
+        table = read_study_table(measure, data)
     except InvalidStudyDataError as exc:
         return list(exc.problems)
     except EngineError as exc:
         return [exc]
-    return []
+    return unaccepted_values(table)

@@ -27,7 +27,8 @@ class EngineError(ValueError):
 
 
 class InvalidInputError(EngineError):
-    """A value is outside its domain (negative variance, SD <= 0, events above N, |r| >= 1...)."""
+    """A value is outside its domain (``domains.py``: a negative SD or variance, events above N,
+    |r| > 1, ...) or a setting outside its rule (``spec.py``)."""
 
     code = "invalid_input"
 

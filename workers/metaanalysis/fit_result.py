@@ -1,4 +1,6 @@
-"""The result of an ``rma.uni`` fit, and the base class of the engine's results.
+"""What a fitted model reports: :class:`FitResult`, the ``rma.uni`` fit, and
+:class:`CoefficientTests`, the table of coefficient tests it shares with ``rma.mv`` and
+``robust()``; and :class:`EngineResult`, the base of the engine's statistical results.
 
 :class:`FitResult` is what :func:`~workers.metaanalysis.rma.rma` returns and what
 :func:`~workers.metaanalysis.predict.predict`, :func:`~workers.metaanalysis.confint.confint`, the
@@ -13,18 +15,16 @@ from typing import Any
 import numpy as np
 
 from .estimators import Control
-from .results import ResultBase
-from .results import to_jsonable as jsonable
+from .jsonable import ResultBase
+from .jsonable import to_jsonable as jsonable
 
 __all__ = ["CoefficientTests", "EngineResult", "FitResult", "jsonable"]
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class EngineResult(ResultBase):
-    """Base of the engine's results: ``to_dict()`` through the fast :func:`jsonable`."""
-
-    def to_dict(self) -> dict[str, Any]:
-        return {f.name: jsonable(getattr(self, f.name)) for f in dataclasses.fields(self)}
+    """Base of the engine's statistical results (fits, tests, diagnostics): they hold arrays, so
+    they compare by identity (``eq=False``); ``to_dict()`` is :class:`ResultBase`'s."""
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -124,7 +124,7 @@ class FitResult(CoefficientTests):
     QEp: float
     QM: float
     QMp: float
-    QMdf: tuple[int, int | None]
+    QMdf: tuple[int, float | None]
     R2: float
     dfs: float
     s2w: float

@@ -157,16 +157,17 @@ def _person_time_kernel(
     return yi, vi, reasons
 
 
-def hedges_correction(mi: np.ndarray) -> np.ndarray:
-    """Exact small-sample correction factor J(m) of Hedges (1981); NaN for m <= 1.
+def hedges_correction(df: np.ndarray) -> np.ndarray:
+    """Exact small-sample correction factor J(m) of Hedges (1981) for ``df`` = m degrees of
+    freedom; NaN for m <= 1.
 
     ``J(m) = Gamma(m/2) / (sqrt(m/2) Gamma((m-1)/2))``, written with log-gamma, as metafor's
-    ``.cmicalc``, because gamma(m/2) overflows for m >= 344.
+    ``.cmicalc`` (whose argument is ``mi``), because gamma(m/2) overflows for m >= 344.
     """
-    mi = np.asarray(mi, dtype=float)
+    m = np.asarray(df, dtype=float)
     with np.errstate(invalid="ignore", divide="ignore"):
-        cmi = np.exp(special.gammaln(mi / 2) - np.log(np.sqrt(mi / 2)) - special.gammaln((mi - 1) / 2))
-    return np.where(mi > 1, cmi, np.nan)
+        cmi = np.exp(special.gammaln(m / 2) - np.log(np.sqrt(m / 2)) - special.gammaln((m - 1) / 2))
+    return np.where(m > 1, cmi, np.nan)
 
 
 def smd_from_d(di: np.ndarray, n1i: np.ndarray, n2i: np.ndarray) -> tuple[np.ndarray, np.ndarray, Reasons]:

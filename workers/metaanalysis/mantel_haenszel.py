@@ -20,9 +20,10 @@ from scipy import stats
 from .effect_sizes import StudyTable, add_to_zero_cells, effect_sizes_from_table, read_study_table
 from .errors import InsufficientDataError, InvalidInputError
 from .estimators.inference import alpha_from_level, i2_h2, wald_tail
+from .jsonable import ResultBase
 from .measures import MANTEL_HAENSZEL_MEASURES, MANTEL_HAENSZEL_TESTS
 from .measures import get as get_measure
-from .results import ResultBase
+from .spec import check_level
 
 #: The measures ``rma.mh()`` pools (from the registry).
 MH_MEASURES: tuple[str, ...] = MANTEL_HAENSZEL_MEASURES
@@ -139,11 +140,7 @@ def _pair(value: Any, second: Any, name: str) -> tuple[Any, Any]:
 
 def _alpha(level: float) -> float:
     """alpha of a confidence level given in percent (metafor's ``.level()``)."""
-    if not 0 < level < 100:
-        raise InvalidInputError(
-            f"level must be a percentage between 0 and 100, got {level!r}", code="bad_option"
-        )
-    return alpha_from_level(level)
+    return alpha_from_level(check_level(level))
 
 
 def _is_person_time(measure: str) -> bool:

@@ -132,12 +132,14 @@ class Measure:
     outcome : bool
         Offered to consortium outcomes (PETO and IRD are computed but not offered).
     min_n : int
-        Smallest group or total sample size an upload accepts: means need 2 per group (an SD needs
-        two observations); correlations 4 (the sampling variance needs ``ni > 3``); standardised
-        mean changes 3 (the bias correction ``J(ni - 1)`` needs ``ni > 2``); 2x2 tables given by
-        group size 1; everything else 2.
+        Smallest group or total sample size a stored row may hold: means need 2 per group (an SD
+        needs two observations); correlations 4 (the sampling variance needs ``ni > 3``);
+        standardised mean changes 3 (the bias correction ``J(ni - 1)`` needs ``ni > 2``); 2x2
+        tables given by group size 1; everything else 2. :mod:`workers.metaanalysis.domains`
+        makes it the sample sizes' accepted limit.
     positive_means : bool
-        Means must be greater than 0 (the log ratio of means).
+        Means must be greater than 0 (the log ratio of means); the means' accepted limit in
+        :mod:`workers.metaanalysis.domains`.
     reported_forms : tuple of InputForm
         Reported-statistic input forms tried after the given effect size and before the raw
         inputs (see :attr:`forms`).

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .errors import EngineError
-from .results import ResultBase
+from .jsonable import ResultBase
 
 __all__ = ["Labelled", "Notes", "add_block", "safe", "with_labels"]
 

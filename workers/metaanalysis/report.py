@@ -9,8 +9,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from . import ENGINE_VERSION
-from .dependent import block_names
-from .measures import is_log_scale
+from .block_names import block_names
+from .measures import get, is_log_scale
 from .report_dependent import dependent_section
 from .text import as_list, coefficients, fmt, fmt_p, p_clause, row_label, table
 
@@ -62,15 +62,12 @@ def _fit_section(spec: Mapping[str, Any], fit: Mapping[str, Any]) -> list[str]:
     q = "QE" if mods else "Q"
     out += ["", title, f"{q}(df = {df}) = {fmt(fit.get('QE'))}, {p_clause(fit.get('QEp'))}"]
     if mods and "QM" in fit:
-        qmdf = as_list(fit.get("QMdf"))
-        df1 = qmdf[0] if qmdf else "NA"
-        df2 = qmdf[1] if len(qmdf) > 1 else None
         coefs = f"2:{p}" if isinstance(p, int) and p > 2 else "2"
-        out += ["", f"Test of Moderators (coefficient{'s' if p > 2 else ''} {coefs}):"]
-        if df2 is not None:
-            out.append(f"F(df1 = {df1}, df2 = {df2}) = {fmt(fit.get('QM'))}, {p_clause(fit.get('QMp'))}")
-        else:
-            out.append(f"QM(df = {df1}) = {fmt(fit.get('QM'))}, {p_clause(fit.get('QMp'))}")
+        out += [
+            "",
+            f"Test of Moderators (coefficient{'s' if p > 2 else ''} {coefs}):",
+            _moderator_test_line(fit),
+        ]
     level = fit.get("level", spec.get("level"))
     out += ["", f"Model Results ({fmt(level, 0) if level is not None else ''}% CI):", ""]
     out += coefficients(fit, tdist=test in ("knha", "t"))
@@ -91,10 +88,11 @@ def _predict_section(spec: Mapping[str, Any], pred: Mapping[str, Any], measure: 
     out = ["", "Pooled estimate with prediction interval:", ""]
     out += table(header, rows, row_names=[str(i + 1) for i in range(n)] if n > 1 else None)
     if is_log_scale(measure) and n == 1:
+        back = get(measure).back_transform
 
         def exp(key: str) -> str:
             v = values.get(key, [None])[0]
-            return fmt(math.exp(v)) if isinstance(v, int | float) and math.isfinite(v) else "NA"
+            return fmt(back(v)) if isinstance(v, int | float) and math.isfinite(v) else "NA"
 
         out.append("")
         out.append(
@@ -228,6 +226,7 @@ def _subgroup_section(block: Any, spec: Mapping[str, Any]) -> list[str]:
         "",
         *table([c[0] for c in cols], rows, row_names=names),
     ]
+    # a heading and one line per test, as metafor prints each (the bias section's shape): other tests, other fields
     between = block.get("between_test")
     if isinstance(between, Mapping):
         out += [
@@ -237,16 +236,21 @@ def _subgroup_section(block: Any, spec: Mapping[str, Any]) -> list[str]:
         ]
     mods = block.get("moderator_test")
     if isinstance(mods, Mapping):
-        df = as_list(mods.get("QMdf"))
-        df1 = df[0] if df else None
-        df2 = df[1] if len(df) > 1 else None
-        stat = f"F(df1 = {df1}, df2 = {df2})" if df2 is not None else f"QM(df = {fmt(df1, 0)})"
         out += [
             "",
             f"Test of moderators (meta-regression on {spec.get('subgroup')}, common tau^2):",
-            f"{stat} = {fmt(mods.get('QM'))}, {p_clause(mods.get('QMp'))}",
+            _moderator_test_line(mods),
         ]
     return out
+
+
+def _moderator_test_line(block: Mapping[str, Any]) -> str:
+    """``QM(df = m) = ..., p-val = ...`` (chi²) or ``F(df1 = m, df2 = k - p) = ...`` (F), as metafor."""
+    qmdf = as_list(block.get("QMdf"))
+    df1 = qmdf[0] if qmdf else "NA"
+    df2 = qmdf[1] if len(qmdf) > 1 else None
+    stat = f"F(df1 = {df1}, df2 = {df2})" if df2 is not None else f"QM(df = {fmt(df1, 0)})"
+    return f"{stat} = {fmt(block.get('QM'))}, {p_clause(block.get('QMp'))}"
 
 
 def _per_study_section(

@@ -7,7 +7,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from .dependent import block_names
+from .block_names import block_names
 from .text import as_list, coefficients, fmt, p_clause, table
 
 __all__ = ["dependent_section"]

@@ -14,23 +14,22 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from scipy import special
 
 from .confint import ConfintResult, confint
 from .design import check_rank
 from .errors import ConvergenceError, InsufficientDataError, InvalidInputError
 from .estimators import (
     DEFAULT_CONTROL,
-    METHODS,
-    TESTS,
     Control,
     Problem,
     SingleFit,
     fit_intercept_only,
     fit_regression,
+    moderator_test,
 )
 from .fit_result import EngineResult, FitResult, jsonable
 from .predict import PredictResult, predict
+from .spec import check_choice, check_level
 
 # predict, confint and the result classes live in their own modules; they are re-exported here,
 # where the rest of the engine and the tests import them from.
@@ -48,22 +47,10 @@ __all__ = [
 
 
 def _validate_options(method: str, test: str, level: float) -> None:
-    if method not in METHODS:
-        raise InvalidInputError(
-            f"unknown method {method!r}; use one of {', '.join(METHODS)}",
-            code="invalid_method",
-            column="method",
-        )
-    if test not in TESTS:
-        raise InvalidInputError(
-            f"unknown test {test!r}; use one of {', '.join(TESTS)}", code="invalid_test", column="test"
-        )
-    if not (isinstance(level, int | float) and math.isfinite(level) and 0 < level < 100):
-        raise InvalidInputError(
-            f"level must be a percentage between 0 and 100, got {level!r}",
-            code="invalid_level",
-            column="level",
-        )
+    """The settings' rules (``spec``): a known method and test, a confidence level."""
+    check_choice("method", method)
+    check_choice("test", test)
+    check_level(level)
 
 
 def _as_vector(values: Any, name: str) -> np.ndarray:
@@ -293,22 +280,15 @@ def _make_fit(
     if test == "knha" and sf.s2w == 0.0:
         notes.append("Knapp-Hartung scale factor is 0 (all outcomes fitted exactly): standard errors are 0")
     QM = QMp = R2 = math.nan
-    QMdf: tuple[int, int | None] = (0, None)
+    QMdf: tuple[int, float | None] = (0, None)
     if p > 1:
-        m = p - 1
-        QM = _qm(beta[1:], vb[1:, 1:])
-        if math.isnan(QM):
+        q = _qm(beta[1:], vb[1:, 1:])
+        if math.isnan(q):
             reasons["QM"] = "covariance matrix of the moderator coefficients is singular"
-        if test in ("knha", "t"):
-            QM = QM / m
-            QMdf = (m, k - p)
-            if k - p > 0:
-                QMp = float(special.fdtrc(m, k - p, QM))
-            else:
-                reasons["QMp"] = "no residual degrees of freedom for the F test"
-        else:
-            QMdf = (m, None)
-            QMp = float(special.chdtrc(m, QM))
+        f_test = test in ("knha", "t")
+        QM, QMp, QMdf = moderator_test(q, p - 1, k - p if f_test else None)
+        if f_test and k - p <= 0:
+            reasons["QMp"] = "no residual degrees of freedom for the F test"
         if r2:
             assert Xf is not None
             R2 = _r2(y, v, Xf, sf, method, test, level, control, reasons)

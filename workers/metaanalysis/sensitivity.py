@@ -1,5 +1,5 @@
-"""Leave-one-out, cumulative and influence diagnostics as metafor's ``leave1out()``, ``cumul()``
-and ``influence()``.
+"""Leave-one-out, cumulative, influence and Baujat diagnostics as metafor's ``leave1out()``,
+``cumul()``, ``influence()`` and ``baujat()``.
 
 metafor refits the model k times. Here the k refits are one batched computation (see
 :mod:`workers.metaanalysis.estimators`): every subset's tau² is iterated at once, with the
@@ -18,11 +18,14 @@ import numpy as np
 from .errors import EngineError, InsufficientDataError
 from .estimators import Family, FamilyFit, Problem, estimate_tau2, fit_family
 from .rma import EngineResult, FitResult, jsonable
+from .weights import weights_percent
 
 __all__ = [
+    "BaujatResult",
     "CumulativeResult",
     "InfluenceResult",
     "LeaveOneOutResult",
+    "baujat",
     "cumulative",
     "influence",
     "leave1out",
@@ -299,7 +302,7 @@ def influence(fit: FitResult, loo: FamilyFit | None = None) -> InfluenceResult:
         A = np.linalg.inv((X * w[:, None]).T @ X)
         hat = w * np.einsum("ij,jk,ik->i", X, A, X)
     hat = np.where(hat > 1 - 10 * _EPS, 1.0, hat)
-    weight = 100.0 * w / np.sum(w)
+    weight = weights_percent(fit)
     nan = np.full(k, np.nan)
     rstudent, dffits, cook_d, cov_r = nan.copy(), nan.copy(), nan.copy(), nan.copy()
     tau2_del, qe_del = nan.copy(), nan.copy()
@@ -340,3 +343,48 @@ def influence(fit: FitResult, loo: FamilyFit | None = None) -> InfluenceResult:
         weight=weight,
         failed=failed,
     )
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class BaujatResult(EngineResult):
+    """The coordinates of a Baujat plot (``baujat``), one entry per study of the model.
+
+    Attributes
+    ----------
+    x : ndarray
+        Contribution to the (residual) heterogeneity: the squared Pearson residual
+        ``(y_i - x_i'beta)² / (tau² + v_i)``; they add up to Q for the equal-effects model.
+    y : ndarray
+        Influence on the fitted value: ``(x_i'beta_(-i) - x_i'beta)² / x_i'vb_(-i)x_i``, from the
+        model refitted without study i (for a model without moderators, the pooled estimate).
+    failed : dict
+        Positions whose leave-one-out refit failed (their ``y`` is NaN), with the reason.
+    """
+
+    x: np.ndarray
+    y: np.ndarray
+    failed: dict[int, str]
+
+
+def baujat(fit: FitResult, loo: FamilyFit | None = None) -> BaujatResult:
+    """Baujat's coordinates as metafor's ``baujat.rma()`` computes them, for any model with k >= 2
+    (moderators allowed), from the leave-one-out refits ``loo`` (:func:`loo_fits`, computed here
+    when not given).
+
+    Source: metafor 3.8-1 ``baujat.rma()`` (Baujat et al. 2002, Stat Med 21:2641-2652): the model
+    is refitted without each study (same method, test, level and control); a refit that fails, or
+    whose coefficients are no longer all estimable, gives NA for that study's ``y``.
+    """
+    if fit.k < 2:
+        raise InsufficientDataError("the Baujat plot needs at least 2 studies")
+    ff = loo_fits(fit) if loo is None else loo
+    fitted = fit.X @ fit.beta
+    x = (fit.yi - fitted) ** 2 / (fit.tau2 + fit.vi)
+    y = np.full(fit.k, np.nan)
+    idx = np.flatnonzero(ff.ok)
+    Xi = fit.X[idx]
+    refitted = np.einsum("ij,ij->i", Xi, ff.beta[idx])
+    var = np.einsum("ij,ijk,ik->i", Xi, ff.vb[idx], Xi)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        y[idx] = (refitted - fitted[idx]) ** 2 / var
+    return BaujatResult(x=x, y=y, failed=_reasons(ff))

@@ -18,7 +18,24 @@ from .errors import InvalidInputError
 from .estimators import METHODS, TESTS
 from .measures import OUTCOME_MEASURES
 
-__all__ = ["DEPENDENCE_MODELS", "LATEST", "RHO_SENSITIVITY", "AnalysisSpec", "spec_hash"]
+__all__ = [
+    "CHOICES",
+    "DEPENDENCE_MODELS",
+    "LATEST",
+    "LEVEL_MIN",
+    "MAX_MODS",
+    "RHO_SENSITIVITY",
+    "SETTINGS",
+    "AnalysisSpec",
+    "check_choice",
+    "check_flag",
+    "check_level",
+    "check_model",
+    "check_mods",
+    "check_multilevel",
+    "check_rho",
+    "spec_hash",
+]
 
 #: How several effects of one study are handled (see docs/engine.md, "Dependent effects"):
 #: ``auto`` chooses ``che`` with cluster-robust (CR2) tests when any study has more than one row
@@ -34,6 +51,124 @@ LATEST = "latest"
 
 #: The assumed within-study correlations the sensitivity analysis reports the pooled estimate at.
 RHO_SENSITIVITY: tuple[float, ...] = (0.2, 0.4, 0.6, 0.8)
+
+# --- the rules of each setting ------------------------------------------------------------------
+# One home for them: ``AnalysisSpec`` applies them when it is built, the platform's settings form
+# and API (``apps.analyses.services.analysis_validate``) apply them field by field, and the
+# estimators and the command line check a level with :func:`check_level`.
+
+#: The settings an analysis chooses; the rest of a specification (``measure``, ``timepoints``,
+#: ``reverse_instruments``) comes from the outcome's data dictionary.
+SETTINGS: tuple[str, ...] = (
+    "method",
+    "test",
+    "level",
+    "mods",
+    "subgroup",
+    "cumulative_order",
+    "sensitivity",
+    "bias",
+    "dependence",
+    "rho",
+    "robust",
+    "timepoint",
+    "instruments",
+)
+
+#: The values each choice takes, and what a message calls the setting.
+CHOICES: dict[str, tuple[tuple[str, ...], str]] = {
+    "measure": (OUTCOME_MEASURES, "measure"),
+    "method": (METHODS, "method"),
+    "test": (TESTS, "test"),
+    "dependence": (DEPENDENCE_MODELS, "dependence model"),
+}
+
+#: A confidence level is a percentage from LEVEL_MIN up to, not including, 100: below 50 % an
+#: interval is narrower than it is likely to miss.
+LEVEL_MIN = 50.0
+
+#: The most moderators one meta-regression takes.
+MAX_MODS = 10
+
+#: Dependence models fitted as three-level models (by ML or REML, tested with z or t).
+MULTILEVEL_MODELS = ("multilevel", "che")
+
+#: The estimators that maximise a likelihood: the only ones a multilevel model is fitted by.
+LIKELIHOOD_METHODS = ("ML", "REML")
+
+
+def _refuse(name: str, message: str) -> InvalidInputError:
+    return InvalidInputError(message, code=f"invalid_{name}", column=name)
+
+
+def check_choice(name: str, value: Any) -> str:
+    """``value`` if it is one of the choices of setting ``name`` (:data:`CHOICES`)."""
+    allowed, what = CHOICES[name]
+    if not isinstance(value, str) or value not in allowed:
+        raise _refuse(name, f"unknown {what} {value!r}; use one of {', '.join(allowed)}")
+    return value
+
+
+def check_level(value: Any) -> float:
+    """A confidence level in percent (:data:`LEVEL_MIN` <= level < 100) as a float."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not math.isfinite(value)
+        or not LEVEL_MIN <= value < 100
+    ):
+        raise _refuse(
+            "level",
+            f"level must be a percentage between {LEVEL_MIN:g} and 100 (e.g. 95; 100 itself is no level), got {value!r}",
+        )
+    return float(value)
+
+
+def check_rho(value: Any) -> float:
+    """An assumed correlation of two sampling errors of one study: -1 < rho < 1."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not -1 < value < 1:
+        raise _refuse(
+            "rho", f"rho must be a correlation between -1 and 1 (exclusive), e.g. 0.6, got {value!r}"
+        )
+    return float(value)
+
+
+def check_mods(value: Any) -> tuple[str, ...]:
+    """The moderators of a meta-regression: distinct column names, at most :data:`MAX_MODS`."""
+    if isinstance(value, str) or not isinstance(value, list | tuple):
+        raise _refuse("mods", "mods must be a list of column names")
+    if not all(isinstance(m, str) and m for m in value):
+        raise _refuse("mods", "mods must be non-empty column names")
+    if len(value) > MAX_MODS:
+        raise _refuse("mods", f"a meta-regression takes at most {MAX_MODS} moderators")
+    if len(set(value)) != len(value):
+        raise _refuse("mods", "mods lists a column twice")
+    return tuple(value)
+
+
+def check_flag(name: str, value: Any) -> bool:
+    """A setting that is true or false."""
+    if not isinstance(value, bool):
+        raise _refuse(name, f"{name} must be true or false")
+    return value
+
+
+def check_model(*, dependence: str, method: str, test: str) -> None:
+    """The settings that depend on each other: a three-level model (:data:`MULTILEVEL_MODELS`)
+    is fitted by ML or REML and tested with z or t (Knapp-Hartung is for one-level models)."""
+    if dependence in MULTILEVEL_MODELS:
+        check_multilevel(method=method, test=test)
+
+
+def check_multilevel(*, method: str, test: str) -> None:
+    """A multilevel model's estimator (:data:`LIKELIHOOD_METHODS`) and test (z or t)."""
+    if method not in LIKELIHOOD_METHODS:
+        raise _refuse("method", f"multilevel models use ML or REML, not {method!r}")
+    if test not in ("z", "t"):
+        raise _refuse(
+            "test",
+            f"multilevel models use the z or t test, not {test!r} (Knapp-Hartung is for one-level models)",
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -101,96 +236,29 @@ class AnalysisSpec:
     instruments: tuple[str, ...] = ()
     reverse_instruments: tuple[str, ...] = ()
 
-    def _choose(self, name: str, what: str, allowed: tuple[str, ...]) -> None:
-        """Refuse a field whose value is not one of ``allowed``, naming them."""
-        value = getattr(self, name)
-        if not isinstance(value, str) or value not in allowed:
-            raise InvalidInputError(
-                f"unknown {what} {value!r}; use one of {', '.join(allowed)}",
-                code=f"invalid_{name}",
-                column=name,
-            )
-
     def __post_init__(self) -> None:
-        self._choose("measure", "measure", OUTCOME_MEASURES)
-        self._choose("method", "method", METHODS)
-        self._choose("test", "test", TESTS)
-        lev = self.level
-        if (
-            isinstance(lev, bool)
-            or not isinstance(lev, int | float)
-            or not math.isfinite(lev)
-            or not 0 < lev < 100
-        ):
-            raise InvalidInputError(
-                f"level must be a percentage between 0 and 100, got {lev!r}",
-                code="invalid_level",
-                column="level",
-            )
-        object.__setattr__(self, "level", float(lev))
-        if isinstance(self.mods, str):
-            raise InvalidInputError(
-                "mods must be a sequence of column names, not a string", code="invalid_mods", column="mods"
-            )
-        mods = tuple(self.mods)
-        if not all(isinstance(m, str) and m for m in mods):
-            raise InvalidInputError("mods must be non-empty column names", code="invalid_mods", column="mods")
-        if len(set(mods)) != len(mods):
-            raise InvalidInputError("mods lists a column twice", code="invalid_mods", column="mods")
-        object.__setattr__(self, "mods", mods)
+        for name in CHOICES:
+            check_choice(name, getattr(self, name))
+        object.__setattr__(self, "level", check_level(self.level))
+        object.__setattr__(self, "mods", check_mods(self.mods))
         for name in ("subgroup", "cumulative_order"):
             val = getattr(self, name)
             if val is not None and (not isinstance(val, str) or not val):
-                raise InvalidInputError(
-                    f"{name} must be a column name or None", code=f"invalid_{name}", column=name
-                )
+                raise _refuse(name, f"{name} must be a column name or None")
         for name in ("sensitivity", "bias", "robust"):
-            if not isinstance(getattr(self, name), bool):
-                raise InvalidInputError(f"{name} must be true or false", code=f"invalid_{name}", column=name)
-        self._check_dependence()
-
-    def _check_dependence(self) -> None:
-        self._choose("dependence", "dependence model", DEPENDENCE_MODELS)
-        rho = self.rho
-        if isinstance(rho, bool) or not isinstance(rho, int | float) or not -1 < rho < 1:
-            raise InvalidInputError(
-                f"rho must be a correlation between -1 and 1 (exclusive), got {rho!r}",
-                code="invalid_rho",
-                column="rho",
-            )
-        object.__setattr__(self, "rho", float(rho))
-        if self.dependence in ("multilevel", "che") and self.method not in ("ML", "REML"):
-            raise InvalidInputError(
-                f"the {self.dependence} model is fitted by ML or REML, not {self.method}",
-                code="invalid_method",
-                column="method",
-            )
-        if self.dependence in ("multilevel", "che") and self.test == "knha":
-            raise InvalidInputError(
-                f"the {self.dependence} model uses the z or t test (Knapp-Hartung is for one-level models)",
-                code="invalid_test",
-                column="test",
-            )
+            check_flag(name, getattr(self, name))
+        object.__setattr__(self, "rho", check_rho(self.rho))
+        check_model(dependence=self.dependence, method=self.method, test=self.test)
         for name in ("timepoints", "instruments", "reverse_instruments"):
             value = getattr(self, name)
             if isinstance(value, str) or not all(isinstance(v, str) and v for v in value):
-                raise InvalidInputError(
-                    f"{name} must be a list of codes", code=f"invalid_{name}", column=name
-                )
+                raise _refuse(name, f"{name} must be a list of codes")
             object.__setattr__(self, name, tuple(value))
         tp = self.timepoint
         if tp is not None and (not isinstance(tp, str) or not tp):
-            raise InvalidInputError(
-                'timepoint must be a time point code, "latest" or null',
-                code="invalid_timepoint",
-                column="timepoint",
-            )
+            raise _refuse("timepoint", 'timepoint must be a time point code, "latest" or null')
         if tp == LATEST and not self.timepoints:
-            raise InvalidInputError(
-                'timepoint "latest" needs the time points in order (timepoints)',
-                code="invalid_timepoint",
-                column="timepoint",
-            )
+            raise _refuse("timepoint", 'timepoint "latest" needs the time points in order (timepoints)')
 
     def to_dict(self) -> dict[str, Any]:
         """The canonical JSON-ready form of the spec."""

@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from apps.analyses.models import AnalysisResult
+from apps.datasets.ingest.export import FORMULA_START
 from apps.datasets.models import DatasetVersion
 from workers.metaanalysis.measures import REGISTRY
 
@@ -37,6 +38,7 @@ LEAD_COLUMNS: tuple[str, ...] = ("centre", "study", "comparison", "instrument", 
 #: The R packages (and versions) whose results the engine is validated against (``make validate``).
 VALIDATED_AGAINST: dict[str, str] = {"metafor": "3.8-1", "clubSandwich": "0.5.8"}
 
+# One constant a file of the bundle: the bundle, its README and the R script name each by it.
 DATA_CSV = "data.csv"
 DATA_JSON = "data.json"
 SPEC_JSON = "spec.json"
@@ -60,7 +62,7 @@ CONTENT_TYPES: dict[str, str] = {
 _ZIP_DATE = (1980, 1, 1, 0, 0, 0)
 #: A text cell starting with one of these could run as a spreadsheet formula (CSV injection), and
 #: a leading quote is how such text is escaped: either way the cell is written with one more quote.
-_ESCAPED_START = ("=", "+", "-", "@", "\t", "\r", "'")
+_ESCAPED_START = (*FORMULA_START, "'")
 
 
 class ExportError(Exception):

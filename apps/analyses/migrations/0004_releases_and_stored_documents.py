@@ -37,7 +37,7 @@ def released_flags_to_releases(apps, schema_editor):
 def documents_render(apps, schema_editor):
     """Render the stored API documents of every existing result (new results get theirs when
     they are stored). Uses the current renderer: the documents are a function of the row."""
-    from apps.analyses import documents
+    from apps.api import documents
 
     AnalysisResult = apps.get_model("analyses", "AnalysisResult")
     for result in AnalysisResult.objects.filter(detail_json="").iterator(chunk_size=100):

@@ -52,6 +52,7 @@ INSTALLED_APPS = [
     "apps.api",
     "apps.portal",
     "apps.webhooks",
+    "apps.demo",
 ]
 
 MIDDLEWARE = [
@@ -220,6 +221,7 @@ REST_FRAMEWORK = {
         "apps.api.throttling.AnonymousRateThrottle",
     ],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "apps.api.errors.exception_handler",
 }
 # API tokens (django-rest-knox with the platform's token model): SHA-512 digests, a recognisable
 # prefix for secret scanners, and expiry chosen per token up to API_TOKEN_MAX_DAYS.
@@ -301,15 +303,16 @@ CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 300, minimum=10)
 CELERY_TASK_SOFT_TIME_LIMIT = env_int("CELERY_TASK_SOFT_TIME_LIMIT", 240, minimum=5)
 # A relay tick publishes pending outbox events; the sweep re-queues stale work.
 OUTBOX_RELAY_INTERVAL_SECONDS = env_int("OUTBOX_RELAY_INTERVAL_SECONDS", 2, minimum=1)
+# While the broker refuses a recompute request, the relay retries it after 2, 4, 8, ... seconds, at
+# most this long apart.
+OUTBOX_BACKOFF_MAX_SECONDS = env_int("OUTBOX_BACKOFF_MAX_SECONDS", 60, minimum=1)
 RECOMPUTE_SWEEP_INTERVAL_SECONDS = env_int("RECOMPUTE_SWEEP_INTERVAL_SECONDS", 30, minimum=1)
 # Re-queue an analysis whose request has waited this long without a result (lost message, dead worker).
 RECOMPUTE_STALE_AFTER_SECONDS = env_int("RECOMPUTE_STALE_AFTER_SECONDS", 60, minimum=1)
-# Fault injection for resilience tests and drills only: pause each recompute this long (milliseconds)
-# after it has started, so that a worker can be killed in the middle of one. Never set in production.
-RECOMPUTE_FAULT_DELAY_MS = env_int("RECOMPUTE_FAULT_DELAY_MS", 0, minimum=0)
 # Publish outbox events right after the commit that wrote them (the relay is the safety net).
 OUTBOX_PUBLISH_ON_COMMIT = env_bool("OUTBOX_PUBLISH_ON_COMMIT", True)
 
+# Read one a line like the Celery block above: each setting has its own variable, default and bound.
 # Webhooks (docs/webhooks.md). Deliveries are retried with exponential backoff: the first retry after
 # WEBHOOKS_BACKOFF_SECONDS, doubling, at most WEBHOOKS_BACKOFF_MAX_SECONDS apart, until
 # WEBHOOKS_MAX_ATTEMPTS attempts have failed (then the delivery is marked failed).

@@ -258,7 +258,8 @@ def alias_table(measure: str) -> Mapping[str, str]:
     return MappingProxyType(table)
 
 
-#: Spellings quoted in messages about a missing column (each is also a working alias).
+#: Spellings quoted in messages about a missing column (each is also a working alias); a table,
+#: one canonical column a line.
 _SHOWN_ALIASES: dict[str, tuple[str, ...]] = {
     "study": ("study_id", "author_year"),
     "m1i": ("mean_treatment", "m1", "post_mean"),

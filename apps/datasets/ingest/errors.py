@@ -7,7 +7,7 @@ in the spreadsheet. :data:`ERROR_CODES` and :data:`WARNING_CODES` are the comple
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 #: Every code an :class:`UploadRejected` can carry, with a one-line meaning (for API docs).
 ERROR_CODES: dict[str, str] = {
@@ -118,13 +118,8 @@ class UploadError:
         return cls(row=row, column=column, value=value, code=code, message=message)
 
     def to_dict(self) -> dict[str, object]:
-        return {
-            "row": self.row,
-            "column": self.column,
-            "value": self.value,
-            "code": self.code,
-            "message": self.message,
-        }
+        """The problem as JSON holds it: its fields by name, in their order."""
+        return asdict(self)
 
 
 class UploadRejected(Exception):  # noqa: N818 - the public name is part of the agreed API

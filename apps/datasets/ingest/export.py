@@ -16,14 +16,15 @@ from typing import Any, Literal
 
 from .cells import format_number
 
-_DANGEROUS_START = ("=", "+", "-", "@", "\t", "\r")
+#: What a spreadsheet may run as a formula when a text cell starts with it.
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 ExportFormat = Literal["csv", "xlsx"]
 
 
 def neutralise(text: str) -> str:
     """``text`` made inert for spreadsheets: prefixed with ``'`` if it could start a formula."""
-    return "'" + text if text.startswith(_DANGEROUS_START) else text
+    return "'" + text if text.startswith(FORMULA_START) else text
 
 
 def _cell(value: Any) -> Any:
@@ -62,6 +63,8 @@ def _csv(header: list[str], body: Iterable[list[Any]]) -> bytes:
     return buffer.getvalue().encode("utf-8-sig")
 
 
+# Not the analysis export's cell rule: a dataset file must parse back to the same rows, so a
+# number is written as the upload reader reads it (12, not 12.0); text comes neutralised by _cell.
 def _csv_text(value: Any) -> str:
     if value is None:
         return ""

@@ -26,30 +26,21 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Literal
 
+from workers.metaanalysis import domains
 from workers.metaanalysis import measures as registry
 from workers.metaanalysis.measures import InputForm
-
-StatKind = Literal[
-    "mean", "sd", "group_n", "total_n", "count", "time", "correlation", "effect", "variance", "se"
-]
-
-#: Kinds whose values must be whole numbers.
-INTEGER_KINDS: frozenset[str] = frozenset({"group_n", "total_n", "count"})
 
 
 @dataclass(frozen=True)
 class Statistic:
-    """One metafor input column: its name, what it means in plain words, and its kind."""
+    """One metafor input column: its name and what it means in plain words.
+
+    What values it may hold is the engine's (:attr:`Measure.domain`).
+    """
 
     name: str
     label: str
-    kind: StatKind
-
-    @property
-    def integer(self) -> bool:
-        return self.kind in INTEGER_KINDS
 
 
 def _table(*statistics: Statistic) -> dict[str, Statistic]:
@@ -58,50 +49,50 @@ def _table(*statistics: Statistic) -> dict[str, Statistic]:
 
 #: The usual meaning of each column (two-group designs, 2x2 tables, a given effect size).
 STATISTICS: dict[str, Statistic] = _table(
-    Statistic("m1i", "mean of the intervention group", "mean"),
-    Statistic("sd1i", "standard deviation of the intervention group", "sd"),
-    Statistic("n1i", "sample size of the intervention group", "group_n"),
-    Statistic("m2i", "mean of the control group", "mean"),
-    Statistic("sd2i", "standard deviation of the control group", "sd"),
-    Statistic("n2i", "sample size of the control group", "group_n"),
-    Statistic("ai", "number of events in the intervention group", "count"),
-    Statistic("bi", "number of non-events in the intervention group", "count"),
-    Statistic("ci", "number of events in the control group", "count"),
-    Statistic("di", "number of non-events in the control group", "count"),
-    Statistic("ri", "correlation", "correlation"),
-    Statistic("ni", "sample size", "total_n"),
-    Statistic("xi", "number of events", "count"),
-    Statistic("x1i", "number of events in the intervention group", "count"),
-    Statistic("t1i", "person-time of the intervention group", "time"),
-    Statistic("x2i", "number of events in the control group", "count"),
-    Statistic("t2i", "person-time of the control group", "time"),
-    Statistic("yi", "effect size", "effect"),
-    Statistic("vi", "sampling variance", "variance"),
-    Statistic("sei", "standard error", "se"),
+    Statistic("m1i", "mean of the intervention group"),
+    Statistic("sd1i", "standard deviation of the intervention group"),
+    Statistic("n1i", "sample size of the intervention group"),
+    Statistic("m2i", "mean of the control group"),
+    Statistic("sd2i", "standard deviation of the control group"),
+    Statistic("n2i", "sample size of the control group"),
+    Statistic("ai", "number of events in the intervention group"),
+    Statistic("bi", "number of non-events in the intervention group"),
+    Statistic("ci", "number of events in the control group"),
+    Statistic("di", "number of non-events in the control group"),
+    Statistic("ri", "correlation"),
+    Statistic("ni", "sample size"),
+    Statistic("xi", "number of events"),
+    Statistic("x1i", "number of events in the intervention group"),
+    Statistic("t1i", "person-time of the intervention group"),
+    Statistic("x2i", "number of events in the control group"),
+    Statistic("t2i", "person-time of the control group"),
+    Statistic("yi", "effect size"),
+    Statistic("vi", "sampling variance"),
+    Statistic("sei", "standard error"),
 )
 
 #: Meanings particular to a family of measures (metafor's names for one group measured twice, and
 #: for one group's mean).
 _FAMILY_STATISTICS: dict[str, dict[str, Statistic]] = {
     "change": _table(
-        Statistic("m1i", "post-test mean", "mean"),
-        Statistic("m2i", "pre-test mean", "mean"),
-        Statistic("sd1i", "pre-test standard deviation", "sd"),
-        Statistic("sd2i", "post-test standard deviation", "sd"),
-        Statistic("ni", "sample size", "total_n"),
-        Statistic("ri", "pre-post correlation", "correlation"),
+        Statistic("m1i", "post-test mean"),
+        Statistic("m2i", "pre-test mean"),
+        Statistic("sd1i", "pre-test standard deviation"),
+        Statistic("sd2i", "post-test standard deviation"),
+        Statistic("ni", "sample size"),
+        Statistic("ri", "pre-post correlation"),
     ),
     "mean": _table(
-        Statistic("mi", "mean", "mean"),
-        Statistic("sdi", "standard deviation", "sd"),
-        Statistic("ni", "sample size", "total_n"),
+        Statistic("mi", "mean"),
+        Statistic("sdi", "standard deviation"),
+        Statistic("ni", "sample size"),
     ),
 }
 
 #: The statistic a reported-statistic form leads with (its first column): any number.
 _REPORTED_STATISTICS: dict[str, Statistic] = _table(
-    Statistic("di", "Cohen's d", "effect"),
-    Statistic("ti", "independent-samples t statistic", "effect"),
+    Statistic("di", "Cohen's d"),
+    Statistic("ti", "independent-samples t statistic"),
 )
 
 
@@ -130,7 +121,6 @@ class Measure:
     label: str
     groups: tuple[tuple[str, ...], ...]
     min_n: int = 2
-    positive_means: bool = False
     family: str = "generic"
     forms: tuple[InputForm, ...] = ()
     meanings: Mapping[str, Statistic] = field(default_factory=dict)
@@ -140,6 +130,12 @@ class Measure:
     def statistics(self) -> tuple[str, ...]:
         """Every column the measure reads, in canonical order (own inputs first)."""
         return tuple(self.meanings)
+
+    @property
+    def domain(self) -> domains.MeasureDomain:
+        """The values each column may hold, and the words for one outside: the engine's
+        (:mod:`workers.metaanalysis.domains`), so that an upload and an analysis never disagree."""
+        return domains.of(self.code)
 
     def statistic(self, name: str) -> Statistic:
         """What column ``name`` means under this measure (``KeyError`` for a column it does not read)."""
@@ -197,7 +193,6 @@ def _upload_measure(m: registry.Measure) -> Measure:
         label=m.label,
         groups=kept(m.groups),
         min_n=m.min_n,
-        positive_means=m.positive_means,
         family=m.family,
         forms=tuple(InputForm(f.code, kept(f.groups), f.label) for f in m.forms),
         meanings=meanings,

@@ -199,20 +199,8 @@ def forms_note(spec: UploadSpec) -> str:
 
 
 def _rule(name: str, spec: UploadSpec) -> str:
-    measure = MEASURES[spec.measure]
-    kind = measure.statistic(name).kind
-    return {
-        "mean": "A number greater than 0" if measure.positive_means else "A number",
-        "sd": "A number greater than 0",
-        "group_n": f"A whole number, at least {measure.min_n}",
-        "total_n": f"A whole number, at least {measure.min_n}",
-        "count": "A whole number, 0 or more",
-        "time": "A number greater than 0",
-        "correlation": "A number between -1 and 1 (exclusive)",
-        "effect": "A number",
-        "variance": "A number greater than 0",
-        "se": "A number greater than 0",
-    }[kind]
+    """The values a statistic may hold, in the words of the template's notes (the engine's domain)."""
+    return MEASURES[spec.measure].domain.columns[name].allowed_values
 
 
 def template_for(spec: UploadSpec, *, fmt: TemplateFormat) -> bytes:

@@ -2,7 +2,9 @@
 leave-one-study-out influence, cumulative, subgroups, meta-regression bubble, history), drawn with
 matplotlib once per result and kept in the figure store, and the tables of numbers behind them.
 
-``data`` reads a result's blocks into what a figure shows, ``draw`` draws it, ``catalog`` names
+``data`` reads a result for its figures (its rows, weights and the forest plot's rows),
+``diagnostics`` adapts the other figures' blocks (funnel, Baujat, influence, cumulative, subgroups,
+bubble) and ``history`` the analysis's results over time; ``draw`` draws a figure, ``catalog`` names
 the figures and tables with their text alternatives, ``store`` keeps each rendering.
 """
 

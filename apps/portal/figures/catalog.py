@@ -3,7 +3,6 @@ drawn and the table of numbers behind it."""
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,22 +12,24 @@ from apps.portal.figures import draw
 from apps.portal.figures.data import (
     MAX_PLOT_ROWS,
     Inputs,
-    Point,
     Row,
-    _first,
+    dependent,
+    finite,
+    fit_block,
+    forest_rows,
+    model_rows,
+    pooled_row,
+)
+from apps.portal.figures.diagnostics import (
     baujat_data,
     bubble_data,
     cumulative_rows,
-    dependent,
-    fit_block,
-    forest_rows,
     funnel_data,
     influence_rows,
-    model_rows,
-    pooled_row,
     subgroup_rows,
     subgroup_tests,
 )
+from apps.portal.figures.history import Point
 
 #: Figures in the order the page shows them, with their headings.
 FIGURES = {
@@ -69,7 +70,7 @@ def available(inp: Inputs) -> list[str]:
         names.append("forest")
     if b.get("funnel") or (dependent(inp) and pooled_row(inp) is not None):
         names.append("funnel")
-    if b.get("leave1out") and fit_block(inp).get("p") == 1:
+    if baujat_data(inp) is not None:
         names.append("baujat")
     if b.get("leave1out_study"):
         names.append("influence")
@@ -142,9 +143,8 @@ def alt_text(inp: Inputs, name: str, sort: str = "input") -> str:
         ]
         if inp.blocks.get("trimfill"):
             parts.append(f"{len(f.filled_yi)} studies imputed by trim-and-fill (open circles)")
-        eg = inp.blocks.get("egger") or inp.blocks.get("egger_multilevel") or {}
-        if isinstance(_first(eg.get("pval")), int | float):
-            parts.append(f"Egger's test p = {_first(eg['pval']):.3g}")
+        if f.egger_p is not None:
+            parts.append(f"Egger's test p = {f.egger_p:.3g}")
         return "; ".join(parts) + "."
     if name == "baujat":
         b = baujat_data(inp)
@@ -215,7 +215,10 @@ def build(inp: Inputs, name: str, sort: str = "input") -> Figure:
         if f.unit == "effects":
             notes.append("Each effect in the model; effects of one study are not independent.")
         if inp.blocks.get("egger") and f.egger is None:
-            notes.append("Egger's line is not drawn: it could not be reproduced from the stored result.")
+            notes.append(
+                "Egger's line is not drawn: this result was stored before the engine kept it "
+                "(recomputing the analysis adds it)."
+            )
         return draw.funnel_plot(f, scale=s, caption=" ".join(notes))
     if name == "baujat":
         b = baujat_data(inp)
@@ -291,9 +294,7 @@ def _ratio_columns(inp: Inputs, cols: list[str], values: list[Any]) -> tuple[lis
     if not inp.scale.log:
         return [], []
     r = inp.scale.short
-    return [f"{r}", f"{r}_ci_lb", f"{r}_ci_ub"], [
-        math.exp(v) if isinstance(v, int | float) and math.isfinite(v) else None for v in values
-    ]
+    return [f"{r}", f"{r}_ci_lb", f"{r}_ci_ub"], [inp.scale.shown(v) if finite(v) else None for v in values]
 
 
 def table(inp: Inputs, name: str, sort: str = "input") -> Table:
@@ -356,10 +357,10 @@ def table(inp: Inputs, name: str, sort: str = "input") -> Table:
     if name == "bubble":
         bub = bubble_data(inp)
         cols = ["study", "moderator", "yi", "weight_percent"]
-        return Table(
-            cols,
-            [] if bub is None else [list(t) for t in zip(bub.labels, bub.x, bub.y, bub.weight, strict=True)],
-        )
+        if bub is None:
+            return Table(cols, [])
+        weights: list[float | None] = list(bub.weight) or [None] * len(bub.x)
+        return Table(cols, [list(t) for t in zip(bub.labels, bub.x, bub.y, weights, strict=True)])
     if name == "effect_sizes":
         es = inp.blocks.get("effect_sizes") or {}
         keys = [k for k in ("instrument", "timepoint", "yi", "vi", "derivation", "in_model") if k in es]

@@ -21,15 +21,10 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch, Polygon
 from matplotlib.transforms import blended_transform_factory
 
-from apps.portal.figures.data import (
-    MAX_PLOT_ROWS,
-    Baujat,
-    Bubble,
-    Funnel,
-    Point,
-    Row,
-    Scale,
-)
+from apps.portal.figures.data import MAX_PLOT_ROWS, Row
+from apps.portal.figures.diagnostics import Baujat, Bubble, Funnel
+from apps.portal.figures.history import Point
+from apps.portal.scale import Scale
 
 matplotlib.rcParams.update(
     {
@@ -421,7 +416,7 @@ def bubble_plot(b: Bubble, *, scale: Scale, caption: str) -> Figure:
     ax.scatter(
         b.x,
         [shown(y) for y in b.y],
-        s=[20 + 380 * w / top for w in b.weight],
+        s=[20 + 380 * w / top for w in b.weight] if b.weight else 80,
         facecolor="#93c5fd",
         edgecolor=ACCENT,
         linewidth=0.7,

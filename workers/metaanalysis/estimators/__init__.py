@@ -5,13 +5,14 @@ The numerical core behind :func:`workers.metaanalysis.rma.rma` and the sensitivi
 
 * :mod:`.control` -- estimator and test names, iteration settings;
 * :mod:`.inference` -- the confidence-level convention and the Wald tail (critical value, p,
-  confidence limits, I² and H²) every model of the engine shares, Mantel-Haenszel and Peto too;
+  confidence limits, the test of the moderators, I² and H²) every model of the engine shares,
+  Mantel-Haenszel and Peto too;
 * :mod:`.subsets` -- the studies of a model and families of their subsets (leave-one-out,
   cumulative) as weighted sums, without k x k matrices;
 * :mod:`.fisher_scoring` -- the one Fisher-scoring loop (ML, REML, EB) of one model or of a
   family of subsets;
 * :mod:`.batched` -- every estimator for all subsets of a family at once;
-* :mod:`.single` -- one model's weighted sums, score functions and estimators;
+* :mod:`.single_tau2` -- one model's weighted sums, score functions and estimators;
 * :mod:`.paule_mandel` -- the Paule-Mandel estimator, single and batched;
 * :mod:`.roots` -- root finders (safeguarded Newton, R's ``uniroot()``);
 * :mod:`.family_fit`, :mod:`.single_fit` -- the fits assembled from tau².
@@ -20,10 +21,10 @@ The numerical core behind :func:`workers.metaanalysis.rma.rma` and the sensitivi
 from .batched import Tau2Result, estimate_tau2
 from .control import DEFAULT_CONTROL, METAFOR_DEFAULTS, METHODS, TESTS, Control
 from .family_fit import FamilyFit, fit_family
-from .inference import alpha_from_level, critical_values, i2_h2, wald_tail
+from .inference import alpha_from_level, critical_values, i2_h2, moderator_test, wald_tail
 from .roots import solve_decreasing, solve_decreasing_scalar
-from .single import InterceptOnlySums, RegressionSums, tau2_intercept_only
 from .single_fit import SingleFit, fit_intercept_only, fit_regression, se_tau2
+from .single_tau2 import InterceptOnlySums, RegressionSums, tau2_intercept_only
 from .subsets import Family, Problem, Sums, wls
 
 __all__ = [
@@ -47,6 +48,7 @@ __all__ = [
     "fit_intercept_only",
     "fit_regression",
     "i2_h2",
+    "moderator_test",
     "se_tau2",
     "solve_decreasing",
     "solve_decreasing_scalar",

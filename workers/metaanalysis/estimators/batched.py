@@ -21,7 +21,7 @@ import numpy as np
 from .control import DEFAULT_CONTROL, NEWTON_BELOW_THRESHOLD, Control
 from .fisher_scoring import fisher_scoring
 from .paule_mandel import paule_mandel_family
-from .single import InterceptOnlySums, RegressionSums, fisher_scoring_single, intercept_only_score
+from .single_tau2 import InterceptOnlySums, RegressionSums, fisher_scoring_single, intercept_only_score
 from .subsets import (
     Family,
     Problem,
@@ -155,8 +155,8 @@ def _score_parts(family: Family, idx: np.ndarray, t: np.ndarray, method: str, ne
 
     Notes
     -----
-    The batched form of :func:`~.single.regression_score` (intercept-only families through
-    :func:`~.single.intercept_only_score`): metafor 3.8-1 ``rma.uni()``'s Fisher scoring for ML and
+    The batched form of :func:`~.single_tau2.regression_score` (intercept-only families through
+    :func:`~.single_tau2.intercept_only_score`): metafor 3.8-1 ``rma.uni()``'s Fisher scoring for ML and
     REML (Viechtbauer 2005, Stat Med 24:2193) and EB (Morris 1983).
     """
     p = family.problem.p
@@ -285,7 +285,7 @@ def _finish_one(
     Notes
     -----
     The same Fisher scoring (metafor's ``rma.uni()``, Viechtbauer 2005) on the subset's
-    single-model sums: :func:`~.single.fisher_scoring_single` without the tau² = 0 check, which
+    single-model sums: :func:`~.single_tau2.fisher_scoring_single` without the tau² = 0 check, which
     the family's loop applies to all subsets at the end.
     """
     pr = family.problem

@@ -1,6 +1,6 @@
 """The one Fisher-scoring loop of the ML, REML and EB estimators (metafor's ``rma.uni()``).
 
-Every iterative tau² of the engine runs here: one model (:func:`~.single.fisher_scoring_single`,
+Every iterative tau² of the engine runs here: one model (:func:`~.single_tau2.fisher_scoring_single`,
 the fast path of ``rma()``, trim-and-fill and subgroup fits) and every subset of a leave-one-out
 or cumulative family at once (:func:`~.batched.fisher_scoring_family`). They differ only in how
 the score and the information are computed (scalar sums of one model, or batched sums of a

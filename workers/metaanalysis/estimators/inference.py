@@ -1,11 +1,13 @@
 """The Wald inference tail of every pooled estimate: critical value, p-value, confidence limits,
-and the heterogeneity summaries I² and H².
+the omnibus test of the moderators, and the heterogeneity summaries I² and H².
 
 One convention for the confidence level (metafor's ``.level()``) serves ``rma()``, its
 leave-one-out and cumulative families, ``predict()``, ``confint()``, Mantel-Haenszel and Peto.
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 from scipy import special
@@ -85,6 +87,31 @@ def wald_tail(
         tt = tdf > 0
         pval[tt] = 2.0 * special.stdtr(tdf[tt], -np.abs(stat[tt]))
         return stat, pval, beta - ccol * se, beta + ccol * se
+
+
+def moderator_test(q: float, m: int, ddf: float | None) -> tuple[float, float, tuple[int, float | None]]:
+    """metafor's omnibus test of the ``m`` moderators (``QM``) from their Wald statistic.
+
+    Parameters
+    ----------
+    q : float
+        The Wald statistic b' V^-1 b of the moderator coefficients.
+    m : int
+        Their number.
+    ddf : float or None
+        None for the chi² test (the z test of the coefficients); else the denominator degrees
+        of freedom of the F test (t tests, Knapp-Hartung, cluster-robust CR1).
+
+    Returns
+    -------
+    QM, QMp, QMdf
+        chi²(m): ``q``, its p-value and ``(m, None)``; F(m, ddf): ``q / m``, its p-value (NaN
+        where ``ddf <= 0``) and ``(m, ddf)``.
+    """
+    if ddf is None:
+        return q, float(special.chdtrc(m, q)), (m, None)
+    f = q / m
+    return f, float(special.fdtrc(m, ddf, f)) if ddf > 0 else math.nan, (m, ddf)
 
 
 def i2_h2(

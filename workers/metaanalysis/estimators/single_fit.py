@@ -14,7 +14,7 @@ from .control import DEFAULT_CONTROL, Control
 from .control import EPS as _EPS
 from .inference import alpha_from_level, i2_h2, wald_tail
 from .paule_mandel import paule_mandel_single
-from .single import InterceptOnlySums, RegressionSums, _ypy, fisher_scoring_single, tau2_intercept_only
+from .single_tau2 import InterceptOnlySums, RegressionSums, _ypy, fisher_scoring_single, tau2_intercept_only
 from .subsets import Problem, Sums, _inv, _tr
 
 
@@ -139,7 +139,7 @@ def fit_intercept_only(
 
     Notes
     -----
-    metafor 3.8-1 ``rma.uni()`` (Viechtbauer 2010): tau² by :func:`~.single.tau2_intercept_only`
+    metafor 3.8-1 ``rma.uni()`` (Viechtbauer 2010): tau² by :func:`~.single_tau2.tau2_intercept_only`
     (HE start, the Fisher scoring of Viechtbauer 2005 with step halving and the tau² = 0
     likelihood check for ML/REML, ``uniroot()`` for Paule & Mandel 1982; the other estimators'
     papers are listed there), its standard error by :func:`se_tau2`, then the Wald tail and the

@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import InvalidInputError
 from ..fit_result import EngineResult, jsonable
+from ..spec import check_rho
 from .blocks import group_rows, sampling_blocks
 
 __all__ = ["Aggregated", "aggregate"]
@@ -83,8 +83,7 @@ def aggregate(
     -----
     metafor 3.8-1 ``aggregate.escalc(x, cluster, struct = "CS", rho)``.
     """
-    if not -1.0 < rho < 1.0:
-        raise InvalidInputError(f"rho must be between -1 and 1 (exclusive), got {rho}", code="invalid_rho")
+    check_rho(rho)
     yi = np.asarray(yi, dtype=float)
     vi = np.asarray(vi, dtype=float)
     keep = np.flatnonzero(np.isfinite(yi) & np.isfinite(vi))

@@ -20,9 +20,10 @@ from typing import Any
 import numpy as np
 from scipy import special
 
-from ..errors import ConvergenceError, InsufficientDataError, InvalidInputError, SingularModelError
-from ..estimators import alpha_from_level, wald_tail
+from ..errors import ConvergenceError, InsufficientDataError, SingularModelError
+from ..estimators import alpha_from_level, moderator_test, wald_tail
 from ..fit_result import CoefficientTests, jsonable
+from ..spec import check_multilevel, check_rho
 from .blocks import Blocks, group_rows, sampling_blocks
 from .likelihood import Components, Evaluation, evaluate
 
@@ -72,6 +73,7 @@ class MultilevelFit(CoefficientTests):
     notes : tuple of str
     """
 
+    # rma.mv's output under metafor's names, as FitResult lists rma.uni's: two models' fields, each class its own
     method: str
     test: str
     level: float
@@ -80,7 +82,6 @@ class MultilevelFit(CoefficientTests):
     vb: np.ndarray
     sigma2: np.ndarray
     s_nlevels: tuple[int, int]
-    # the heterogeneity and moderator tests under metafor's names, as FitResult has them for rma
     QE: float
     QEp: float
     QM: float
@@ -310,10 +311,7 @@ def rma_mv(
     metafor 3.8-1 ``rma.mv()``, ``fitstats()``; multilevel I² as in the metafor FAQ ("I^2 for
     multilevel and multivariate models").
     """
-    if method not in ("ML", "REML"):
-        raise InvalidInputError(f"multilevel models use ML or REML, not {method!r}", code="invalid_method")
-    if test not in ("z", "t"):
-        raise InvalidInputError(f"multilevel models use the z or t test, not {test!r}", code="invalid_test")
+    check_multilevel(method=method, test=test)
     yi = np.asarray(yi, dtype=float)
     vi = np.asarray(vi, dtype=float)
     k = yi.size
@@ -329,8 +327,7 @@ def rma_mv(
         )
     if np.linalg.matrix_rank(X) < p:
         raise SingularModelError("the moderators are collinear: the model cannot be fitted")
-    if not -1.0 < rho < 1.0:
-        raise InvalidInputError(f"rho must be between -1 and 1 (exclusive), got {rho}", code="invalid_rho")
+    check_rho(rho)
     comp = build_components(yi, vi, X, study, es_id, rho)
     notes: list[str] = []
     n_studies = comp.blocks.n_clusters
@@ -389,10 +386,7 @@ def _result(
     if m > 0:
         b2 = ev.beta[1:]
         q = float(b2 @ np.linalg.solve(vb[1:, 1:], b2))
-        if test == "t":
-            qm, qmp, qmdf = q / m, float(special.fdtrc(m, k - p, q / m)), (m, float(k - p))
-        else:
-            qm, qmp, qmdf = q, float(special.chdtrc(m, q)), (m, None)
+        qm, qmp, qmdf = moderator_test(q, m, ddf if test == "t" else None)
     else:
         qm = qmp = math.nan
         qmdf = (0, None)

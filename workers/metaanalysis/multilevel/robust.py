@@ -27,7 +27,7 @@ import numpy as np
 from scipy import special
 
 from ..errors import InsufficientDataError
-from ..estimators import alpha_from_level, wald_tail
+from ..estimators import alpha_from_level, moderator_test, wald_tail
 from ..fit_result import CoefficientTests, FitResult, jsonable
 from .blocks import Blocks, group_rows
 from .fit import MultilevelFit
@@ -194,13 +194,13 @@ def robust(
         b2 = wm.beta[1:]
         q = float(b2 @ np.linalg.solve(vb[1:, 1:], b2))
         if type == "CR1":
-            qm, qmdf = q / m, (m, float(n - p))
+            qm, qmp, qmdf = moderator_test(q, m, float(n - p))
         else:
+            # HTZ: an F test on q scaled by its own degrees of freedom, not on q / m
             nu = _htz_df(parts, m)
-            qm, qmdf = (nu - m + 1.0) / (nu * m) * q, (m, nu - m + 1.0)
-        den = qmdf[1]
-        assert den is not None
-        qmp = float(special.fdtrc(m, den, qm)) if den > 0 else math.nan
+            den = nu - m + 1.0
+            qm, qmdf = den / (nu * m) * q, (m, den)
+            qmp = float(special.fdtrc(m, den, qm)) if den > 0 else math.nan
     else:
         qm = qmp = math.nan
         qmdf = (0, None)

@@ -332,16 +332,19 @@
     }
   }
 
+  // The live endpoint's answer to a HEAD: signed out (401), or the idle time left.
+  function idleAnswer(response) {
+    if (response.status === 401) {
+      signedOut();
+      return;
+    }
+    idleFrom(response);
+  }
+
   // Another tab may have been used meanwhile: the server knows the last activity.
   function checkIdle() {
     fetch(liveUrl, { method: "HEAD", headers: { "X-Live": "1" }, credentials: "same-origin", cache: "no-store" })
-      .then(function (response) {
-        if (response.status === 401) {
-          signedOut();
-          return;
-        }
-        idleFrom(response);
-      })
+      .then(idleAnswer)
       .catch(function () {
         setDeadline(Math.max(0, Math.round((deadline - Date.now()) / 1000)));
       });
@@ -349,13 +352,7 @@
 
   function stayActive() {
     fetch(liveUrl + "?renew=1", { method: "HEAD", credentials: "same-origin", cache: "no-store" })
-      .then(function (response) {
-        if (response.status === 401) {
-          signedOut();
-          return;
-        }
-        idleFrom(response);
-      })
+      .then(idleAnswer)
       .catch(function () {
         say("The server could not be reached; your session may end soon.");
       });
