@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from . import domains
 from .bias import EggerResult, TrimfillResult, egger, fsn, funnel, rank_test, trimfill
 from .block_names import block_names
 from .dependent import Clustered, rho_sensitivity, rma_robust_blocks
@@ -207,12 +208,12 @@ def _table_blocks(
 
     cells = {name: data.get(name) for name in ("ai", "bi", "ci", "di")}
     # tables given as events and group sizes (ai, n1i, ci, n2i), as escalc accepts them
-    for part, total, events in (("bi", "n1i", "ai"), ("di", "n2i", "ci")):
-        ev = cells[events]
-        if cells[part] is None and total in data and ev is not None:
-            cells[part] = [
+    for t in domains.of(spec.measure).totals:
+        ev = cells[t.events]
+        if cells[t.part] is None and t.total in data and ev is not None:
+            cells[t.part] = [
                 None if is_missing(n) or is_missing(a) else n - a  # type: ignore[operator]
-                for n, a in zip(data[total], ev, strict=True)
+                for n, a in zip(data[t.total], ev, strict=True)
             ]
     if any(c is None for c in cells.values()):
         notes.add(
